@@ -1,0 +1,157 @@
+"""YAML configs with ``_base_`` inheritance and ``--opts key.path=value`` overrides.
+
+A config is a plain nested dict.  ``_base_`` (a path or list of paths, relative to the
+file that names it) is loaded first and the file is merged on top, recursively; a dict
+holding ``_delete_: true`` replaces its base instead of merging into it.
+"""
+import copy
+import difflib
+import os
+
+import yaml
+
+from .errors import ConfigError
+
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+
+
+def _read_yaml(path):
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def merge_dicts(base, override):
+    """Recursively merge ``override`` into a copy of ``base``."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and v.get(DELETE_KEY):
+            v = {kk: vv for kk, vv in v.items() if kk != DELETE_KEY}
+            out[k] = copy.deepcopy(v)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_dicts(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _strip_delete(d):
+    if isinstance(d, dict):
+        return {k: _strip_delete(v) for k, v in d.items() if k != DELETE_KEY}
+    if isinstance(d, list):
+        return [_strip_delete(v) for v in d]
+    return d
+
+
+def load_config(path, opts=None, _chain=()):
+    """Load ``path`` with its bases merged and ``opts`` (``["a.b=1", ...]``) applied."""
+    path = os.path.abspath(path)
+    if path in _chain:
+        cycle = " -> ".join(list(_chain) + [path])
+        raise ConfigError(f"_base_ inheritance loops: {cycle}")
+    data = _read_yaml(path)
+    bases = data.pop(BASE_KEY, [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a path or a list of paths")
+    merged = {}
+    for b in bases:
+        bpath = b if os.path.isabs(b) else os.path.join(os.path.dirname(path), b)
+        if not os.path.isfile(bpath):
+            raise ConfigError(f"{path}: {BASE_KEY} names {b!r}, which does not exist ({bpath})")
+        merged = merge_dicts(merged, load_config(bpath, _chain=_chain + (path,)))
+    merged = merge_dicts(merged, data)
+    if not _chain:
+        merged = _strip_delete(merged)
+        if opts:
+            apply_opts(merged, opts, source=path)
+        merged.setdefault("_file_", path)
+    return merged
+
+
+def parse_value(text):
+    """Parse an ``--opts`` value the way YAML would (``1e-3``, ``[1, 2]``, ``true``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_opts(cfg, opts, source="<opts>"):
+    """Apply ``key.path=value`` overrides in place.
+
+    Every key on the path but the last must exist, so a typo fails with the closest
+    known key instead of silently adding a setting nobody reads.
+    """
+    for opt in opts:
+        if "=" not in opt:
+            raise ConfigError(f"--opts {opt!r}: expected key.path=value")
+        key, _, raw = opt.partition("=")
+        parts = key.strip().split(".")
+        node = cfg
+        for i, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[: i + 1]), source)
+        last = parts[-1]
+        value = parse_value(raw)
+        if isinstance(node, list):
+            idx = _list_index(node, last, key, source)
+            node[idx] = value
+        elif isinstance(node, dict):
+            if last not in node and node is cfg:
+                _raise_unknown(last, node, key, source)
+            node[last] = value
+        else:
+            raise ConfigError(f"--opts {key}: {'.'.join(parts[:-1])} is a value, not a section")
+    return cfg
+
+
+def _list_index(node, part, key, source):
+    try:
+        idx = int(part)
+        node[idx]
+    except (ValueError, IndexError):
+        raise ConfigError(f"--opts {key}: {part!r} is not an index of a list of {len(node)}") from None
+    return idx
+
+
+def _child(node, part, key, source):
+    if isinstance(node, list):
+        return node[_list_index(node, part, key, source)]
+    if not isinstance(node, dict) or part not in node:
+        _raise_unknown(part, node if isinstance(node, dict) else {}, key, source)
+    return node[part]
+
+
+def _raise_unknown(part, node, key, source):
+    close = difflib.get_close_matches(part, [str(k) for k in node], n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"--opts {key}: {source} has no key {key!r}{hint}")
+
+
+def check_keys(section, allowed, where, source):
+    """Raise for keys of ``section`` not in ``allowed``, naming the closest known key."""
+    for k in section:
+        if k not in allowed:
+            close = difflib.get_close_matches(str(k), list(allowed), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{source}: unknown key {where + k!r}{hint} "
+                              f"(known: {', '.join(sorted(allowed))})")
+
+
+def save_config(cfg, path):
+    data = {k: v for k, v in cfg.items() if k != "_file_"}
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False, allow_unicode=True)
+    os.replace(tmp, path)

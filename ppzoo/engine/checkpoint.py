@@ -1,0 +1,62 @@
+"""Checkpoints written atomically: a kill mid-write never leaves a broken folder.
+
+A checkpoint is a folder (``model.pdparams``, ``model.pdopt``, ``state.json``).  It is
+written under a temporary name and renamed into place; the previous folder is kept as
+``<name>.old`` until the rename succeeded, and loading falls back to it.
+"""
+import json
+import os
+import shutil
+
+import paddle
+
+from ..core.errors import WeightsError
+
+
+def atomic_save_paddle(obj, path):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    paddle.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(ckpt_dir, model_state, opt_state=None, state=None):
+    parent = os.path.dirname(os.path.abspath(ckpt_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{ckpt_dir}.tmp-{os.getpid()}"
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    paddle.save(model_state, os.path.join(tmp, "model.pdparams"))
+    if opt_state is not None:
+        paddle.save(opt_state, os.path.join(tmp, "model.pdopt"))
+    with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
+        json.dump(state or {}, f, indent=1)
+    old = f"{ckpt_dir}.old"
+    if os.path.exists(old):
+        shutil.rmtree(old)
+    if os.path.exists(ckpt_dir):
+        os.replace(ckpt_dir, old)
+    os.replace(tmp, ckpt_dir)
+    if os.path.exists(old):
+        shutil.rmtree(old)
+
+
+def resolve_checkpoint_dir(ckpt_dir):
+    """The folder to load: ``ckpt_dir``, or ``ckpt_dir.old`` if a save was cut off."""
+    for cand in (ckpt_dir, f"{ckpt_dir}.old"):
+        if os.path.isfile(os.path.join(cand, "state.json")) and \
+                os.path.isfile(os.path.join(cand, "model.pdparams")):
+            return cand
+    return None
+
+
+def load_checkpoint(ckpt_dir):
+    found = resolve_checkpoint_dir(ckpt_dir)
+    if found is None:
+        raise WeightsError(f"no checkpoint to resume from in {ckpt_dir}")
+    model_state = paddle.load(os.path.join(found, "model.pdparams"))
+    opt_path = os.path.join(found, "model.pdopt")
+    opt_state = paddle.load(opt_path) if os.path.isfile(opt_path) else None
+    with open(os.path.join(found, "state.json"), encoding="utf-8") as f:
+        state = json.load(f)
+    return model_state, opt_state, state

@@ -1,0 +1,313 @@
+"""The one training loop of ppzoo.
+
+``Trainer`` builds everything a config names (model, data, loss, metrics, optimizer,
+schedule, hooks), runs an iteration-based loop and delegates the rest to hooks.
+Methods subclass it and override ``forward_loss`` (what one step computes) or add
+hooks; they do not copy the loop.
+
+Exact resume: the data order depends only on (seed, epoch), every sample's
+augmentation only on (seed, epoch, index), and the RNG is re-seeded from
+(seed, iteration) before each step, so a run stopped and resumed from ``latest/``
+ends with the same weights as an uninterrupted one.
+"""
+import logging
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import paddle
+
+from ..core.builder import (DATASETS, HOOKS, LOSSES, METRICS, TRAINERS, build_lr_scheduler,
+                            build_model, build_optimizer)
+from ..core.config import check_keys, save_config
+from ..core.errors import ConfigError
+from . import checkpoint as ckpt
+from .hooks import CheckpointHook, EarlyStoppingHook, EvalHook, LoggerHook, VisualDLHook, dump_jsonl
+from .sampler import ResumableBatchSampler
+
+TOP_LEVEL_KEYS = {"_file_", "name", "seed", "output_dir", "model", "pretrained", "loss",
+                  "train_dataset", "val_dataset", "test_dataset", "metrics", "optimizer",
+                  "lr_scheduler", "train", "eval", "export", "hooks", "trainer"}
+TRAIN_KEYS = {"epochs", "iters", "batch_size", "num_workers", "log_interval", "eval_interval",
+              "checkpoint_interval", "grad_clip", "amp", "amp_level", "early_stop", "visualdl",
+              "input_keys", "label_key", "drop_last", "shuffle"}
+EVAL_KEYS = {"batch_size", "best_metric", "mode", "num_workers"}
+
+
+def get_rank():
+    return paddle.distributed.get_rank() if paddle.distributed.get_world_size() > 1 else 0
+
+
+def get_world_size():
+    return paddle.distributed.get_world_size()
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    paddle.seed(seed)
+
+
+def setup_logger(work_dir=None, name="ppzoo", rank=0):
+    logger = logging.getLogger(f"{name}.{id(work_dir)}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    if rank == 0:
+        sh = logging.StreamHandler(sys.stdout)
+        sh.setFormatter(fmt)
+        logger.addHandler(sh)
+        if work_dir:
+            fh = logging.FileHandler(os.path.join(work_dir, "train.log"), encoding="utf-8")
+            fh.setFormatter(fmt)
+            logger.addHandler(fh)
+    else:
+        logger.addHandler(logging.NullHandler())
+    return logger
+
+
+@TRAINERS.register()
+class Trainer:
+    #: extra top-level config keys a subclass accepts
+    extra_config_keys = set()
+
+    def __init__(self, cfg, work_dir=None, resume=False, build_train=True):
+        self.cfg = cfg
+        self.source = cfg.get("_file_", "<config>")
+        check_keys(cfg, TOP_LEVEL_KEYS | self.extra_config_keys, "", self.source)
+        self.train_cfg = dict(cfg.get("train") or {})
+        check_keys(self.train_cfg, TRAIN_KEYS, "train.", self.source)
+        self.eval_cfg = dict(cfg.get("eval") or {})
+        check_keys(self.eval_cfg, EVAL_KEYS, "eval.", self.source)
+        self.seed = int(cfg.get("seed", 0))
+        self.rank, self.world_size = get_rank(), get_world_size()
+        name = cfg.get("name") or os.path.splitext(os.path.basename(self.source))[0]
+        self.work_dir = work_dir or os.path.join(cfg.get("output_dir", "output"), name)
+        self.is_main = self.rank == 0
+        if self.is_main and build_train:
+            os.makedirs(self.work_dir, exist_ok=True)
+        self.logger = setup_logger(self.work_dir if (self.is_main and build_train) else None,
+                                   rank=self.rank)
+        self.input_keys = list(self.train_cfg.get("input_keys", ["image"]))
+        self.label_key = self.train_cfg.get("label_key", "label")
+        self.metric_listeners = []
+        self.stop_requested = False
+        self.iter = 0
+        self.epoch = 0
+        self.log_vars = {}
+
+        seed_everything(self.seed)
+        if "model" not in cfg:
+            raise ConfigError(f"{self.source}: the config has no 'model' section")
+        self.model = build_model(cfg["model"])
+        if cfg.get("pretrained"):
+            from ..hub import load_pretrained
+            load_pretrained(self.model, cfg["pretrained"], logger=self.logger)
+        self.loss_fn = LOSSES.build(cfg["loss"], key_path="loss") if cfg.get("loss") else None
+        self.metrics = [METRICS.build(m, key_path=f"metrics[{i}]")
+                        for i, m in enumerate(cfg.get("metrics") or [])]
+        self.val_dataset = (DATASETS.build(cfg["val_dataset"], key_path="val_dataset")
+                            if cfg.get("val_dataset") else None)
+        self.val_loader = self._make_eval_loader(self.val_dataset) if self.val_dataset else None
+        if build_train:
+            self._build_training(resume)
+
+    # ------------------------------------------------------------------ building
+    def _build_training(self, resume):
+        cfg, tc = self.cfg, self.train_cfg
+        if not cfg.get("train_dataset"):
+            raise ConfigError(f"{self.source}: the config has no 'train_dataset' section")
+        self.train_dataset = DATASETS.build(cfg["train_dataset"], key_path="train_dataset")
+        if hasattr(self.train_dataset, "seed"):
+            self.train_dataset.seed = self.seed
+        self.batch_size = int(tc.get("batch_size", 32))
+        self.sampler = ResumableBatchSampler(
+            len(self.train_dataset), self.batch_size, shuffle=tc.get("shuffle", True),
+            drop_last=tc.get("drop_last", False), seed=self.seed, rank=self.rank,
+            world_size=self.world_size)
+        self.iters_per_epoch = len(self.sampler)
+        if "iters" in tc:
+            self.total_iters = int(tc["iters"])
+        elif "epochs" in tc:
+            self.total_iters = int(tc["epochs"]) * self.iters_per_epoch
+        else:
+            raise ConfigError(f"{self.source}: set train.epochs or train.iters")
+        self.train_loader = paddle.io.DataLoader(
+            self.train_dataset, batch_sampler=self.sampler,
+            num_workers=int(tc.get("num_workers", 0)), use_shared_memory=False)
+        if "optimizer" not in cfg:
+            raise ConfigError(f"{self.source}: the config has no 'optimizer' section")
+        base_lr = float(cfg["optimizer"].get("learning_rate", 0.01))
+        self.lr = build_lr_scheduler(cfg.get("lr_scheduler"), base_lr, self.total_iters)
+        self.optimizer = build_optimizer(cfg["optimizer"], self.model.parameters(), self.lr,
+                                         grad_clip=tc.get("grad_clip"))
+        self.amp = bool(tc.get("amp", False)) and paddle.is_compiled_with_cuda() \
+            and "gpu" in paddle.get_device()
+        self.scaler = paddle.amp.GradScaler() if self.amp else None
+        self.train_model = self.model
+        if self.world_size > 1:
+            self.train_model = paddle.DataParallel(self.model)
+        self.hooks = []
+        self._build_hooks()
+        if resume:
+            self.resume()
+        if self.is_main:
+            save_config(self.cfg, os.path.join(self.work_dir, "config.yml"))
+
+    def _build_hooks(self):
+        tc, ec = self.train_cfg, self.eval_cfg
+        default_eval = self.iters_per_epoch if "epochs" in tc else max(1, self.total_iters // 10)
+        self.register_hook(LoggerHook(tc.get("log_interval", 10)))
+        if self.val_loader is not None:
+            self.register_hook(EvalHook(tc.get("eval_interval", default_eval),
+                                        metric=ec.get("best_metric"), mode=ec.get("mode", "max")))
+        self.register_hook(CheckpointHook(tc.get("checkpoint_interval", default_eval)))
+        if tc.get("early_stop"):
+            self.register_hook(EarlyStoppingHook(**dict(tc["early_stop"])))
+        if tc.get("visualdl"):
+            self.register_hook(VisualDLHook())
+        for i, h in enumerate(self.cfg.get("hooks") or []):
+            self.register_hook(HOOKS.build(h, key_path=f"hooks[{i}]"))
+
+    def register_hook(self, hook):
+        self.hooks.append(hook)
+        self.hooks.sort(key=lambda h: h.priority)
+
+    def get_hook(self, cls):
+        return next((h for h in self.hooks if isinstance(h, cls)), None)
+
+    def _make_eval_loader(self, dataset):
+        sampler = paddle.io.BatchSampler(dataset, batch_size=int(self.eval_cfg.get("batch_size", 64)),
+                                         shuffle=False)
+        return paddle.io.DataLoader(dataset, batch_sampler=sampler,
+                                    num_workers=int(self.eval_cfg.get("num_workers", 0)),
+                                    use_shared_memory=False)
+
+    # ------------------------------------------------------------------ state
+    def current_lr(self):
+        return float(self.optimizer.get_lr())
+
+    def write_metrics(self, rec):
+        if self.is_main:
+            dump_jsonl(os.path.join(self.work_dir, "metrics.jsonl"), rec)
+        for fn in self.metric_listeners:
+            fn(rec)
+
+    def state(self):
+        return {"iter": self.iter, "epoch": self.epoch, "seed": self.seed,
+                "total_iters": self.total_iters,
+                "lr_scheduler": self.lr.state_dict() if hasattr(self.lr, "state_dict") else None,
+                "hooks": {type(h).__name__: h.state_dict() for h in self.hooks}}
+
+    def save_checkpoint(self, name):
+        if not self.is_main:
+            return
+        ckpt.save_checkpoint(os.path.join(self.work_dir, name), self.model.state_dict(),
+                             self.optimizer.state_dict(), self.state())
+
+    def resume(self):
+        path = os.path.join(self.work_dir, "latest")
+        model_state, opt_state, state = ckpt.load_checkpoint(path)
+        self.model.set_state_dict(model_state)
+        if opt_state is not None:
+            self.optimizer.set_state_dict(opt_state)
+        if state.get("lr_scheduler") and hasattr(self.lr, "set_state_dict"):
+            self.lr.set_state_dict(state["lr_scheduler"])
+        for h in self.hooks:
+            h.load_state_dict(state.get("hooks", {}).get(type(h).__name__, {}))
+        self.iter = int(state["iter"])
+        self.epoch = self.iter // self.iters_per_epoch
+        self.logger.info(f"resumed from {path} at iter {self.iter}")
+
+    # ------------------------------------------------------------------ steps
+    def inputs_of(self, batch):
+        try:
+            return [batch[k] for k in self.input_keys]
+        except KeyError as err:
+            raise ConfigError(f"train.input_keys names {err.args[0]!r} but the dataset yields "
+                              f"{sorted(batch)}") from None
+
+    def forward_loss(self, batch):
+        """One step's loss and the values to log; methods override this."""
+        logits = self.train_model(*self.inputs_of(batch))
+        loss = self.loss_fn(logits, batch[self.label_key])
+        return loss, {"loss": loss}
+
+    def train_step(self, batch):
+        self.train_model.train()
+        with paddle.amp.auto_cast(enable=self.amp, level=self.train_cfg.get("amp_level", "O1")):
+            loss, log_vars = self.forward_loss(batch)
+        if self.scaler is not None:
+            scaled = self.scaler.scale(loss)
+            scaled.backward()
+            self.scaler.minimize(self.optimizer, scaled)
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        if isinstance(self.lr, paddle.optimizer.lr.LRScheduler):
+            self.lr.step()
+        self.log_vars = {k: float(v) for k, v in log_vars.items()}
+
+    def train(self):
+        for h in self.hooks:
+            h.before_run(self)
+        t_start = time.time()
+        while self.iter < self.total_iters and not self.stop_requested:
+            self.epoch = self.iter // self.iters_per_epoch
+            start_batch = self.iter % self.iters_per_epoch
+            self.sampler.set_epoch(self.epoch, start_batch)
+            if hasattr(self.train_dataset, "set_epoch"):
+                self.train_dataset.set_epoch(self.epoch)
+            for h in self.hooks:
+                h.before_epoch(self)
+            for batch in self.train_loader:
+                seed_everything(self.seed * 1000003 + self.iter)
+                self.train_step(batch)
+                self.iter += 1
+                for h in self.hooks:
+                    h.after_iter(self)
+                if self.iter >= self.total_iters or self.stop_requested:
+                    break
+            for h in self.hooks:
+                h.after_epoch(self)
+        for h in self.hooks:
+            h.after_run(self)
+        self.logger.info(f"training done: {self.iter} iterations in {time.time() - t_start:.1f}s")
+        return self
+
+    # ------------------------------------------------------------------ evaluation
+    def predict(self, batch):
+        """The model output metrics receive; methods with other outputs override this."""
+        return self.model(*self.inputs_of(batch))
+
+    @paddle.no_grad()
+    def evaluate(self, loader=None):
+        loader = loader or self.val_loader
+        self.model.eval()
+        for m in self.metrics:
+            m.reset()
+        for batch in loader:
+            out = self.predict(batch)
+            out = out.numpy() if isinstance(out, paddle.Tensor) else out
+            label = batch[self.label_key]
+            label = label.numpy() if isinstance(label, paddle.Tensor) else label
+            for m in self.metrics:
+                m.update(out, label)
+        results = {}
+        for m in self.metrics:
+            results.update(m.accumulate())
+        self.model.train()
+        return results
+
+
+def build_trainer(cfg, **kwargs):
+    """Build the trainer the config's ``trainer.type`` names (default ``Trainer``)."""
+    tcfg = dict(cfg.get("trainer") or {"type": "Trainer"})
+    cls = TRAINERS.get(tcfg.pop("type", "Trainer"))
+    return cls(cfg, **kwargs, **tcfg)

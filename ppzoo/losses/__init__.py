@@ -1,0 +1,1 @@
+from .classification import CrossEntropyLoss  # noqa: F401

@@ -1,0 +1,1 @@
+from .classification import ClassificationReport, TopKAccuracy  # noqa: F401

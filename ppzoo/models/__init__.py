@@ -1,0 +1,1 @@
+from . import classification  # noqa: F401

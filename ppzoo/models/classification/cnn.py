@@ -1,0 +1,32 @@
+import paddle.nn as nn
+
+from ...core.builder import MODELS
+
+
+@MODELS.register()
+class SmallCNN(nn.Layer):
+    """A few conv-BN-ReLU blocks and a linear head: the CPU-sized classifier of tests and
+    the quick start.  ``features``/``classifier`` are split so CAM-style explainers and
+    fine-tuning with a new head can reach them."""
+
+    def __init__(self, num_classes=10, in_channels=3, width=32, depth=2, dropout=0.0):
+        super().__init__()
+        layers, c = [], in_channels
+        for i in range(depth):
+            out = width * (2 ** i)
+            layers += [nn.Conv2D(c, out, 3, padding=1, bias_attr=False), nn.BatchNorm2D(out), nn.ReLU(),
+                       nn.Conv2D(out, out, 3, padding=1, bias_attr=False), nn.BatchNorm2D(out), nn.ReLU()]
+            if i < depth - 1:
+                layers.append(nn.MaxPool2D(2))
+            c = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.dropout = nn.Dropout(dropout) if dropout else None
+        self.classifier = nn.Linear(c, num_classes)
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        x = self.pool(self.features(x)).flatten(1)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.classifier(x)

@@ -1,0 +1,33 @@
+"""Train a model from a config: python tools/train.py -c CFG [--opts k=v ...] [--resume]."""
+import argparse
+
+import _common  # noqa: F401
+from _common import main_guard
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys, e.g. train.epochs=2 optimizer.learning_rate=0.1")
+    p.add_argument("--resume", action="store_true", help="continue from <save-dir>/latest/")
+    p.add_argument("--save-dir", default=None, help="run directory (default output/<name>)")
+    return p.parse_args(argv)
+
+
+@main_guard
+def main(argv=None):
+    args = parse_args(argv)
+    import paddle.distributed as dist
+
+    import ppzoo
+    from ppzoo.core import load_config
+    cfg = load_config(args.config, args.opts)
+    if dist.get_world_size() > 1:
+        dist.init_parallel_env()
+    trainer = ppzoo.build_trainer(cfg, work_dir=args.save_dir, resume=args.resume)
+    trainer.train()
+
+
+if __name__ == "__main__":
+    main()
