@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import paddle
+from paddle.base.unique_name import UniqueNameGenerator
 
 from ..core.builder import (DATASETS, HOOKS, LOSSES, METRICS, TRAINERS, build_lr_scheduler,
                             build_model, build_optimizer)
@@ -101,6 +102,13 @@ class Trainer:
         self.epoch = 0
         self.log_vars = {}
 
+        # Parameter and optimizer-state names come from a generator of this trainer's own,
+        # so a checkpoint loads into a trainer built later in the same process.
+        self._names = UniqueNameGenerator()
+        with paddle.utils.unique_name.guard(self._names):
+            self._build(cfg, build_train, resume)
+
+    def _build(self, cfg, build_train, resume):
         seed_everything(self.seed)
         if "model" not in cfg:
             raise ConfigError(f"{self.source}: the config has no 'model' section")
@@ -255,6 +263,10 @@ class Trainer:
         self.log_vars = {k: float(v) for k, v in log_vars.items()}
 
     def train(self):
+        with paddle.utils.unique_name.guard(self._names):
+            return self._train()
+
+    def _train(self):
         for h in self.hooks:
             h.before_run(self)
         t_start = time.time()
