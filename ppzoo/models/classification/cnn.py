@@ -1,6 +1,7 @@
 import paddle.nn as nn
 
 from ...core.builder import MODELS
+from ...core.errors import ConfigError
 
 
 @MODELS.register()
@@ -9,13 +10,20 @@ class SmallCNN(nn.Layer):
     the quick start.  ``features``/``classifier`` are split so CAM-style explainers and
     fine-tuning with a new head can reach them."""
 
-    def __init__(self, num_classes=10, in_channels=3, width=32, depth=2, dropout=0.0):
+    def __init__(self, num_classes=10, in_channels=3, width=32, depth=2, dropout=0.0, norm="bn"):
         super().__init__()
+        if norm not in ("bn", "none"):
+            raise ConfigError(f"SmallCNN.norm must be 'bn' or 'none', got {norm!r}")
+
+        def conv(cin, cout):
+            if norm == "bn":
+                return [nn.Conv2D(cin, cout, 3, padding=1, bias_attr=False), nn.BatchNorm2D(cout), nn.ReLU()]
+            return [nn.Conv2D(cin, cout, 3, padding=1), nn.ReLU()]
+
         layers, c = [], in_channels
         for i in range(depth):
             out = width * (2 ** i)
-            layers += [nn.Conv2D(c, out, 3, padding=1, bias_attr=False), nn.BatchNorm2D(out), nn.ReLU(),
-                       nn.Conv2D(out, out, 3, padding=1, bias_attr=False), nn.BatchNorm2D(out), nn.ReLU()]
+            layers += conv(c, out) + conv(out, out)
             if i < depth - 1:
                 layers.append(nn.MaxPool2D(2))
             c = out
