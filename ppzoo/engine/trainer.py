@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import paddle
+from tqdm import tqdm
 from paddle.base.unique_name import UniqueNameGenerator
 
 from ..core.builder import (DATASETS, HOOKS, LOSSES, METRICS, TRAINERS, build_lr_scheduler,
@@ -147,6 +148,7 @@ class Trainer:
             raise ConfigError(f"{self.source}: set train.epochs or train.iters")
         self.train_loader = paddle.io.DataLoader(
             self.train_dataset, batch_sampler=self.sampler,
+            collate_fn=getattr(self.train_dataset, "collate_fn", None),
             num_workers=int(tc.get("num_workers", 0)), use_shared_memory=False)
         if "optimizer" not in cfg:
             raise ConfigError(f"{self.source}: the config has no 'optimizer' section")
@@ -193,6 +195,7 @@ class Trainer:
         sampler = paddle.io.BatchSampler(dataset, batch_size=int(self.eval_cfg.get("batch_size", 64)),
                                          shuffle=False)
         return paddle.io.DataLoader(dataset, batch_sampler=sampler,
+                                    collate_fn=getattr(dataset, "collate_fn", None),
                                     num_workers=int(self.eval_cfg.get("num_workers", 0)),
                                     use_shared_memory=False)
 
@@ -304,7 +307,9 @@ class Trainer:
         self.model.eval()
         for m in self.metrics:
             m.reset()
-        for batch in loader:
+        bar = tqdm(loader, desc="eval", leave=False, disable=not self.is_main or len(loader) < 10,
+                   dynamic_ncols=True)
+        for batch in bar:
             out = self.predict(batch)
             out = out.numpy() if isinstance(out, paddle.Tensor) else out
             label = batch[self.label_key]
