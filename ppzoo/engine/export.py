@@ -1,0 +1,321 @@
+"""Export a trained model for Paddle Inference: ``model.json`` + ``model.pdiparams`` + ``deploy.yml``.
+
+The input spec is derived from one sample of the val dataset and ``train.input_keys``
+(batch dimension free); ``export.input_spec`` in the config overrides it.  ``deploy.yml``
+carries what ``tools/infer.py`` needs to go from a file to a result without the config:
+the task, the inputs, the val transforms, the label names, how to read a file and the
+postprocess options.
+
+Models whose training ``forward`` is not what should be deployed (auxiliary heads, a
+loss computed inside, a softmax wanted at the end) define either
+
+- ``export_model(self) -> paddle.nn.Layer``: the layer to trace instead of the model, or
+- ``export_forward(self, *inputs)``: used in place of ``forward`` when tracing.
+
+The ``export`` config section (all optional)::
+
+    export:
+      task: classification          # an INFER_TASKS name (predictor.py)
+      input_spec:                   # default: derived from a val sample
+        - {name: image, shape: [null, 3, 224, 224], dtype: float32}
+      transforms: [...]             # default: val_dataset.transforms
+      label_names: [...]            # default: the val dataset's class_names
+      reader: {mode: RGB}           # merged over the task's defaults
+      postprocess: {topk: 5}        # merged over the task's defaults
+      verify_atol: 1.0e-4           # exported vs dygraph check on the sample (null: skip)
+"""
+import copy
+import os
+import shutil
+
+import numpy as np
+import paddle
+import yaml
+
+from ..core.config import check_keys
+from ..core.errors import ConfigError, WeightsError
+from . import checkpoint as ckpt
+from .predictor import DEPLOY_FILE, INFER_TASKS, MODEL_FILE, PARAMS_FILE, Predictor
+
+EXPORT_KEYS = {"task", "input_spec", "transforms", "label_names", "reader", "postprocess",
+               "verify_atol"}
+
+
+# --------------------------------------------------------------------------- weights
+def resolve_weights(path):
+    """``path`` is a ``.pdparams`` file or a checkpoint folder holding ``model.pdparams``."""
+    if os.path.isdir(path):
+        found = ckpt.resolve_checkpoint_dir(path)
+        if found is None and os.path.isfile(os.path.join(path, "model.pdparams")):
+            found = path
+        if found is None:
+            raise WeightsError(f"weights folder {path} holds no model.pdparams")
+        return os.path.join(found, "model.pdparams")
+    if not os.path.isfile(path):
+        raise WeightsError(f"weights file not found: {path}")
+    return path
+
+
+def load_weights(model, path):
+    """Load ``path`` into ``model`` strictly: every parameter present with its exact shape.
+
+    Evaluation and export must run the weights that were trained, so a missing,
+    unexpected or mis-shaped key is an error here (fine-tuning from partial weights goes
+    through ``pretrained:`` and the hub instead).  Returns the file loaded.
+    """
+    file = resolve_weights(path)
+    try:
+        state = paddle.load(file)
+    except Exception as err:  # paddle raises many types for a damaged file
+        raise WeightsError(f"cannot read weights {file}: {type(err).__name__}: {err}") from None
+    if not isinstance(state, dict) or not state:
+        raise WeightsError(f"{file} does not hold a state dict of parameters")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [(k, list(state[k].shape), list(own[k].shape)) for k in own
+             if k in state and list(np.shape(state[k])) != list(own[k].shape)]
+    problems = []
+    if wrong:
+        k, got, want = wrong[0]
+        problems.append(f"{len(wrong)} shape mismatch(es), e.g. {k}: file {got} vs model {want}")
+    if missing:
+        problems.append(f"{len(missing)} missing key(s), e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:3])}")
+    if problems:
+        raise WeightsError(f"weights {file} do not fit the model "
+                           f"({type(model).__name__}): {'; '.join(problems)}")
+    model.set_state_dict(state)
+    return file
+
+
+# --------------------------------------------------------------------------- spec
+def _dtype_name(dtype):
+    return str(np.dtype(dtype))
+
+
+def derive_input_spec(sample, input_keys, source="<config>"):
+    """One ``{name, shape, dtype}`` per input key, batch dimension ``None``."""
+    specs = []
+    for k in input_keys:
+        if k not in sample:
+            raise ConfigError(f"{source}: train.input_keys names {k!r} but a val sample holds "
+                              f"{sorted(sample)}")
+        arr = np.asarray(sample[k])
+        specs.append({"name": k, "shape": [None] + list(arr.shape), "dtype": _dtype_name(arr.dtype)})
+    return specs
+
+
+def _check_spec(spec, source):
+    if not isinstance(spec, list) or not spec:
+        raise ConfigError(f"{source}: export.input_spec must be a list of {{name, shape, dtype}}")
+    out = []
+    for i, s in enumerate(spec):
+        if not isinstance(s, dict) or "shape" not in s or "name" not in s:
+            raise ConfigError(f"{source}: export.input_spec[{i}] needs 'name' and 'shape', got {s!r}")
+        shape = [None if d is None or int(d) < 0 else int(d) for d in s["shape"]]
+        try:
+            dtype = _dtype_name(s.get("dtype", "float32"))
+        except TypeError:
+            raise ConfigError(f"{source}: export.input_spec[{i}].dtype {s.get('dtype')!r} "
+                              f"is not a dtype") from None
+        out.append({"name": str(s["name"]), "shape": shape, "dtype": dtype})
+    return out
+
+
+class _ExportForward(paddle.nn.Layer):
+    """Traces ``model.export_forward`` in place of ``model.forward``."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs):
+        return self.model.export_forward(*inputs)
+
+
+def export_target(model):
+    """The layer to trace: ``export_model()``, ``export_forward`` or the model itself."""
+    if hasattr(model, "export_model"):
+        return model.export_model()
+    if hasattr(model, "export_forward"):
+        return _ExportForward(model)
+    return model
+
+
+def _flatten(out):
+    if isinstance(out, paddle.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _flatten(o)]
+    raise ConfigError(f"the exported forward returned {type(out).__name__}; "
+                      f"expected tensors (a tensor, a list/tuple or a dict of them)")
+
+
+# --------------------------------------------------------------------------- export
+def _prepare_save_dir(save_dir):
+    """An existing export is replaced; any other non-empty folder is refused."""
+    if os.path.exists(save_dir):
+        if not os.path.isdir(save_dir):
+            raise ConfigError(f"--save-dir {save_dir} exists and is a file")
+        if os.listdir(save_dir) and not os.path.isfile(os.path.join(save_dir, DEPLOY_FILE)):
+            raise ConfigError(f"--save-dir {save_dir} is a non-empty folder that is not an "
+                              f"export (no {DEPLOY_FILE}); choose another folder or empty it")
+
+
+def export_model(model, cfg, save_dir, dataset=None, input_keys=None, logger=None, extra=None):
+    """Export ``model`` (weights loaded) into ``save_dir``; returns the deploy dict.
+
+    Written to ``<save_dir>.tmp-<pid>`` and renamed, so a failure leaves no half folder
+    and a previous export in ``save_dir`` stays until the new one is complete.
+    """
+    source = cfg.get("_file_", "<config>")
+    ecfg = dict(cfg.get("export") or {})
+    check_keys(ecfg, EXPORT_KEYS, "export.", source)
+    input_keys = list(input_keys or (cfg.get("train") or {}).get("input_keys", ["image"]))
+    _prepare_save_dir(save_dir)
+
+    task_name = ecfg.get("task", "classification")
+    try:
+        task_cls = INFER_TASKS.get(task_name)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: export.task: {err}") from None
+
+    sample = None
+    if dataset is not None and len(dataset) > 0:
+        sample = dataset[0]
+    if ecfg.get("input_spec") is not None:
+        specs = _check_spec(ecfg["input_spec"], source)
+    elif sample is not None:
+        specs = derive_input_spec(sample, input_keys, source)
+    else:
+        raise ConfigError(f"{source}: export needs a val_dataset to derive the input spec, "
+                          f"or export.input_spec")
+
+    if "transforms" in ecfg:
+        transforms = ecfg["transforms"]
+    else:
+        transforms = (cfg.get("val_dataset") or {}).get("transforms") or []
+    label_names = ecfg.get("label_names")
+    if label_names is None and dataset is not None and getattr(dataset, "class_names", None):
+        label_names = [str(n) for n in dataset.class_names]
+
+    raw = dataset.load(0) if sample is not None and hasattr(dataset, "load") else None
+    fields = task_cls.deploy_fields(cfg, dataset, raw) or {}
+    reader = dict(fields.get("reader") or {}, **(ecfg.get("reader") or {}))
+    post = dict(fields.get("postprocess") or {}, **(ecfg.get("postprocess") or {}))
+
+    model.eval()
+    target = export_target(model)
+    target.eval()
+    input_spec = [paddle.static.InputSpec(s["shape"], s["dtype"], name=s["name"]) for s in specs]
+
+    deploy = {
+        "task": task_name,
+        "model": (cfg.get("model") or {}).get("type"),
+        "model_file": MODEL_FILE,
+        "params_file": PARAMS_FILE,
+        "inputs": [{"name": s["name"], "shape": [-1 if d is None else d for d in s["shape"]],
+                    "dtype": s["dtype"]} for s in specs],
+        "transforms": copy.deepcopy(transforms),
+        "label_names": label_names,
+        "reader": reader,
+        "postprocess": post,
+    }
+    for k, v in fields.items():
+        if k not in ("reader", "postprocess"):
+            deploy.setdefault(k, v)
+    deploy.update(extra or {})
+
+    save_dir = os.path.abspath(save_dir)
+    tmp = f"{save_dir.rstrip(os.sep)}.tmp-{os.getpid()}"
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.makedirs(tmp)
+    try:
+        static = paddle.jit.to_static(target, input_spec=input_spec, full_graph=True)
+        try:
+            paddle.jit.save(static, os.path.join(tmp, "model"))
+        except ConfigError:
+            raise
+        except Exception as err:
+            raise ConfigError(f"{source}: paddle.jit could not trace {type(target).__name__} "
+                              f"with inputs {deploy['inputs']}: {type(err).__name__}: "
+                              f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+                              ) from err
+        with open(os.path.join(tmp, DEPLOY_FILE), "w", encoding="utf-8") as f:
+            yaml.safe_dump(deploy, f, sort_keys=False, allow_unicode=True)
+        atol = ecfg.get("verify_atol", 1e-4)
+        batch = _sample_batch(sample, specs)
+        if atol is not None and batch is not None:
+            diff = verify_export(target, tmp, batch, float(atol))
+            if logger:
+                logger.info(f"exported model matches dygraph on a val sample (max abs diff {diff:.2e})")
+        _swap_into_place(tmp, save_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return deploy
+
+
+def _sample_batch(sample, specs):
+    """The sample as a batch of one, if it fits the input spec (else None: no check)."""
+    if sample is None:
+        return None
+    batch = []
+    for s in specs:
+        if s["name"] not in sample:
+            return None
+        arr = np.asarray(sample[s["name"]])[None]
+        if arr.ndim != len(s["shape"]) or any(d is not None and d != a
+                                              for d, a in zip(s["shape"], arr.shape)):
+            return None
+        batch.append(arr.astype(s["dtype"]))
+    return batch
+
+
+@paddle.no_grad()
+def verify_export(target, model_dir, inputs, atol):
+    """Run the exported folder and the dygraph layer on ``inputs``; raise if they differ."""
+    ref = [t.numpy() for t in _flatten(target(*[paddle.to_tensor(x) for x in inputs]))]
+    got = Predictor(model_dir, device="cpu").run(inputs)
+    if len(ref) != len(got):
+        raise ConfigError(f"the exported model has {len(got)} outputs, dygraph {len(ref)}")
+    diff = 0.0
+    for r, g in zip(ref, got):
+        if r.shape != g.shape:
+            raise ConfigError(f"exported output shape {list(g.shape)} differs from dygraph "
+                              f"{list(r.shape)}")
+        if r.size:
+            diff = max(diff, float(np.abs(r.astype(np.float64) - g.astype(np.float64)).max()))
+        scale = max(1.0, float(np.abs(r).max())) if r.size else 1.0
+        if r.size and diff > atol * scale:
+            raise ConfigError(f"the exported model's output differs from dygraph by {diff:.3g} "
+                              f"(> export.verify_atol {atol:g} x {scale:.3g}); the forward may "
+                              f"branch on tensor values in a way tracing cannot follow")
+    return diff
+
+
+def _swap_into_place(tmp, save_dir):
+    old = None
+    if os.path.exists(save_dir):
+        old = f"{save_dir.rstrip(os.sep)}.old-{os.getpid()}"
+        os.replace(save_dir, old)
+    os.replace(tmp, save_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_from_config(cfg, weights, save_dir, logger=None):
+    """Build the trainer's model and val data from ``cfg``, load ``weights``, export."""
+    from .trainer import build_trainer
+    trainer = build_trainer(cfg, build_train=False)
+    file = load_weights(trainer.model, weights)
+    with paddle.utils.unique_name.guard(trainer._names):
+        return export_model(trainer.model, cfg, save_dir, dataset=trainer.val_dataset,
+                            input_keys=trainer.input_keys, logger=logger or trainer.logger,
+                            extra={"weights": os.path.abspath(file),
+                                   "config": cfg.get("_file_")})

@@ -1,0 +1,324 @@
+"""Paddle Inference predictor for exported models, and the inference tasks that use it.
+
+An exported folder (``tools/export.py``) holds ``model.json`` + ``model.pdiparams`` and a
+``deploy.yml`` naming a *task*.  :class:`Predictor` runs batches of NumPy arrays through
+the model; a task turns input files into those arrays and the raw outputs into results.
+
+Adding a task (segmentation, video, skeleton, ...): subclass :class:`InferTask` in your
+own package, register it with ``@INFER_TASKS.register()`` and set ``export.task: <name>``
+in the config.  The interface is small:
+
+``extensions``
+    file name endings (lower case) taken from a folder given as ``--input``.
+``deploy_fields(cfg, dataset, sample) -> dict`` (classmethod, export time)
+    task-specific ``deploy.yml`` fields (how to read a file, postprocess options) from
+    the config, the val dataset and its first sample as ``load`` returns it (before
+    transforms; either may be None); ``export.reader`` / ``export.postprocess`` of the
+    config are merged on top.
+``read(path) -> dict``
+    one input file as a sample dict, the same form the dataset's ``load`` returns
+    (raise ``DataError`` naming the file when it cannot be read).
+``preprocess(sample) -> dict``
+    default: the val transforms saved in ``deploy.yml``.
+``collate(samples) -> list[np.ndarray]``
+    default: stacks ``sample[name]`` for every model input in ``deploy.yml``.
+``postprocess(outputs, samples) -> list[dict]``
+    the predictor's raw outputs (one array per model output, batch first) to one
+    JSON-serialisable result per sample.
+``format(result) -> str``
+    the line ``tools/infer.py`` prints.
+``save(result, path, out_dir)``
+    optional: write files for a result (e.g. a colour mask) under ``out_dir``.
+
+Tasks are looked up by the ``task`` key of ``deploy.yml``, so ``tools/infer.py`` needs
+nothing but the exported folder and the installed ppzoo package.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+import yaml
+
+from ..core.errors import ConfigError, DataError, WeightsError
+from ..core.registry import Registry
+
+INFER_TASKS = Registry("infer_tasks")
+
+MODEL_FILE = "model.json"
+PARAMS_FILE = "model.pdiparams"
+DEPLOY_FILE = "deploy.yml"
+
+
+def load_deploy(model_dir):
+    """Read and check ``deploy.yml`` of an exported folder."""
+    path = os.path.join(model_dir, DEPLOY_FILE)
+    if not os.path.isdir(model_dir):
+        raise ConfigError(f"model dir not found: {model_dir}")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{model_dir} has no {DEPLOY_FILE}; export a model with tools/export.py")
+    try:
+        with open(path, encoding="utf-8") as f:
+            deploy = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(deploy, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    for key in ("task", "inputs"):
+        if key not in deploy:
+            raise ConfigError(f"{path}: missing key {key!r}")
+    for f in (deploy.get("model_file", MODEL_FILE), deploy.get("params_file", PARAMS_FILE)):
+        if not os.path.isfile(os.path.join(model_dir, f)):
+            raise WeightsError(f"{model_dir}: exported model file {f} is missing")
+    return deploy
+
+
+class Predictor:
+    """Runs an exported model with Paddle Inference.
+
+    ``device`` is ``cpu`` or ``gpu``/``gpu:N`` (default: gpu when Paddle has CUDA).
+    ``cpu_threads`` sets the math library threads (Paddle's default is 1).
+    ``use_mkldnn`` keeps oneDNN on for the CPU (Paddle's default).  Memory optimisation
+    is deliberately not enabled: on the CPU build it breaks ``create_predictor`` for
+    ``.json`` (PIR) models.
+    """
+
+    def __init__(self, model_dir, device=None, cpu_threads=None, use_mkldnn=True, ir_optim=True):
+        import paddle
+        from paddle import inference
+
+        self.model_dir = model_dir
+        self.deploy = load_deploy(model_dir)
+        config = inference.Config(os.path.join(model_dir, self.deploy.get("model_file", MODEL_FILE)),
+                                  os.path.join(model_dir, self.deploy.get("params_file", PARAMS_FILE)))
+        if device is None:
+            device = "gpu" if paddle.is_compiled_with_cuda() else "cpu"
+        if device.startswith("gpu"):
+            dev_id = int(device.split(":")[1]) if ":" in device else 0
+            config.enable_use_gpu(256, dev_id)
+        else:
+            config.disable_gpu()
+            if cpu_threads:
+                config.set_cpu_math_library_num_threads(int(cpu_threads))
+            if not use_mkldnn:
+                config.disable_mkldnn()
+        config.switch_ir_optim(bool(ir_optim))
+        config.disable_glog_info()
+        self.device = device
+        self.predictor = inference.create_predictor(config)
+        self.input_names = self.predictor.get_input_names()
+        self.output_names = self.predictor.get_output_names()
+        self.input_specs = {i["name"]: i for i in self.deploy["inputs"]}
+
+    def run(self, inputs):
+        """``inputs``: a list of arrays in ``input_names`` order, or a dict by name.
+
+        Returns one array per model output (batch first).
+        """
+        if isinstance(inputs, dict):
+            missing = [n for n in self.input_names if n not in inputs]
+            if missing:
+                raise DataError(f"the model needs inputs {self.input_names}, missing {missing}")
+            inputs = [inputs[n] for n in self.input_names]
+        if len(inputs) != len(self.input_names):
+            raise DataError(f"the model takes {len(self.input_names)} inputs {self.input_names}, "
+                            f"got {len(inputs)}")
+        for name, arr in zip(self.input_names, inputs):
+            arr = np.ascontiguousarray(arr)
+            spec = self.input_specs.get(name)
+            if spec is not None:
+                self._check(name, arr, spec)
+            handle = self.predictor.get_input_handle(name)
+            handle.reshape(list(arr.shape))
+            handle.copy_from_cpu(arr)
+        self.predictor.run()
+        return [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
+
+    @staticmethod
+    def _check(name, arr, spec):
+        shape = spec.get("shape")
+        ok = shape is None or (arr.ndim == len(shape) and all(
+            s is None or s < 0 or s == a for s, a in zip(shape, arr.shape)))
+        if not ok:
+            raise DataError(f"input {name!r} has shape {list(arr.shape)}; the exported model "
+                            f"expects {shape} (-1 = any)")
+        if spec.get("dtype") and str(arr.dtype) != spec["dtype"]:
+            raise DataError(f"input {name!r} has dtype {arr.dtype}; the exported model "
+                            f"expects {spec['dtype']}")
+
+
+class InferTask:
+    """Base of inference tasks; see the module docstring for the interface."""
+
+    extensions = ()
+
+    def __init__(self, deploy, **options):
+        from ..transforms import Compose
+        self.deploy = deploy
+        self.input_names = [i["name"] for i in deploy["inputs"]]
+        self.reader = dict(deploy.get("reader") or {})
+        self.post = dict(deploy.get("postprocess") or {})
+        self.post.update({k: v for k, v in options.items() if v is not None})
+        self.label_names = deploy.get("label_names")
+        self.transforms = Compose(deploy.get("transforms") or [])
+
+    @classmethod
+    def deploy_fields(cls, cfg, dataset, sample):
+        return {}
+
+    def read(self, path):
+        raise NotImplementedError
+
+    def preprocess(self, sample):
+        return self.transforms(sample, np.random.default_rng(0))
+
+    def collate(self, samples):
+        out = []
+        for name in self.input_names:
+            try:
+                out.append(np.stack([np.asarray(s[name]) for s in samples]))
+            except KeyError:
+                raise DataError(f"the model input {name!r} is not in the preprocessed sample "
+                                f"(keys: {sorted(samples[0])})") from None
+        return out
+
+    def postprocess(self, outputs, samples):
+        raise NotImplementedError
+
+    def format(self, result):
+        return json.dumps(result)
+
+    def save(self, result, path, out_dir):
+        pass
+
+
+def _softmax(x):
+    x = x - x.max(axis=1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@INFER_TASKS.register(name="classification")
+class ClassificationTask(InferTask):
+    """An image file -> the top-k labels with softmax scores.
+
+    ``reader.mode`` is the PIL mode the image is converted to (``RGB`` or ``L``);
+    ``postprocess.topk`` the number of labels; ``postprocess.softmax: false`` for models
+    whose exported output is already a probability.
+    """
+
+    extensions = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+    @classmethod
+    def deploy_fields(cls, cfg, dataset, sample):
+        mode = getattr(dataset, "mode", None)
+        if mode is None and sample is not None and sample.get("image") is not None:
+            img = np.asarray(sample["image"])
+            mode = "L" if img.ndim == 2 or img.shape[-1] == 1 else "RGB"
+        return {"reader": {"mode": mode or "RGB"}, "postprocess": {"topk": 5, "softmax": True}}
+
+    def read(self, path):
+        from ..transforms import read_image
+        return {"image": read_image(path, self.reader.get("mode", "RGB"))}
+
+    def postprocess(self, outputs, samples):
+        logits = np.asarray(outputs[0], dtype=np.float64)
+        if logits.ndim != 2:
+            raise DataError(f"classification expects outputs of shape [batch, classes], got "
+                            f"{list(logits.shape)}")
+        probs = _softmax(logits) if self.post.get("softmax", True) else logits
+        k = max(1, min(int(self.post.get("topk", 5)), probs.shape[1]))
+        results = []
+        for row in probs:
+            order = np.argsort(-row, kind="stable")[:k]
+            results.append({"class_ids": [int(i) for i in order],
+                            "labels": [self._name(i) for i in order],
+                            "scores": [round(float(row[i]), 6) for i in order]})
+        return results
+
+    def _name(self, i):
+        if self.label_names and 0 <= i < len(self.label_names):
+            return str(self.label_names[i])
+        return str(int(i))
+
+    def format(self, result):
+        pairs = ", ".join(f"{lab} ({s:.4f})" for lab, s in zip(result["labels"], result["scores"]))
+        return f"{result['file']}: {pairs}"
+
+
+def build_task(deploy, **options):
+    return INFER_TASKS.get(deploy["task"])(deploy, **options)
+
+
+def list_inputs(path, extensions):
+    """A file, or the sorted files of a folder whose names end with ``extensions``."""
+    if os.path.isfile(path):
+        return [path]
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                       if f.lower().endswith(tuple(extensions)) and
+                       os.path.isfile(os.path.join(path, f)))
+        if not files:
+            raise DataError(f"{path} holds no input files ({', '.join(extensions)})")
+        return files
+    raise DataError(f"input not found: {path}")
+
+
+def run_inference(model_dir, input_path, batch_size=8, output=None, echo=print,
+                  device=None, cpu_threads=None, **task_options):
+    """Predict every input file; returns the results (dicts with ``file``).
+
+    ``output`` is a ``.json``/``.jsonl`` file (JSON lines) or a folder (``results.jsonl``
+    plus whatever the task saves).  Everything is written to a staging folder first and
+    moved into place only when every input succeeded, so an unreadable file leaves no
+    partial output.
+    """
+    predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads)
+    task = build_task(predictor.deploy, **task_options)
+    files = list_inputs(input_path, task.extensions)
+    batch_size = max(1, int(batch_size))
+    if output:
+        is_file = output.lower().endswith((".json", ".jsonl"))
+        out_dir = os.path.dirname(os.path.abspath(output)) if is_file else os.path.abspath(output)
+        created = not os.path.isdir(out_dir)
+        stage = os.path.join(out_dir, f".infer-tmp-{os.getpid()}")
+        os.makedirs(stage, exist_ok=True)
+    results, ok = [], False
+    try:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
+            samples = []
+            for f in chunk:
+                sample = task.read(f)
+                try:
+                    sample = task.preprocess(sample)
+                except DataError:
+                    raise
+                except Exception as err:  # a transform failing on this file's content
+                    raise DataError(f"cannot preprocess {f}: {err}") from None
+                samples.append(sample)
+            outputs = predictor.run(task.collate(samples))
+            for f, res in zip(chunk, task.postprocess(outputs, samples)):
+                res = dict({"file": f}, **res)
+                results.append(res)
+                if echo:
+                    echo(task.format(res))
+                if output:
+                    task.save(res, f, stage)
+        if output:
+            name = os.path.basename(output) if is_file else "results.jsonl"
+            with open(os.path.join(stage, name), "w", encoding="utf-8") as fh:
+                for res in results:
+                    fh.write(json.dumps(res) + "\n")
+            for root, _, fnames in os.walk(stage):
+                rel = os.path.relpath(root, stage)
+                os.makedirs(os.path.join(out_dir, rel), exist_ok=True)
+                for fn in fnames:
+                    os.replace(os.path.join(root, fn), os.path.join(out_dir, rel, fn))
+        ok = True
+    finally:
+        if output:
+            shutil.rmtree(stage, ignore_errors=True)
+            if created and not ok and not os.listdir(out_dir):
+                os.rmdir(out_dir)
+    return results

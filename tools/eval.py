@@ -1,0 +1,72 @@
+"""Evaluate weights on a config's val data without training.
+
+    python tools/eval.py -c CFG --weights output/<run>/best [--opts k=v ...] [--output results.json]
+
+``--weights`` is a ``.pdparams`` file or a checkpoint folder (``best/``, ``latest/``).
+Prints every metric (and the per-class table of ClassificationReport) and, with
+``--output``, writes them as JSON.
+"""
+import argparse
+import json
+import os
+import warnings
+
+warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
+
+import _common  # noqa: F401
+from _common import main_guard
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True, help="YAML config file")
+    p.add_argument("--weights", required=True, help=".pdparams file or checkpoint folder")
+    p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys, e.g. eval.batch_size=128")
+    p.add_argument("--output", default=None, help="write the metrics to this JSON file")
+    return p.parse_args(argv)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@main_guard
+def main(argv=None):
+    args = parse_args(argv)
+    import ppzoo
+    from ppzoo.core import ConfigError, load_config
+    from ppzoo.engine.export import load_weights
+
+    cfg = load_config(args.config, args.opts)
+    trainer = ppzoo.build_trainer(cfg, build_train=False)
+    if trainer.val_loader is None:
+        raise ConfigError(f"{args.config}: the config has no 'val_dataset' to evaluate on")
+    if not trainer.metrics:
+        raise ConfigError(f"{args.config}: the config lists no 'metrics'")
+    file = load_weights(trainer.model, args.weights)
+    results = trainer.evaluate()
+    print(f"weights: {file}")
+    print(f"samples: {len(trainer.val_dataset)}")
+    for k, v in results.items():
+        if _is_number(v):
+            print(f"{k}: {v:.4f}")
+    for k, v in results.items():
+        if isinstance(v, str):
+            print(f"{k}:\n{v}")
+    if args.output:
+        out = {"config": os.path.abspath(args.config), "weights": os.path.abspath(file),
+               "num_samples": len(trainer.val_dataset),
+               "metrics": {k: (float(v) if _is_number(v) else v) for k, v in results.items()}}
+        parent = os.path.dirname(os.path.abspath(args.output))
+        os.makedirs(parent, exist_ok=True)
+        tmp = args.output + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=1)
+        os.replace(tmp, args.output)
+        print(f"results written to {args.output}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
