@@ -24,6 +24,7 @@ The ``export`` config section (all optional)::
       postprocess: {topk: 5}        # merged over the task's defaults
       verify_atol: 1.0e-4           # exported vs dygraph check on the sample (null: skip)
 """
+import contextlib
 import copy
 import os
 import shutil
@@ -124,24 +125,29 @@ def _check_spec(spec, source):
     return out
 
 
-class _ExportForward(paddle.nn.Layer):
-    """Traces ``model.export_forward`` in place of ``model.forward``."""
+@contextlib.contextmanager
+def traced(model):
+    """The layer to trace, restored afterwards (``paddle.jit.to_static`` replaces ``forward``).
 
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *inputs):
-        return self.model.export_forward(*inputs)
-
-
-def export_target(model):
-    """The layer to trace: ``export_model()``, ``export_forward`` or the model itself."""
-    if hasattr(model, "export_model"):
-        return model.export_model()
-    if hasattr(model, "export_forward"):
-        return _ExportForward(model)
-    return model
+    ``export_model()`` gives another layer; ``export_forward`` is traced in place of
+    ``forward`` by giving the model, for the duration, a subclass whose ``forward`` it is.
+    """
+    target = model.export_model() if hasattr(model, "export_model") else model
+    cls = type(target)
+    had_forward = "forward" in target.__dict__
+    if hasattr(target, "export_forward") and not hasattr(model, "export_model"):
+        target.__class__ = type(cls.__name__, (cls,), {"forward": cls.export_forward,
+                                                       "__module__": cls.__module__})
+    was_training = target.training
+    target.eval()
+    try:
+        yield target
+    finally:
+        target.__class__ = cls
+        if not had_forward:
+            target.__dict__.pop("forward", None)
+        if was_training:
+            target.train()
 
 
 def _flatten(out):
@@ -209,9 +215,7 @@ def export_model(model, cfg, save_dir, dataset=None, input_keys=None, logger=Non
     post = dict(fields.get("postprocess") or {}, **(ecfg.get("postprocess") or {}))
 
     model.eval()
-    target = export_target(model)
-    target.eval()
-    input_spec = [paddle.static.InputSpec(s["shape"], s["dtype"], name=s["name"]) for s in specs]
+    input_spec = [paddle.static.InputSpec(list(s["shape"]), s["dtype"], name=s["name"]) for s in specs]
 
     deploy = {
         "task": task_name,
@@ -236,22 +240,24 @@ def export_model(model, cfg, save_dir, dataset=None, input_keys=None, logger=Non
         shutil.rmtree(tmp)
     os.makedirs(tmp)
     try:
-        static = paddle.jit.to_static(target, input_spec=input_spec, full_graph=True)
-        try:
-            paddle.jit.save(static, os.path.join(tmp, "model"))
-        except ConfigError:
-            raise
-        except Exception as err:
-            raise ConfigError(f"{source}: paddle.jit could not trace {type(target).__name__} "
-                              f"with inputs {deploy['inputs']}: {type(err).__name__}: "
-                              f"{str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-                              ) from err
+        with traced(model) as target:
+            try:
+                static = paddle.jit.to_static(target, input_spec=input_spec, full_graph=True)
+                paddle.jit.save(static, os.path.join(tmp, "model"))
+            except ConfigError:
+                raise
+            except Exception as err:
+                last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+                raise ConfigError(f"{source}: paddle.jit could not trace {type(target).__name__} "
+                                  f"with inputs {deploy['inputs']}: {type(err).__name__}: {last}"
+                                  ) from err
         with open(os.path.join(tmp, DEPLOY_FILE), "w", encoding="utf-8") as f:
             yaml.safe_dump(deploy, f, sort_keys=False, allow_unicode=True)
         atol = ecfg.get("verify_atol", 1e-4)
         batch = _sample_batch(sample, specs)
         if atol is not None and batch is not None:
-            diff = verify_export(target, tmp, batch, float(atol))
+            with traced(model) as target:
+                diff = verify_export(target, tmp, batch, float(atol))
             if logger:
                 logger.info(f"exported model matches dygraph on a val sample (max abs diff {diff:.2e})")
         _swap_into_place(tmp, save_dir)
@@ -262,25 +268,40 @@ def export_model(model, cfg, save_dir, dataset=None, input_keys=None, logger=Non
 
 
 def _sample_batch(sample, specs):
-    """The sample as a batch of one, if it fits the input spec (else None: no check)."""
-    if sample is None:
-        return None
+    """A batch of one to check the export on: the val sample where it fits the input spec,
+    else seeded random values of the spec's shape (free dims taken from the sample).
+    None when a free dimension has no size to take."""
+    rng = np.random.default_rng(0)
     batch = []
     for s in specs:
-        if s["name"] not in sample:
+        arr = np.asarray(sample[s["name"]]) if sample is not None and s["name"] in sample else None
+        dims = s["shape"][1:]
+        if arr is not None and arr.ndim == len(dims):
+            shape = [a if d is None else d for d, a in zip(dims, arr.shape)]
+        else:
+            arr, shape = None, dims
+        if any(d is None for d in shape):
             return None
-        arr = np.asarray(sample[s["name"]])[None]
-        if arr.ndim != len(s["shape"]) or any(d is not None and d != a
-                                              for d, a in zip(s["shape"], arr.shape)):
-            return None
-        batch.append(arr.astype(s["dtype"]))
+        if arr is not None and list(arr.shape) == shape:
+            batch.append(arr[None].astype(s["dtype"]))
+        elif np.issubdtype(np.dtype(s["dtype"]), np.floating):
+            batch.append(rng.normal(size=[1] + shape).astype(s["dtype"]))
+        else:
+            batch.append(np.zeros([1] + shape, s["dtype"]))
     return batch
 
 
 @paddle.no_grad()
 def verify_export(target, model_dir, inputs, atol):
     """Run the exported folder and the dygraph layer on ``inputs``; raise if they differ."""
-    ref = [t.numpy() for t in _flatten(target(*[paddle.to_tensor(x) for x in inputs]))]
+    try:
+        out = target(*[paddle.to_tensor(x) for x in inputs])
+    except Exception as err:
+        last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+        raise ConfigError(f"inputs of shapes {[list(x.shape) for x in inputs]} do not fit "
+                          f"{type(target).__name__} (check export.input_spec): "
+                          f"{type(err).__name__}: {last}") from None
+    ref = [t.numpy() for t in _flatten(out)]
     got = Predictor(model_dir, device="cpu").run(inputs)
     if len(ref) != len(got):
         raise ConfigError(f"the exported model has {len(got)} outputs, dygraph {len(ref)}")
