@@ -18,7 +18,8 @@ from _common import main_guard
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", required=True, help="YAML config file")
     p.add_argument("--weights", required=True, help=".pdparams file or checkpoint folder")
     p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE",

@@ -17,7 +17,8 @@ from _common import main_guard
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-c", "--config", required=True, help="YAML config file")
     p.add_argument("--weights", required=True, help=".pdparams file or checkpoint folder")
     p.add_argument("--save-dir", required=True, help="folder to write the exported model into")

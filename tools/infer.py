@@ -18,7 +18,8 @@ from _common import main_guard
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", required=True, help="folder written by tools/export.py")
     p.add_argument("--input", required=True, help="an input file or a folder of them")
     p.add_argument("--batch-size", type=int, default=8)
