@@ -27,6 +27,8 @@ def parse_args(argv=None):
     p.add_argument("--output", default=None, help="JSON lines file (.json/.jsonl) or folder")
     p.add_argument("--device", default=None, help="cpu, gpu or gpu:N (default: gpu if available)")
     p.add_argument("--cpu-threads", type=int, default=None, help="math library threads on the CPU")
+    p.add_argument("--no-mkldnn", action="store_true",
+                   help="CPU without oneDNN: slower, outputs equal to the dygraph model's")
     return p.parse_args(argv)
 
 
@@ -39,7 +41,7 @@ def main(argv=None):
     opts = {"topk": args.topk} if args.topk is not None else {}
     results = run_inference(args.model_dir, args.input, batch_size=args.batch_size,
                             output=args.output, device=args.device,
-                            cpu_threads=args.cpu_threads, **opts)
+                            cpu_threads=args.cpu_threads, use_mkldnn=not args.no_mkldnn, **opts)
     if args.output:
         print(f"{len(results)} results written to {args.output}")
     return results

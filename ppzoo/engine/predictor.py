@@ -21,7 +21,8 @@ in the config.  The interface is small:
 ``preprocess(sample) -> dict``
     default: the val transforms saved in ``deploy.yml``.
 ``collate(samples) -> list[np.ndarray]``
-    default: stacks ``sample[name]`` for every model input in ``deploy.yml``.
+    one batch array per model input, in the order of ``deploy.yml``'s ``inputs``;
+    default: stacks ``sample[name]`` for each.
 ``postprocess(outputs, samples) -> list[dict]``
     the predictor's raw outputs (one array per model output, batch first) to one
     JSON-serialisable result per sample.
@@ -78,7 +79,10 @@ class Predictor:
 
     ``device`` is ``cpu`` or ``gpu``/``gpu:N`` (default: gpu when Paddle has CUDA).
     ``cpu_threads`` sets the math library threads (Paddle's default is 1).
-    ``use_mkldnn`` keeps oneDNN on for the CPU (Paddle's default).  Memory optimisation
+    ``use_mkldnn`` keeps oneDNN on for the CPU (Paddle's default): about 10x faster than
+    without on MobileNetV2, but its kernels sum in another order than dygraph's, so outputs
+    differ by ~1e-5 relative (see docs/benchmarks/export.md); without it they are equal to
+    dygraph's bit for bit.  Memory optimisation
     is deliberately not enabled: on the CPU build it breaks ``create_predictor`` for
     ``.json`` (PIR) models.
     """
@@ -265,7 +269,7 @@ def list_inputs(path, extensions):
 
 
 def run_inference(model_dir, input_path, batch_size=8, output=None, echo=print,
-                  device=None, cpu_threads=None, **task_options):
+                  device=None, cpu_threads=None, use_mkldnn=True, **task_options):
     """Predict every input file; returns the results (dicts with ``file``).
 
     ``output`` is a ``.json``/``.jsonl`` file (JSON lines) or a folder (``results.jsonl``
@@ -273,7 +277,7 @@ def run_inference(model_dir, input_path, batch_size=8, output=None, echo=print,
     moved into place only when every input succeeded, so an unreadable file leaves no
     partial output.
     """
-    predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads)
+    predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads, use_mkldnn=use_mkldnn)
     task = build_task(predictor.deploy, **task_options)
     files = list_inputs(input_path, task.extensions)
     batch_size = max(1, int(batch_size))
@@ -297,7 +301,16 @@ def run_inference(model_dir, input_path, batch_size=8, output=None, echo=print,
                 except Exception as err:  # a transform failing on this file's content
                     raise DataError(f"cannot preprocess {f}: {err}") from None
                 samples.append(sample)
-            outputs = predictor.run(task.collate(samples))
+            where = ", ".join(chunk) if len(chunk) <= 2 else f"{chunk[0]} ... {chunk[-1]}"
+            try:
+                arrays = task.collate(samples)
+            except ValueError as err:  # e.g. images of different sizes and no Resize
+                raise DataError(f"cannot batch {where}: {err} (use --batch-size 1, or a "
+                                f"resizing transform in export.transforms)") from None
+            try:
+                outputs = predictor.run(dict(zip(task.input_names, arrays)))
+            except DataError as err:
+                raise DataError(f"{where}: {err}") from None
             for f, res in zip(chunk, task.postprocess(outputs, samples)):
                 res = dict({"file": f}, **res)
                 results.append(res)
