@@ -9,7 +9,7 @@ from PIL import Image
 
 import ppzoo
 from ppzoo.core import MODELS, ConfigError, DataError, WeightsError
-from ppzoo.engine.export import export_model, load_weights
+from ppzoo.engine.export import build_for_weights, export_model, load_weights
 from ppzoo.engine.predictor import INFER_TASKS, Predictor, build_task, load_deploy, run_inference
 
 
@@ -70,6 +70,10 @@ def test_predictor_matches_dygraph(trained, tmp_path):
         np.testing.assert_allclose(out[0], ref, rtol=0, atol=1e-5)
     with pytest.raises(DataError, match=r"shape \[2, 3, 8, 8\].*\[-1, 1, 8, 8\]"):
         pred.run([np.zeros((2, 3, 8, 8), np.float32)])
+    # without oneDNN the predictor runs dygraph's own kernels: the same numbers
+    x, _ = _val_batch(trainer, 16)
+    exact = Predictor(save, device="cpu", use_mkldnn=False).run([x])[0]
+    np.testing.assert_allclose(exact, _dygraph(model, x), rtol=0, atol=1e-7)
 
 
 def test_input_spec_override_makes_size_dynamic(trained, tmp_path):
@@ -158,6 +162,11 @@ def test_load_weights_errors(trained, tmp_path):
         load_weights(trainer.model, str(tmp_path / "junk.pdparams"))
     # a checkpoint folder and its model.pdparams load the same weights
     assert load_weights(trainer.model, str(run / "best")) == str(run / "best" / "model.pdparams")
+    # eval/export never fetch `pretrained:` weights that --weights replaces anyway
+    fresh = build_for_weights(dict(cfg, pretrained=str(tmp_path / "never_read.pdparams")))
+    load_weights(fresh.model, str(run / "best"))
+    x, _ = _val_batch(trainer, 4)
+    np.testing.assert_array_equal(_dygraph(fresh.model, x), _dygraph(trainer.model, x))
 
 
 def test_classification_task_and_run_inference(trained, tmp_path):
@@ -185,4 +194,9 @@ def test_classification_task_and_run_inference(trained, tmp_path):
     with pytest.raises(DataError, match=r"cannot read image .*3\.png"):
         run_inference(save, str(imgs), batch_size=2, echo=None, output=str(tmp_path / "out2"))
     assert not (tmp_path / "out2").exists()
+    # an image of another size: the error names it
+    (imgs / "3.png").unlink()
+    Image.fromarray(np.zeros((16, 16), np.uint8), mode="L").save(imgs / "big.png")
+    with pytest.raises(DataError, match=r"big\.png.*\[1, 1, 16, 16\].*\[-1, 1, 8, 8\]"):
+        run_inference(save, str(imgs / "big.png"), echo=None)
     assert "classification" in INFER_TASKS

@@ -35,12 +35,12 @@ def _is_number(v):
 @main_guard
 def main(argv=None):
     args = parse_args(argv)
-    import ppzoo
+    import ppzoo  # noqa: F401  (registers every component)
     from ppzoo.core import ConfigError, load_config
-    from ppzoo.engine.export import load_weights
+    from ppzoo.engine.export import build_for_weights, load_weights
 
     cfg = load_config(args.config, args.opts)
-    trainer = ppzoo.build_trainer(cfg, build_train=False)
+    trainer = build_for_weights(cfg)
     if trainer.val_loader is None:
         raise ConfigError(f"{args.config}: the config has no 'val_dataset' to evaluate on")
     if not trainer.metrics:

@@ -333,10 +333,20 @@ def _swap_into_place(tmp, save_dir):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def build_for_weights(cfg):
+    """The trainer (model, metrics, val data, no training data) that ``--weights`` will fill.
+
+    ``pretrained:`` is dropped: the weights file replaces every parameter, so fetching
+    pretrained weights first would only cost time (or a download).
+    """
+    from .trainer import build_trainer
+    cfg = {k: v for k, v in cfg.items() if k != "pretrained"}
+    return build_trainer(cfg, build_train=False)
+
+
 def export_from_config(cfg, weights, save_dir, logger=None):
     """Build the trainer's model and val data from ``cfg``, load ``weights``, export."""
-    from .trainer import build_trainer
-    trainer = build_trainer(cfg, build_train=False)
+    trainer = build_for_weights(cfg)
     file = load_weights(trainer.model, weights)
     with paddle.utils.unique_name.guard(trainer._names):
         return export_model(trainer.model, cfg, save_dir, dataset=trainer.val_dataset,
