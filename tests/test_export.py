@@ -9,6 +9,7 @@ from PIL import Image
 
 import ppzoo
 from ppzoo.core import MODELS, ConfigError, DataError, WeightsError
+from ppzoo.datasets import BaseDataset
 from ppzoo.engine.export import build_for_weights, export_model, load_weights
 from ppzoo.engine.predictor import INFER_TASKS, Predictor, build_task, load_deploy, run_inference
 
@@ -200,3 +201,46 @@ def test_classification_task_and_run_inference(trained, tmp_path):
     with pytest.raises(DataError, match=r"big\.png.*\[1, 1, 16, 16\].*\[-1, 1, 8, 8\]"):
         run_inference(save, str(imgs / "big.png"), echo=None)
     assert "classification" in INFER_TASKS
+
+
+class _TokensAndFeatures(BaseDataset):
+    """Two inputs of different dtypes, as a text model with side features would take."""
+
+    def __len__(self):
+        return 4
+
+    def load(self, idx):
+        rng = np.random.default_rng(idx)
+        return {"ids": rng.integers(0, 50, size=6).astype(np.int64),
+                "feats": rng.normal(size=3).astype(np.float32), "label": np.int64(idx % 2)}
+
+
+@MODELS.register()
+class _TwoInputNet(paddle.nn.Layer):
+    def __init__(self):
+        super().__init__()
+        self.emb = paddle.nn.Embedding(50, 8)
+        self.fc = paddle.nn.Linear(8 + 3, 2)
+
+    def forward(self, ids, feats):
+        return self.fc(paddle.concat([self.emb(ids).mean(axis=1), feats], axis=-1))
+
+
+def test_two_inputs_keep_their_names_dtypes_and_order(tmp_path):
+    model = _TwoInputNet()
+    data = _TokensAndFeatures()
+    cfg = {"model": {"type": "_TwoInputNet"}, "train": {"input_keys": ["ids", "feats"]}}
+    save = str(tmp_path / "two")
+    deploy = export_model(model, cfg, save, dataset=data)
+    assert deploy["inputs"] == [{"name": "ids", "shape": [-1, 6], "dtype": "int64"},
+                                {"name": "feats", "shape": [-1, 3], "dtype": "float32"}]
+    pred = Predictor(save, device="cpu")
+    assert pred.input_names == ["ids", "feats"]
+    samples = [data[i] for i in range(4)]
+    ids = np.stack([s["ids"] for s in samples])
+    feats = np.stack([s["feats"] for s in samples])
+    model.eval()
+    ref = model(paddle.to_tensor(ids), paddle.to_tensor(feats)).numpy()
+    np.testing.assert_allclose(pred.run({"feats": feats, "ids": ids})[0], ref, atol=1e-5)
+    with pytest.raises(DataError, match="dtype float32.*expects int64"):
+        pred.run([ids.astype(np.float32), feats])

@@ -29,7 +29,24 @@ def parse_args(argv=None):
 
 
 def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    try:
+        float(v)
+        return not isinstance(v, (bool, str))
+    except (TypeError, ValueError):
+        return False
+
+
+def _jsonable(v):
+    """Metric values as JSON: numbers, strings (tables), arrays as lists, else their text."""
+    if _is_number(v):
+        return float(v)
+    if isinstance(v, str):
+        return v
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if isinstance(v, (list, tuple, dict)):
+        return json.loads(json.dumps(v, default=str))
+    return str(v)
 
 
 @main_guard
@@ -51,14 +68,14 @@ def main(argv=None):
     print(f"samples: {len(trainer.val_dataset)}")
     for k, v in results.items():
         if _is_number(v):
-            print(f"{k}: {v:.4f}")
+            print(f"{k}: {float(v):.4f}")
     for k, v in results.items():
-        if isinstance(v, str):
+        if not _is_number(v):
             print(f"{k}:\n{v}")
     if args.output:
         out = {"config": os.path.abspath(args.config), "weights": os.path.abspath(file),
                "num_samples": len(trainer.val_dataset),
-               "metrics": {k: (float(v) if _is_number(v) else v) for k, v in results.items()}}
+               "metrics": {k: _jsonable(v) for k, v in results.items()}}
         parent = os.path.dirname(os.path.abspath(args.output))
         os.makedirs(parent, exist_ok=True)
         tmp = args.output + ".tmp"
