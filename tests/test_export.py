@@ -8,9 +8,9 @@ import yaml
 from PIL import Image
 
 import ppzoo
-from ppzoo.core import MODELS, ConfigError, DataError, WeightsError
+from ppzoo.core import MODELS, TRAINERS, ConfigError, DataError, WeightsError
 from ppzoo.datasets import BaseDataset
-from ppzoo.engine.export import build_for_weights, export_model, load_weights
+from ppzoo.engine.export import build_for_weights, export_from_config, export_model, load_weights
 from ppzoo.engine.predictor import INFER_TASKS, Predictor, build_task, load_deploy, run_inference
 
 
@@ -244,3 +244,30 @@ def test_two_inputs_keep_their_names_dtypes_and_order(tmp_path):
     np.testing.assert_allclose(pred.run({"feats": feats, "ids": ids})[0], ref, atol=1e-5)
     with pytest.raises(DataError, match="dtype float32.*expects int64"):
         pred.run([ids.astype(np.float32), feats])
+
+
+@TRAINERS.register()
+class _FeaturesOnlyTrainer(ppzoo.Trainer):
+    """Deploys only the feature extractor of its model: the ``model_for_export`` hook."""
+
+    def model_for_export(self):
+        return self.model.features
+
+
+def test_export_from_config_and_trainer_hook(trained, tmp_path):
+    cfg, trainer, run = trained
+    deploy = export_from_config(cfg, str(run / "best"), str(tmp_path / "full"))
+    assert deploy["weights"] == str(run / "best" / "model.pdparams")
+    x, _ = _val_batch(trainer, 3)
+    load_weights(trainer.model, str(run / "best"))
+    np.testing.assert_allclose(Predictor(str(tmp_path / "full"), device="cpu").run([x])[0],
+                               _dygraph(trainer.model, x), atol=1e-5)
+    sub = dict(cfg, trainer={"type": "_FeaturesOnlyTrainer"},
+               export={"task": "classification", "verify_atol": 1e-5})
+    export_from_config(sub, str(run / "best"), str(tmp_path / "features"))
+    out = Predictor(str(tmp_path / "features"), device="cpu").run([x])[0]
+    trainer.model.features.eval()
+    with paddle.no_grad():
+        ref = trainer.model.features(paddle.to_tensor(x)).numpy()
+    assert out.shape == ref.shape == (3, 16, 4, 4)
+    np.testing.assert_allclose(out, ref, atol=1e-5)

@@ -345,11 +345,16 @@ def build_for_weights(cfg):
 
 
 def export_from_config(cfg, weights, save_dir, logger=None):
-    """Build the trainer's model and val data from ``cfg``, load ``weights``, export."""
+    """Build the trainer's model and val data from ``cfg``, load ``weights``, export.
+
+    A trainer whose ``model`` holds more than is deployed (a distillation trainer's
+    teacher and student) defines ``model_for_export()`` returning the layer to export.
+    """
     trainer = build_for_weights(cfg)
     file = load_weights(trainer.model, weights)
+    model = trainer.model_for_export() if hasattr(trainer, "model_for_export") else trainer.model
     with paddle.utils.unique_name.guard(trainer._names):
-        return export_model(trainer.model, cfg, save_dir, dataset=trainer.val_dataset,
+        return export_model(model, cfg, save_dir, dataset=trainer.val_dataset,
                             input_keys=trainer.input_keys, logger=logger or trainer.logger,
                             extra={"weights": os.path.abspath(file),
                                    "config": cfg.get("_file_")})
