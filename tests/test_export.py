@@ -271,3 +271,24 @@ def test_export_from_config_and_trainer_hook(trained, tmp_path):
         ref = trainer.model.features(paddle.to_tensor(x)).numpy()
     assert out.shape == ref.shape == (3, 16, 4, 4)
     np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+@MODELS.register()
+class _StatefulForward(paddle.nn.Layer):
+    """Its output depends on Python state that tracing freezes: exporting it must fail."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = paddle.nn.Linear(3, 2)
+        self.calls = 0
+
+    def forward(self, feats):
+        self.calls += 1
+        return self.fc(feats) * float(self.calls)
+
+
+def test_export_check_catches_a_forward_tracing_froze(tmp_path):
+    cfg = {"model": {"type": "_StatefulForward"}, "train": {"input_keys": ["feats"]}}
+    with pytest.raises(ConfigError, match="differs from dygraph"):
+        export_model(_StatefulForward(), cfg, str(tmp_path / "bad"), dataset=_TokensAndFeatures())
+    assert os.listdir(tmp_path) == []
