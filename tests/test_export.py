@@ -71,6 +71,11 @@ def test_predictor_matches_dygraph(trained, tmp_path):
         np.testing.assert_allclose(out[0], ref, rtol=0, atol=1e-5)
     with pytest.raises(DataError, match=r"shape \[2, 3, 8, 8\].*\[-1, 1, 8, 8\]"):
         pred.run([np.zeros((2, 3, 8, 8), np.float32)])
+    with pytest.raises(ConfigError, match="cpu, gpu or gpu:N, got 'tpu'"):
+        Predictor(save, device="tpu")
+    if not paddle.is_compiled_with_cuda():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            Predictor(save, device="gpu")
     # without oneDNN the predictor runs dygraph's own kernels: the same numbers
     x, _ = _val_batch(trainer, 16)
     exact = Predictor(save, device="cpu", use_mkldnn=False).run([x])[0]

@@ -82,9 +82,8 @@ class Predictor:
     ``use_mkldnn`` keeps oneDNN on for the CPU (Paddle's default): about 10x faster than
     without on MobileNetV2, but its kernels sum in another order than dygraph's, so outputs
     differ by ~1e-5 relative (see docs/benchmarks/export.md); without it they are equal to
-    dygraph's bit for bit.  Memory optimisation
-    is deliberately not enabled: on the CPU build it breaks ``create_predictor`` for
-    ``.json`` (PIR) models.
+    dygraph's bit for bit.  Memory optimisation is deliberately not enabled: on the CPU
+    build it breaks ``create_predictor`` for ``.json`` (PIR) models.
     """
 
     def __init__(self, model_dir, device=None, cpu_threads=None, use_mkldnn=True, ir_optim=True):
@@ -98,14 +97,19 @@ class Predictor:
         if device is None:
             device = "gpu" if paddle.is_compiled_with_cuda() else "cpu"
         if device.startswith("gpu"):
+            if not paddle.is_compiled_with_cuda():
+                raise ConfigError(f"device {device!r} asked for, but this Paddle build has no "
+                                  f"CUDA; use --device cpu")
             dev_id = int(device.split(":")[1]) if ":" in device else 0
             config.enable_use_gpu(256, dev_id)
-        else:
+        elif device == "cpu":
             config.disable_gpu()
             if cpu_threads:
                 config.set_cpu_math_library_num_threads(int(cpu_threads))
             if not use_mkldnn:
                 config.disable_mkldnn()
+        else:
+            raise ConfigError(f"device must be cpu, gpu or gpu:N, got {device!r}")
         config.switch_ir_optim(bool(ir_optim))
         config.disable_glog_info()
         self.device = device
