@@ -1,0 +1,64 @@
+"""``python -m ppzoo.hub list|download|path``: look at the weights table, fill the cache.
+
+    python -m ppzoo.hub list [--markdown]     every entry of the table
+    python -m ppzoo.hub download NAME|URL...  download and verify into the cache
+    python -m ppzoo.hub path                  where the cache and the table are
+"""
+import argparse
+import sys
+
+from ..core.errors import PPZooError
+
+
+def markdown_table(table):
+    rows = ["| name | model (config it fits) | dataset | hash | source | licence |",
+            "|---|---|---|---|---|---|"]
+    for name, e in table.items():
+        model = ", ".join(f"{k}: {v}" for k, v in e["model"].items())
+        algo = "sha256" if "sha256" in e else "md5"
+        rows.append(f"| `{name}` | {model} | {e.get('dataset', '')} | {algo} `{e[algo]}` | "
+                    f"[{e['source']}]({e['url']}) | {e['licence']} |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    from . import download, load_table, lookup, table_path, weights_dir
+
+    p = argparse.ArgumentParser(prog="python -m ppzoo.hub", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", help="weights table (default: $PPZOO_WEIGHTS_TABLE or the shipped one)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", help="list the weights table")
+    ls.add_argument("--markdown", action="store_true", help="as the table in docs/weights.md")
+    dl = sub.add_parser("download", help="download and verify names or URLs into the cache")
+    dl.add_argument("names", nargs="+")
+    sub.add_parser("path", help="print the cache folder and the table file")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            table = load_table(args.table)
+            if args.markdown:
+                print(markdown_table(table))
+            else:
+                for name, e in table.items():
+                    model = ", ".join(f"{k}={v}" for k, v in e["model"].items())
+                    print(f"{name:28s} {model:45s} {e['url']}")
+        elif args.cmd == "download":
+            for name in args.names:
+                if "://" in name:
+                    path = download(name)
+                else:
+                    e = lookup(name, args.table)
+                    path = download(e["url"], sha256=e.get("sha256"), md5=e.get("md5"))
+                print(f"{name}: {path}")
+        else:
+            print(f"cache: {weights_dir()}")
+            print(f"table: {table_path(args.table)}")
+    except PPZooError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

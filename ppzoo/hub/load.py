@@ -1,0 +1,239 @@
+"""Resolve ``pretrained:`` to a local file, read it, and load what fits into a model.
+
+Fine-tuning is the common case, so a parameter whose shape differs (a new head) is
+skipped and reported, not an error; ``strict=True`` turns every difference into one.
+A file whose names fit nothing in the model is always an error: loading nothing is
+never what a config meant.
+"""
+import difflib
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.errors import ConfigError, WeightsError
+from .download import download
+from .table import lookup
+
+SPEC_KEYS = ("path", "url", "name", "sha256", "md5", "prefix", "strip_prefix", "exclude", "strict")
+_URL = re.compile(r"^(https?|file)://", re.I)
+_SHOW = 10
+
+
+@dataclass
+class LoadReport:
+    """What a load did; ``str()`` gives the lines that are logged."""
+    source: str
+    file: str
+    loaded: list = field(default_factory=list)
+    missing: list = field(default_factory=list)       # model keys the file did not fill
+    unexpected: list = field(default_factory=list)    # file keys the model does not have
+    skipped: list = field(default_factory=list)       # (key, file shape, model shape)
+    excluded: list = field(default_factory=list)      # file keys dropped by `exclude`
+    mapping: str = ""                                 # how file names became model names
+
+    @property
+    def ok(self):
+        return not (self.missing or self.unexpected or self.skipped)
+
+    def summary(self):
+        return (f"pretrained {self.source}: loaded {len(self.loaded)} tensors, "
+                f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+                f"{len(self.skipped)} skipped for shape, {len(self.excluded)} excluded"
+                + (f" ({self.mapping})" if self.mapping else ""))
+
+    def details(self):
+        lines = []
+
+        def show(title, items):
+            if items:
+                more = f" ... and {len(items) - _SHOW} more" if len(items) > _SHOW else ""
+                lines.append(f"  {title}: {', '.join(map(str, items[:_SHOW]))}{more}")
+        show("missing (kept as initialised)", self.missing)
+        show("unexpected (ignored)", self.unexpected)
+        show("skipped for shape (file -> model)",
+             [f"{k} {list(a)} -> {list(b)}" for k, a, b in self.skipped])
+        show("excluded", self.excluded)
+        return lines
+
+    def __str__(self):
+        return "\n".join([self.summary()] + self.details())
+
+
+def parse_spec(source, where="pretrained"):
+    """Normalise a string or ``{path|url|name: ..., prefix, strip_prefix, exclude, ...}``."""
+    if isinstance(source, (str, os.PathLike)):
+        return {"path": os.fspath(source)}
+    if not isinstance(source, dict):
+        raise ConfigError(f"{where} must be a path, URL, zoo name or a mapping, "
+                          f"got {type(source).__name__}")
+    for k in source:
+        if k not in SPEC_KEYS:
+            close = difflib.get_close_matches(str(k), SPEC_KEYS, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown key {where}.{k}{hint} (known: {', '.join(SPEC_KEYS)})")
+    given = [k for k in ("path", "url", "name") if source.get(k)]
+    if len(given) != 1:
+        raise ConfigError(f"{where} needs exactly one of path, url or name, got {given or 'none'}")
+    spec = dict(source)
+    spec["path"] = os.fspath(spec.pop(given[0]))
+    exclude = spec.get("exclude") or []
+    spec["exclude"] = [exclude] if isinstance(exclude, str) else list(exclude)
+    return spec
+
+
+def resolve(source, table=None, logger=None):
+    """Return ``(local file, table entry or None)`` for a path, URL or zoo name."""
+    spec = parse_spec(source)
+    src = spec["path"]
+    if _URL.match(src):
+        path = download(src, sha256=spec.get("sha256"), md5=spec.get("md5"), logger=logger)
+        return path, None
+    expanded = os.path.expanduser(src)
+    if os.path.isdir(expanded):
+        candidate = os.path.join(expanded, "model.pdparams")
+        if not os.path.isfile(candidate):
+            raise WeightsError(f"pretrained folder {src} holds no model.pdparams")
+        return candidate, None
+    if os.path.isfile(expanded):
+        return expanded, None
+    if os.sep in src or "/" in src or src.endswith((".pdparams", ".safetensors")):
+        raise WeightsError(f"pretrained file not found: {src}")
+    entry = lookup(src, table)
+    path = download(entry["url"], sha256=entry.get("sha256"), md5=entry.get("md5"), logger=logger)
+    return path, entry
+
+
+def read_state_dict(path):
+    """``{name: numpy array}`` from a ``.pdparams`` (or ``.safetensors``) file."""
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.numpy import load_file
+            obj = load_file(path)
+        except Exception as err:  # noqa: BLE001 - any failure means "not a weights file"
+            raise WeightsError(f"{path} is not a safetensors file ({type(err).__name__}: {err})") from None
+    else:
+        import paddle
+        try:
+            obj = paddle.load(path, return_numpy=True)
+        except Exception as err:  # noqa: BLE001
+            raise WeightsError(f"{path} is not a Paddle state dict ({type(err).__name__}: {err})") from None
+    # a checkpoint that wraps its state dict, e.g. {"state_dict": {...}}
+    if isinstance(obj, dict):
+        nested = [k for k, v in obj.items() if isinstance(v, dict) and k != "StructuredToParameterName@@"]
+        if len(nested) == 1 and not any(isinstance(v, np.ndarray) for v in obj.values()):
+            obj = obj[nested[0]]
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path} is not a Paddle state dict (it holds a {type(obj).__name__})")
+    state = {k: v for k, v in obj.items() if k != "StructuredToParameterName@@"}
+    bad = [k for k, v in state.items() if not isinstance(v, np.ndarray)]
+    if bad or not state:
+        what = f"entry {bad[0]!r} is a {type(state[bad[0]]).__name__}" if bad else "it is empty"
+        raise WeightsError(f"{path} is not a Paddle state dict ({what}, not an array)")
+    return state
+
+
+def _rename(keys, strip, add):
+    out = {}
+    for k in keys:
+        if strip:
+            if not k.startswith(strip):
+                continue
+            name = k[len(strip):]
+        else:
+            name = k
+        out[k] = add + name
+    return out
+
+
+def _auto_mapping(file_keys, own_keys):
+    """Without explicit prefixes, find the (strip, add) that fits most names.
+
+    Covers the usual wrappers: ``net.`` around a paddle.vision model, ``model.`` or
+    ``backbone.`` in a checkpoint saved from a larger model.
+    """
+    own = set(own_keys)
+    firsts = lambda keys: {k.split(".", 1)[0] + "." for k in keys if "." in k}  # noqa: E731
+    candidates = [("", "")]
+    candidates += [(s, "") for s in firsts(file_keys)]
+    candidates += [("", a) for a in firsts(own_keys)]
+    candidates += [(s, a) for s in firsts(file_keys) for a in firsts(own_keys) if s != a]
+    best, best_n = ("", ""), -1
+    for strip, add in candidates:
+        n = sum(1 for v in _rename(file_keys, strip, add).values() if v in own)
+        if n > best_n:
+            best, best_n = (strip, add), n
+    return best
+
+
+def load_state_dict(model, state, source="<state dict>", file="", prefix=None, strip_prefix=None,
+                    exclude=(), strict=False):
+    """Load the fitting part of ``state`` into ``model``; returns a LoadReport.
+
+    Nothing is loaded when the result is an error (strict differences, nothing fits).
+    """
+    own = model.state_dict()
+    own_shapes = {k: tuple(v.shape) for k, v in own.items()}
+    if prefix is None and strip_prefix is None:
+        strip, add = _auto_mapping(list(state), list(own_shapes))
+    else:
+        strip, add = strip_prefix or "", prefix or ""
+    names = _rename(list(state), strip, add)
+    report = LoadReport(source=source, file=file)
+    if strip or add:
+        report.mapping = " ".join(p for p in (f"stripped {strip!r}" if strip else "",
+                                              f"added {add!r}" if add else "") if p)
+    dropped = [k for k in state if k not in names]
+    if dropped:
+        report.mapping += f"; {len(dropped)} file keys outside {strip!r} ignored"
+    to_load = {}
+    for k, name in names.items():
+        if any(fnmatch.fnmatchcase(k, p) or fnmatch.fnmatchcase(name, p) for p in exclude):
+            report.excluded.append(k)
+        elif name not in own_shapes:
+            report.unexpected.append(k)
+        elif tuple(state[k].shape) != own_shapes[name]:
+            report.skipped.append((name, tuple(state[k].shape), own_shapes[name]))
+        else:
+            to_load[name] = state[k]
+    report.loaded = sorted(to_load)
+    report.missing = [k for k in own_shapes if k not in to_load]
+    if not to_load:
+        raise WeightsError(
+            f"pretrained {source}: no tensor of {file or 'the file'} fits the model "
+            f"(file names like {', '.join(list(state)[:3])}; model names like "
+            f"{', '.join(list(own_shapes)[:3])}); set prefix/strip_prefix or check the file")
+    if strict and not report.ok:
+        raise WeightsError(f"pretrained {source} (strict): " + "; ".join(report.details()).strip())
+    for name, value in to_load.items():
+        target = own[name]
+        want = str(target.dtype).replace("paddle.", "")
+        if want in ("float32", "float16", "float64", "int64", "int32") and str(value.dtype) != want:
+            to_load[name] = value.astype(want)
+    model.set_state_dict(to_load)
+    return report
+
+
+def load_pretrained(model, source, logger=None, strict=False, table=None):
+    """Load ``source`` (path, folder, URL, zoo name or mapping) into ``model``.
+
+    Returns a LoadReport and logs it.  Raises WeightsError for a file that is missing,
+    corrupt, not a state dict or fits nothing; ConfigError for a malformed mapping.
+    """
+    spec = parse_spec(source)
+    path, entry = resolve(spec, table=table, logger=logger)
+    state = read_state_dict(path)
+    label = spec["path"]
+    report = load_state_dict(model, state, source=label, file=path, prefix=spec.get("prefix"),
+                             strip_prefix=spec.get("strip_prefix"), exclude=spec["exclude"],
+                             strict=bool(spec.get("strict", strict)))
+    if logger is not None:
+        if entry is not None and entry["model"].get("type") != type(model).__name__:
+            logger.warning(f"pretrained {label} was published for {entry['model']}, "
+                           f"the model is {type(model).__name__}")
+        logger.info(report.summary())
+        for line in report.details():
+            logger.info(line)
+    return report
