@@ -79,10 +79,10 @@ class Predictor:
 
     ``device`` is ``cpu`` or ``gpu``/``gpu:N`` (default: gpu when Paddle has CUDA).
     ``cpu_threads`` sets the math library threads (Paddle's default is 1).
-    ``use_mkldnn`` keeps oneDNN on for the CPU (Paddle's default): about 10x faster than
-    without on MobileNetV2, but its kernels sum in another order than dygraph's, so outputs
-    differ by ~1e-5 relative (see docs/benchmarks/export.md); without it they are equal to
-    dygraph's bit for bit.  Memory optimisation is deliberately not enabled: on the CPU
+    ``use_mkldnn`` keeps oneDNN on for the CPU (Paddle's default): 3-13x faster than the
+    dygraph forward on MobileNetV2, but its kernels sum in another order, so outputs differ
+    by ~1e-5 relative (docs/benchmarks/export.md); without it they equal dygraph's (bit for
+    bit with one thread).  Memory optimisation is deliberately not enabled: on the CPU
     build it breaks ``create_predictor`` for ``.json`` (PIR) models.
     """
 
