@@ -164,14 +164,21 @@ def test_load_weights_errors(trained, tmp_path):
     with pytest.raises(WeightsError, match=r"shape mismatch.*\[16, 1, 3, 3\] vs model \[8, 1, 3, 3\]"):
         load_weights(trainer.model, str(tmp_path / "wide.pdparams"))
     (tmp_path / "junk.pdparams").write_bytes(b"not a pickle")
-    with pytest.raises(WeightsError, match="cannot read weights"):
+    with pytest.raises(WeightsError, match="junk.pdparams is not a Paddle state dict"):
         load_weights(trainer.model, str(tmp_path / "junk.pdparams"))
     # a checkpoint folder and its model.pdparams load the same weights
     assert load_weights(trainer.model, str(run / "best")) == str(run / "best" / "model.pdparams")
+    # .safetensors files load too (read by the hub)
+    from safetensors.numpy import save_file
+    save_file({k: v.numpy() for k, v in trainer.model.state_dict().items()},
+              str(tmp_path / "w.safetensors"))
+    other = ppzoo.models.classification.SmallCNN(10, 1, width=8, depth=2)
+    load_weights(other, str(tmp_path / "w.safetensors"))
+    x, _ = _val_batch(trainer, 4)
+    np.testing.assert_array_equal(_dygraph(other, x), _dygraph(trainer.model, x))
     # eval/export never fetch `pretrained:` weights that --weights replaces anyway
     fresh = build_for_weights(dict(cfg, pretrained=str(tmp_path / "never_read.pdparams")))
     load_weights(fresh.model, str(run / "best"))
-    x, _ = _val_batch(trainer, 4)
     np.testing.assert_array_equal(_dygraph(fresh.model, x), _dygraph(trainer.model, x))
 
 

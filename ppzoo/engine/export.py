@@ -61,21 +61,18 @@ def load_weights(model, path):
     """Load ``path`` into ``model`` strictly: every parameter present with its exact shape.
 
     Evaluation and export must run the weights that were trained, so a missing,
-    unexpected or mis-shaped key is an error here (fine-tuning from partial weights goes
-    through ``pretrained:`` and the hub instead).  Returns the file loaded.
+    unexpected or mis-shaped key is an error here, reported in one line with the first
+    offenders.  Reading (``.pdparams`` or ``.safetensors``) and loading are the hub's.
+    Returns the file loaded.
     """
+    from ..hub import load_state_dict, read_state_dict
     file = resolve_weights(path)
-    try:
-        state = paddle.load(file)
-    except Exception as err:  # paddle raises many types for a damaged file
-        raise WeightsError(f"cannot read weights {file}: {type(err).__name__}: {err}") from None
-    if not isinstance(state, dict) or not state:
-        raise WeightsError(f"{file} does not hold a state dict of parameters")
-    own = model.state_dict()
+    state = read_state_dict(file)
+    own = {k: list(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    wrong = [(k, list(state[k].shape), list(own[k].shape)) for k in own
-             if k in state and list(np.shape(state[k])) != list(own[k].shape)]
+    wrong = [(k, list(state[k].shape), own[k]) for k in own
+             if k in state and list(state[k].shape) != own[k]]
     problems = []
     if wrong:
         k, got, want = wrong[0]
@@ -87,7 +84,7 @@ def load_weights(model, path):
     if problems:
         raise WeightsError(f"weights {file} do not fit the model "
                            f"({type(model).__name__}): {'; '.join(problems)}")
-    model.set_state_dict(state)
+    load_state_dict(model, state, source=file, file=file, strict=True)
     return file
 
 
