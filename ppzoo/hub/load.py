@@ -9,6 +9,7 @@ import difflib
 import fnmatch
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,7 +66,7 @@ class LoadReport:
 def parse_spec(source, where="pretrained"):
     """Normalise a string or ``{path|url|name: ..., prefix, strip_prefix, exclude, ...}``."""
     if isinstance(source, (str, os.PathLike)):
-        return {"path": os.fspath(source)}
+        source = {"path": os.fspath(source)}
     if not isinstance(source, dict):
         raise ConfigError(f"{where} must be a path, URL, zoo name or a mapping, "
                           f"got {type(source).__name__}")
@@ -212,7 +213,10 @@ def load_state_dict(model, state, source="<state dict>", file="", prefix=None, s
         want = str(target.dtype).replace("paddle.", "")
         if want in ("float32", "float16", "float64", "int64", "int32") and str(value.dtype) != want:
             to_load[name] = value.astype(want)
-    model.set_state_dict(to_load)
+    with warnings.catch_warnings():
+        # Paddle warns once per missing key; the report already lists them
+        warnings.filterwarnings("ignore", message="Skip loading for")
+        model.set_state_dict(to_load)
     return report
 
 
