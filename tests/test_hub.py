@@ -24,7 +24,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """/files/X serves X; /truncate/X sends half of X under the full Content-Length;
-    /corrupt/X flips a byte; /status/N answers HTTP N."""
+    /flaky/X does so only the first time; /corrupt/X flips a byte; /status/N answers
+    HTTP N."""
     folder = None
     counts = None
 
@@ -44,7 +45,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with open(path, "rb") as f:
             data = f.read()
         body = data
-        if kind == "truncate":
+        if kind == "truncate" or (kind == "flaky" and self.counts[self.path] == 1):
             body = data[: len(data) // 2]
         elif kind == "corrupt":
             body = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
@@ -158,6 +159,35 @@ def test_truncated_body_is_retried_then_fails_with_empty_cache(server, home):
     assert cache_files(home) == []
 
 
+def test_a_dropped_first_attempt_is_retried(server, home):
+    digest, _ = publish(server, "f.pdparams", small_cnn(1))
+    path = hub.download(f"{server.base}/flaky/f.pdparams", sha256=digest, backoff=0)
+    assert server.counts["/flaky/f.pdparams"] == 2 and sha256(path) == digest
+    assert cache_files(home) == [path]
+
+
+def test_concurrent_downloads_of_one_url(server, home):
+    """Two processes (ranks) may download the same file at once: each writes its own
+    temp file and the renames are atomic, so both get a verified file."""
+    digest, _ = publish(server, "g.pdparams", small_cnn(1))
+    url = f"{server.base}/files/g.pdparams"
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(hub.download(url, sha256=digest, backoff=0, progress=False))
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(set(results)) == 1
+    assert len(results) == 3 and sha256(results[0]) == digest
+    assert cache_files(home) == results[:1]                 # no temp file left behind
+
+
 def test_http_errors(server, home):
     with pytest.raises(WeightsError, match="HTTP 404"):
         hub.download(f"{server.base}/files/nothing.pdparams", backoff=0)
@@ -198,6 +228,41 @@ def test_file_url_and_folder(tmp_path, home):
         hub.load_pretrained(target, str(tmp_path / "run"))
     with pytest.raises(WeightsError, match="not found"):
         hub.load_pretrained(target, str(tmp_path / "nope.pdparams"))
+
+
+def test_weights_inside_archives(server, home, tmp_path):
+    import tarfile
+    import zipfile
+    model = small_cnn(5)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    inner = tmp_path / "pack" / "resnet_tiny"
+    inner.mkdir(parents=True)
+    paddle.save(model.state_dict(), str(inner / "model.pdparams"))
+    (inner / "README").write_text("weights")
+    archive = os.path.join(server.folder, "tiny.tar.gz")
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(str(inner), arcname="resnet_tiny")
+    url = f"{server.base}/files/tiny.tar.gz#sha256={sha256(archive)}"
+    target = small_cnn(6)
+    report = hub.load_pretrained(target, url)
+    assert report.ok and report.file.endswith(os.path.join("resnet_tiny", "model.pdparams"))
+    assert_loaded(target, state, state)
+    assert hub.load_pretrained(small_cnn(7), url).file == report.file     # unpacked once
+    # members that would land outside the folder are refused, nothing is left behind
+    evil = str(tmp_path / "evil.tar")
+    with tarfile.open(evil, "w") as t:
+        t.add(str(inner / "model.pdparams"), arcname="../model.pdparams")
+    before = cache_files(home)
+    with pytest.raises(WeightsError, match="outside its folder"):
+        hub.load_pretrained(target, evil)
+    assert cache_files(home) == before
+    # two weights files and no model.pdparams: the error lists them
+    two = str(tmp_path / "two.zip")
+    with zipfile.ZipFile(two, "w") as z:
+        z.write(str(inner / "model.pdparams"), "a.pdparams")
+        z.write(str(inner / "model.pdparams"), "b.pdparams")
+    with pytest.raises(WeightsError, match="a.pdparams, b.pdparams"):
+        hub.load_pretrained(target, two)
 
 
 # ---------------------------------------------------------------- the weights table

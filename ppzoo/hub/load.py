@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.errors import ConfigError, WeightsError
+from .archive import ARCHIVE_SUFFIXES, WEIGHT_SUFFIXES, is_archive, weights_in_archive
 from .download import download
 from .table import lookup
 
@@ -86,8 +87,15 @@ def parse_spec(source, where="pretrained"):
 
 
 def resolve(source, table=None, logger=None):
-    """Return ``(local file, table entry or None)`` for a path, URL or zoo name."""
-    spec = parse_spec(source)
+    """Return ``(local weights file, table entry or None)`` for a path, URL or zoo name;
+    an archive (``.tar.gz``, ``.zip`` ...) resolves to the weights file inside it."""
+    path, entry = _resolve(parse_spec(source), table, logger)
+    if is_archive(path):
+        path = weights_in_archive(path)
+    return path, entry
+
+
+def _resolve(spec, table, logger):
     src = spec["path"]
     if _URL.match(src):
         path = download(src, sha256=spec.get("sha256"), md5=spec.get("md5"), logger=logger)
@@ -100,7 +108,7 @@ def resolve(source, table=None, logger=None):
         return candidate, None
     if os.path.isfile(expanded):
         return expanded, None
-    if os.sep in src or "/" in src or src.endswith((".pdparams", ".safetensors")):
+    if os.sep in src or "/" in src or src.lower().endswith(WEIGHT_SUFFIXES + ARCHIVE_SUFFIXES):
         raise WeightsError(f"pretrained file not found: {src}")
     entry = lookup(src, table)
     path = download(entry["url"], sha256=entry.get("sha256"), md5=entry.get("md5"), logger=logger)
