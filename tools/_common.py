@@ -2,6 +2,9 @@
 import functools
 import os
 import sys
+import warnings
+
+warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 

@@ -9,9 +9,7 @@ Prints every metric (and the per-class table of ClassificationReport) and, with
 import argparse
 import json
 import os
-import warnings
 
-warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 
 import _common  # noqa: F401
 from _common import main_guard

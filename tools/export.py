@@ -8,9 +8,7 @@ folder is all ``tools/infer.py`` needs.  An existing export there is replaced; a
 non-empty folder is refused.
 """
 import argparse
-import warnings
 
-warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 
 import _common  # noqa: F401
 from _common import main_guard

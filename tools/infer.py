@@ -9,9 +9,7 @@ task saves in a folder).  An unreadable input stops with an error naming it and 
 no partial output.
 """
 import argparse
-import warnings
 
-warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 
 import _common  # noqa: F401
 from _common import main_guard

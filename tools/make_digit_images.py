@@ -6,9 +6,6 @@ Files are named ``<index>_label<digit>.png``: 8x8 grayscale, exactly the pixels 
 DigitsDataset gives the model.
 """
 import argparse
-import warnings
-
-warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 import os
 
 import _common  # noqa: F401
