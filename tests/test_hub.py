@@ -282,6 +282,23 @@ def test_zoo_name_resolves_through_the_table(server, home, tmp_path, monkeypatch
     assert report.ok
     assert_loaded(model, state, state)
     assert server.counts["/files/zoo.pdparams"] == 1
+    # weights published for another architecture load where they fit, with a warning
+    import logging
+    records = []
+    logger = logging.getLogger("ppzoo.test_hub")
+    logger.setLevel(logging.INFO)
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        report = hub.load_pretrained(_Seg(), "tiny_cnn", logger=logger)
+    finally:
+        logger.removeHandler(handler)
+    assert report.mapping == "added 'backbone.'"
+    messages = [r.getMessage() for r in records]
+    assert any("was published for" in m and r.levelno == logging.WARNING
+               for m, r in zip(messages, records))
+    assert any(m.startswith("pretrained tiny_cnn: loaded") for m in messages)
     with pytest.raises(WeightsError, match="did you mean tiny_cnn"):
         hub.load_pretrained(model, "tiny_cn")
     # a wrong hash in the table is caught at download
@@ -442,10 +459,11 @@ def test_safetensors_file(tmp_path):
     src = small_cnn(1)
     state = {k: v.numpy() for k, v in src.state_dict().items()}
     path = str(tmp_path / "w.safetensors")
-    save_file(state, path)
+    save_file({k: v.astype("float64") for k, v in state.items()}, path)   # cast on load
     model = small_cnn(2)
     assert hub.load_pretrained(model, path).ok
     assert_loaded(model, state, state)
+    assert all(str(v.dtype) == "paddle.float32" for v in model.state_dict().values())
 
 
 # ---------------------------------------------------------------- through the Trainer
