@@ -188,7 +188,22 @@ def test_concurrent_downloads_of_one_url(server, home):
     assert cache_files(home) == results[:1]                 # no temp file left behind
 
 
-def test_http_errors(server, home):
+def test_temp_file_of_a_killed_download_is_cleared(server, home):
+    digest, _ = publish(server, "h.pdparams", small_cnn(1))
+    url = f"{server.base}/files/h.pdparams"
+    folder = os.path.dirname(hub.cache_path(url))
+    os.makedirs(folder)
+    stale, live = os.path.join(folder, ".part-old"), os.path.join(folder, ".part-live")
+    for p in (stale, live):
+        open(p, "wb").close()
+    os.utime(stale, (0, 0))
+    path = hub.download(url, sha256=digest)
+    assert cache_files(home) == sorted([path, live])          # a fresh one may be in use
+
+
+def test_http_errors(server, home, tmp_path):
+    with pytest.raises(WeightsError, match="No such file"):
+        hub.download((tmp_path / "absent.pdparams").as_uri(), backoff=0)
     with pytest.raises(WeightsError, match="HTTP 404"):
         hub.download(f"{server.base}/files/nothing.pdparams", backoff=0)
     assert server.counts["/files/nothing.pdparams"] == 1     # 404 is not retried

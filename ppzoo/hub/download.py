@@ -24,6 +24,7 @@ DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 1.0
 TIMEOUT = 30
 _PART_PREFIX = ".part-"
+STALE_PART_AGE = 3600
 
 
 def cache_root():
@@ -94,6 +95,18 @@ def _remove_empty_dirs(path, stop):
         except OSError:
             return
         path = os.path.dirname(path)
+
+
+def _remove_stale_parts(folder, age=STALE_PART_AGE):
+    """Temp files of a process killed mid-download; a live download keeps its own fresh."""
+    now = time.time()
+    for name in os.listdir(folder):
+        p = os.path.join(folder, name)
+        try:
+            if name.startswith(_PART_PREFIX) and now - os.path.getmtime(p) > age:
+                os.remove(p)
+        except OSError:
+            pass
 
 
 class _Retryable(Exception):
@@ -195,6 +208,7 @@ def download(url, sha256=None, md5=None, retries=None, backoff=None, progress=Tr
 
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
+    _remove_stale_parts(folder)
     log(f"downloading {url} -> {path}")
     last = None
     try:
