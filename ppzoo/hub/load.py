@@ -157,23 +157,25 @@ def _rename(keys, strip, add):
     return out
 
 
-def _auto_mapping(file_keys, own_keys):
-    """Without explicit prefixes, find the (strip, add) that fits most names.
+def _auto_mapping(file_shapes, own_shapes):
+    """Without explicit prefixes, find the (strip, add) under which most tensors fit
+    (same name and shape; then most names; ties keep the names as they are).
 
     Covers the usual wrappers: ``net.`` around a paddle.vision model, ``model.`` or
     ``backbone.`` in a checkpoint saved from a larger model.
     """
-    own = set(own_keys)
-    firsts = lambda keys: {k.split(".", 1)[0] + "." for k in keys if "." in k}  # noqa: E731
+    firsts = lambda keys: sorted({k.split(".", 1)[0] + "." for k in keys if "." in k})  # noqa: E731
     candidates = [("", "")]
-    candidates += [(s, "") for s in firsts(file_keys)]
-    candidates += [("", a) for a in firsts(own_keys)]
-    candidates += [(s, a) for s in firsts(file_keys) for a in firsts(own_keys) if s != a]
-    best, best_n = ("", ""), -1
+    candidates += [(s, "") for s in firsts(file_shapes)]
+    candidates += [("", a) for a in firsts(own_shapes)]
+    candidates += [(s, a) for s in firsts(file_shapes) for a in firsts(own_shapes) if s != a]
+    best, best_score = ("", ""), (-1, -1)
     for strip, add in candidates:
-        n = sum(1 for v in _rename(file_keys, strip, add).values() if v in own)
-        if n > best_n:
-            best, best_n = (strip, add), n
+        renamed = _rename(file_shapes, strip, add)
+        score = (sum(1 for k, v in renamed.items() if own_shapes.get(v) == file_shapes[k]),
+                 sum(1 for v in renamed.values() if v in own_shapes))
+        if score > best_score:
+            best, best_score = (strip, add), score
     return best
 
 
@@ -186,7 +188,7 @@ def load_state_dict(model, state, source="<state dict>", file="", prefix=None, s
     own = model.state_dict()
     own_shapes = {k: tuple(v.shape) for k, v in own.items()}
     if prefix is None and strip_prefix is None:
-        strip, add = _auto_mapping(list(state), list(own_shapes))
+        strip, add = _auto_mapping({k: tuple(v.shape) for k, v in state.items()}, own_shapes)
     else:
         strip, add = strip_prefix or "", prefix or ""
     names = _rename(list(state), strip, add)
