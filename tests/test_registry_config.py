@@ -106,3 +106,12 @@ def test_any_paddle_optimizer_and_scheduler_by_name():
         lr.step()
     assert lrs[0] == 0.0 and abs(lrs[5] - 0.1) < 1e-9 and lrs[-1] < 0.01
     assert lr.learning_rate.T_max == 20  # 'auto' = total iterations after warm-up
+
+
+def test_opts_can_add_a_leaf_but_the_trainer_rejects_unknown_ones(digits_cfg, tmp_path):
+    cfg = apply_opts(dict(digits_cfg), ["pretrained=weights.pdparams"])
+    assert cfg["pretrained"] == "weights.pdparams"
+    cfg = apply_opts(dict(digits_cfg), ["pretraned=weights.pdparams"])
+    import ppzoo
+    with pytest.raises(ConfigError, match="did you mean 'pretrained'"):
+        ppzoo.Trainer(cfg, work_dir=str(tmp_path / "r"))

@@ -111,7 +111,8 @@ def apply_opts(cfg, opts, source="<opts>"):
     """Apply ``key.path=value`` overrides in place.
 
     Every key on the path but the last must exist, so a typo fails with the closest
-    known key instead of silently adding a setting nobody reads.
+    known key; a new last key (e.g. ``pretrained=...``) is allowed, and the trainer and
+    the registries reject keys they do not know.
     """
     for opt in opts:
         if "=" not in opt:
@@ -127,9 +128,7 @@ def apply_opts(cfg, opts, source="<opts>"):
             idx = _list_index(node, last, key, source)
             node[idx] = value
         elif isinstance(node, dict):
-            if last not in node and node is cfg:
-                _raise_unknown(last, node, key, source)
-            node[last] = value
+            node[last] = value  # a new leaf is checked by whoever reads the section
         else:
             raise ConfigError(f"--opts {key}: {'.'.join(parts[:-1])} is a value, not a section")
     return cfg
