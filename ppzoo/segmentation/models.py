@@ -1,0 +1,86 @@
+"""Segmentation models.
+
+``SmallSegNet`` is the CPU-sized encoder-decoder of tests and benchmarks; its encoder
+has the same layer names as ``SmallCNN.features`` so a classifier's backbone loads into
+it.  The paper's models wrap PaddleSeg; PaddleSeg is imported inside ``__init__`` so
+``import ppzoo`` stays fast.  Every model returns a list of logits (the main one first)
+in train mode and the main logits at input resolution in eval mode.
+"""
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from ..core.builder import MODELS
+from ..core.errors import ConfigError
+
+
+@MODELS.register()
+class SmallSegNet(nn.Layer):
+    """conv-BN-ReLU encoder (SmallCNN layout, ``features``) + a light decoder ``head``."""
+
+    def __init__(self, num_classes=12, in_channels=3, width=16, depth=3):
+        super().__init__()
+        layers, c = [], in_channels
+        for i in range(depth):
+            out = width * (2 ** i)
+            layers += [nn.Conv2D(c, out, 3, padding=1, bias_attr=False), nn.BatchNorm2D(out), nn.ReLU(),
+                       nn.Conv2D(out, out, 3, padding=1, bias_attr=False), nn.BatchNorm2D(out), nn.ReLU()]
+            if i < depth - 1:
+                layers.append(nn.MaxPool2D(2))
+            c = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Conv2D(c, width * 2, 3, padding=1, bias_attr=False), nn.BatchNorm2D(width * 2), nn.ReLU(),
+            nn.Conv2D(width * 2, num_classes, 1))
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        y = self.head(self.features(x))
+        y = F.interpolate(y, size=x.shape[2:], mode="bilinear", align_corners=False)
+        return [y] if self.training else y
+
+
+class _PaddleSegWrapper(nn.Layer):
+    """Adapts a PaddleSeg model (returns a list always) to the ppzoo convention."""
+
+    def forward(self, x):
+        outs = self.net(x)
+        return list(outs) if self.training else outs[0]
+
+
+def _backbone(name, pretrained):
+    from paddleseg.models import backbones
+    if name == "ResNet50_vd":
+        return backbones.ResNet50_vd(output_stride=8, pretrained=pretrained)
+    if name == "HRNet_W18":
+        return backbones.HRNet_W18(pretrained=pretrained)
+    raise ConfigError(f"model.backbone: unknown backbone {name!r} (ResNet50_vd, HRNet_W18)")
+
+
+@MODELS.register()
+class PSPNet(_PaddleSegWrapper):
+    def __init__(self, num_classes, backbone="ResNet50_vd", backbone_pretrained=None, aux_loss=True):
+        super().__init__()
+        from paddleseg.models import PSPNet as _P
+        self.net = _P(num_classes, _backbone(backbone, backbone_pretrained), backbone_indices=(2, 3),
+                      pp_out_channels=1024, bin_sizes=(1, 2, 3, 6), enable_auxiliary_loss=aux_loss)
+        self.num_classes = num_classes
+
+
+@MODELS.register()
+class DeepLabV3(_PaddleSegWrapper):
+    def __init__(self, num_classes, backbone="ResNet50_vd", backbone_pretrained=None):
+        super().__init__()
+        from paddleseg.models import DeepLabV3 as _D
+        self.net = _D(num_classes, _backbone(backbone, backbone_pretrained), backbone_indices=(3,),
+                      aspp_ratios=(1, 12, 24, 36), aspp_out_channels=256)
+        self.num_classes = num_classes
+
+
+@MODELS.register()
+class OCRNet(_PaddleSegWrapper):
+    def __init__(self, num_classes, backbone="HRNet_W18", backbone_pretrained=None):
+        super().__init__()
+        from paddleseg.models import OCRNet as _O
+        self.net = _O(num_classes, _backbone(backbone, backbone_pretrained), backbone_indices=(0,))
+        self.num_classes = num_classes
