@@ -1,0 +1,148 @@
+"""DistillTrainer: the shared Trainer loop with soft labels from a teacher.
+
+The config's ``distill:`` section picks where the soft labels come from
+(``mode: online | edl | offline``, see :mod:`ppzoo.distill.reader`); the student is the
+config's ``model`` and is what checkpoints, eval and export see.  The teacher is a
+folder exported with ``tools/export.py`` (``distill.teacher_dir``).
+"""
+import os
+
+import numpy as np
+import paddle
+
+from ..core.builder import TRAINERS
+from ..core.config import check_keys
+from ..core.errors import ConfigError
+from ..engine.trainer import Trainer
+from .losses import DistillationLoss
+from .reader import EDLReader, OfflineSource, OnlineSource, check_mode, write_soft_labels
+
+DISTILL_KEYS = {"mode", "teacher_dir", "topk", "num_workers", "worker_cpus", "worker_gpus",
+                "cpu_threads", "device", "use_mkldnn", "request_size", "max_in_flight",
+                "prefetch", "ray_address", "ray_num_cpus", "min_workers", "control_file",
+                "soft_label_dir", "record_ids"}
+
+
+class IndexedDataset(paddle.io.Dataset):
+    """Adds the sample's dataset index as ``index``: the id soft labels are matched by."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, idx):
+        sample = dict(self.dataset[idx])
+        sample["index"] = np.int64(idx)
+        return sample
+
+
+class _SourceLoader:
+    """The train loader as the Trainer loop sees it: the student's batches, soft labels added."""
+
+    def __init__(self, source, loader):
+        self.source, self.loader = source, loader
+
+    def __iter__(self):
+        return self.source.read(iter(self.loader))
+
+    def __len__(self):
+        return len(self.loader)
+
+
+@TRAINERS.register()
+class DistillTrainer(Trainer):
+    extra_config_keys = {"distill"}
+
+    def _build_training(self, resume):
+        self.dcfg = dict(self.cfg.get("distill") or {})
+        check_keys(self.dcfg, DISTILL_KEYS, "distill.", self.source)
+        self.mode = self.dcfg.get("mode", "edl")
+        check_mode(self.mode, self.source)
+        if self.mode != "offline" or not self.dcfg.get("soft_label_dir"):
+            if not self.dcfg.get("teacher_dir"):
+                raise ConfigError(f"{self.source}: distill.teacher_dir (an exported teacher) "
+                                  f"is required for mode {self.mode}")
+        super()._build_training(resume)
+        self.trained_ids = [] if self.dcfg.get("record_ids") else None
+        self.indexed = IndexedDataset(self.train_dataset)
+        collate = getattr(self.train_dataset, "collate_fn", None)
+        base = paddle.io.DataLoader(self.indexed, batch_sampler=self.sampler, collate_fn=collate,
+                                    num_workers=int(self.train_cfg.get("num_workers", 0)),
+                                    use_shared_memory=False)
+        self.soft_source = self._make_source(collate)
+        self.train_loader = _SourceLoader(self.soft_source, base)
+
+    def _teacher_dir(self):
+        path = self.dcfg["teacher_dir"]
+        if not self.dcfg.get("ray_address") and not os.path.isdir(path):
+            raise ConfigError(f"{self.source}: distill.teacher_dir not found: {path} "
+                              f"(export the teacher with tools/export.py)")
+        return path
+
+    def _runner(self):
+        from .pool import TeacherRunner
+        d = self.dcfg
+        return TeacherRunner(self._teacher_dir(), cpu_threads=d.get("cpu_threads", 1),
+                             device=d.get("device", "cpu"), topk=d.get("topk"),
+                             use_mkldnn=d.get("use_mkldnn", True))
+
+    def _pool_reader(self):
+        from .pool import TeacherPool
+        d = self.dcfg
+        pool = TeacherPool(self._teacher_dir(), num_workers=d.get("num_workers", 1),
+                           worker_cpus=d.get("worker_cpus", 1), cpu_threads=d.get("cpu_threads", 1),
+                           device=d.get("device", "cpu"), topk=d.get("topk"),
+                           use_mkldnn=d.get("use_mkldnn", True), ray_address=d.get("ray_address"),
+                           ray_num_cpus=d.get("ray_num_cpus"), worker_gpus=d.get("worker_gpus", 0),
+                           min_workers=d.get("min_workers", 1))
+        control = d.get("control_file", os.path.join(self.work_dir, "teachers"))
+        return EDLReader(pool, self.input_keys, request_size=d.get("request_size", 32),
+                         max_in_flight=d.get("max_in_flight", 4), prefetch=d.get("prefetch", 2),
+                         control_file=control, logger=self.logger)
+
+    def _make_source(self, collate):
+        if self.mode == "online":
+            return OnlineSource(self._runner(), self.input_keys)
+        if self.mode == "edl":
+            return self._pool_reader()
+        path = self.dcfg.get("soft_label_dir") or os.path.join(self.work_dir, "soft_labels")
+        if not os.path.isdir(path):
+            self.logger.info(f"computing soft labels once into {path}")
+            source = (self._pool_reader() if self.dcfg.get("num_workers")
+                      else OnlineSource(self._runner(), self.input_keys))
+            sampler = paddle.io.BatchSampler(self.indexed, batch_size=self.batch_size, shuffle=False)
+            loader = paddle.io.DataLoader(self.indexed, batch_sampler=sampler, collate_fn=collate,
+                                          use_shared_memory=False)
+            try:
+                write_soft_labels(source, loader, path, len(self.indexed),
+                                  meta={"teacher_dir": os.path.abspath(self._teacher_dir())})
+            finally:
+                source.close()
+        return OfflineSource(path, len(self.indexed))
+
+    def forward_loss(self, batch):
+        if self.trained_ids is not None:
+            self.trained_ids.extend(int(i) for i in batch["index"].numpy())
+        logits = self.train_model(*self.inputs_of(batch))
+        label = batch[self.label_key]
+        if isinstance(self.loss_fn, DistillationLoss):
+            parts = self.loss_fn.parts(logits, batch["teacher"], label)
+            return parts["loss"], parts
+        if self.loss_fn is None:
+            raise ConfigError(f"{self.source}: the config has no 'loss' section "
+                              f"(e.g. type: DistillationLoss)")
+        loss = self.loss_fn(logits, batch["teacher"])
+        return loss, {"loss": loss}
+
+    def _train(self):
+        try:
+            return super()._train()
+        finally:
+            src = self.soft_source
+            self.teacher_stats = {"mode": self.mode, "wait_s": round(src.wait_s, 3)}
+            if isinstance(src, EDLReader):
+                self.teacher_stats.update(resent=src.resent, per_worker=dict(src.per_worker))
+            self.logger.info(f"distill: {self.teacher_stats}")
+            src.close()
