@@ -1,0 +1,116 @@
+"""Consensus of explanations -> a pseudo label map with background, ignore and confidence.
+
+The paper's point: a single explainer of a single classifier is noisy; normalising the
+maps of several explainers x classifiers and aggregating them gives a steadier mask.
+"""
+import numpy as np
+
+from ..core.errors import ConfigError
+
+NORMS = ("minmax", "max", "rank", "none")
+AGGS = ("mean", "median", "max", "min")
+
+
+def normalise(sal, how="minmax"):
+    """Per (image, class) map to [0, 1]; ``rank`` uses pixel percentiles (scale-free)."""
+    if how not in NORMS:
+        raise ConfigError(f"consensus.normalise must be one of {NORMS}, got {how!r}")
+    s = np.asarray(sal, dtype=np.float32)
+    flat = s.reshape(s.shape[:-2] + (-1,))
+    if how == "none":
+        return s
+    if how == "max":
+        m = flat.max(-1, keepdims=True)
+        return (flat / np.where(m > 0, m, 1)).reshape(s.shape)
+    if how == "minmax":
+        lo, hi = flat.min(-1, keepdims=True), flat.max(-1, keepdims=True)
+        return ((flat - lo) / np.where(hi > lo, hi - lo, 1)).reshape(s.shape)
+    order = flat.argsort(-1, kind="stable").argsort(-1, kind="stable").astype(np.float32)
+    out = order / max(flat.shape[-1] - 1, 1)
+    out[flat.max(-1) == flat.min(-1)] = 0  # a constant (e.g. unasked) map carries nothing
+    return out.reshape(s.shape)
+
+
+def aggregate(maps, how="mean"):
+    """``maps``: (M, ..., H, W) from M explainer x classifier members."""
+    if how not in AGGS:
+        raise ConfigError(f"consensus.aggregate must be one of {AGGS}, got {how!r}")
+    return getattr(np, how)(np.asarray(maps), axis=0)
+
+
+def superpixel_smooth(sal, image_hwc, num_segments=100, compactness=10.0):
+    """Average each class map within SLIC superpixels so labels follow image edges."""
+    from skimage.segmentation import slic
+    img = image_hwc.astype(np.float64)
+    img = (img - img.min()) / (img.max() - img.min() + 1e-8)
+    seg = slic(img, n_segments=num_segments, compactness=compactness, start_label=0,
+               channel_axis=-1 if img.shape[-1] > 1 else None)
+    n = seg.max() + 1
+    cnt = np.bincount(seg.ravel(), minlength=n).astype(np.float32)
+    out = np.empty_like(sal)
+    for c in range(sal.shape[0]):
+        sums = np.bincount(seg.ravel(), weights=sal[c].ravel(), minlength=n)
+        out[c] = (sums / np.maximum(cnt, 1))[seg]
+    return out
+
+
+class Consensus:
+    """Turns member maps of one image into (label, confidence).
+
+    rule ``threshold``: a pixel is foreground of its strongest present class when that
+    class's consensus saliency >= ``fg_threshold``, background below ``bg_threshold``,
+    ignored in between.  rule ``top_fraction``: each present class claims its top
+    ``fg_fraction`` of pixels, pixels outside every class's top ``1 - bg_fraction`` are
+    background, the rest ignored.  ``confidence`` is the fraction of members whose own
+    label (same rule) agrees with the consensus label at that pixel.
+    """
+
+    def __init__(self, num_classes, background=None, ignore_index=255, normalise="minmax",
+                 aggregate="mean", rule="threshold", fg_threshold=0.5, bg_threshold=0.3,
+                 fg_fraction=0.3, bg_fraction=0.4, superpixels=None):
+        self.num_classes = int(num_classes)
+        self.background = self.num_classes if background is None else int(background)
+        self.ignore_index = int(ignore_index)
+        self.norm, self.agg, self.rule = normalise, aggregate, rule
+        if rule not in ("threshold", "top_fraction"):
+            raise ConfigError(f"consensus.rule must be 'threshold' or 'top_fraction', got {rule!r}")
+        self.fg_t, self.bg_t = float(fg_threshold), float(bg_threshold)
+        if self.bg_t > self.fg_t:
+            raise ConfigError(f"consensus.bg_threshold ({bg_threshold}) must be <= fg_threshold ({fg_threshold})")
+        self.fg_f, self.bg_f = float(fg_fraction), float(bg_fraction)
+        self.superpixels = dict(superpixels) if superpixels else None
+
+    def label(self, sal, present):
+        """``sal`` (C,H,W) normalised maps; ``present`` class ids -> label map (H,W)."""
+        h, w = sal.shape[1:]
+        lab = np.full((h, w), self.background, np.int64)
+        present = [int(c) for c in present]
+        if not present:
+            return lab
+        s = sal[present]
+        best = s.argmax(0)
+        top = s.max(0)
+        cls = np.asarray(present)[best]
+        if self.rule == "threshold":
+            fg, bg = top >= self.fg_t, top < self.bg_t
+        else:
+            fg = np.zeros((h, w), bool)
+            bgq = np.ones((h, w), bool)
+            for k in range(len(present)):
+                fg |= (best == k) & (s[k] >= np.quantile(s[k], 1 - self.fg_f))
+                bgq &= s[k] < np.quantile(s[k], self.bg_f) if self.bg_f > 0 else False
+            bg = bgq & ~fg
+        lab[:] = self.ignore_index
+        lab[bg] = self.background
+        lab[fg] = cls[fg]
+        return lab
+
+    def __call__(self, member_maps, present, image_hwc=None):
+        """``member_maps`` (M,C,H,W) raw saliency -> (label, confidence, consensus map)."""
+        norm = normalise(member_maps, self.norm)
+        if self.superpixels and image_hwc is not None:
+            norm = np.stack([superpixel_smooth(m, image_hwc, **self.superpixels) for m in norm])
+        cons = aggregate(norm, self.agg)
+        lab = self.label(cons, present)
+        agree = np.mean([self.label(m, present) == lab for m in norm], axis=0)
+        return lab, agree.astype(np.float32), cons
