@@ -31,9 +31,15 @@ class ImageLevelLabels(BaseDataset):
     def __len__(self):
         return len(self.base)
 
+    def set_epoch(self, epoch):
+        super().set_epoch(epoch)
+        self.base.seed = self.seed
+        self.base.set_epoch(epoch)
+
     def load(self, idx):
-        s = self.base.load(idx)
-        m = s["mask"][..., 0] if s["mask"].ndim == 3 else s["mask"]
+        s = self.base[idx]  # the wrapped dataset's own transforms apply
+        m = np.asarray(s["mask"])
+        m = m[..., 0] if m.ndim == 3 else m
         valid = (m >= 0) & (m < self.num_classes_)
         cnt = np.bincount(m[valid].ravel(), minlength=self.num_classes_)[:self.num_classes_]
         s["label"] = (cnt >= self.min_fraction * max(valid.sum(), 1)).astype(np.float32)
