@@ -59,6 +59,9 @@ def _actor_class():
         def served(self):
             return self.runner.served
 
+        def cpu_seconds(self):
+            return time.process_time()
+
     return TeacherWorker
 
 
@@ -149,6 +152,11 @@ class TeacherPool:
         """Samples served per live worker (for tests and logs)."""
         import ray
         return {w: ray.get(a.served.remote()) for w, a in self.workers.items()}
+
+    def cpu_seconds(self):
+        """CPU seconds each live worker process has used (for the benchmark)."""
+        import ray
+        return {w: ray.get(a.cpu_seconds.remote()) for w, a in self.workers.items()}
 
     def shutdown(self):
         import ray

@@ -137,6 +137,9 @@ class DistillTrainer(Trainer):
         return loss, {"loss": loss}
 
     def _train(self):
+        cpu0 = {}
+        if isinstance(self.soft_source, EDLReader):
+            cpu0 = self.soft_source.pool.cpu_seconds()
         try:
             return super()._train()
         finally:
@@ -144,5 +147,10 @@ class DistillTrainer(Trainer):
             self.teacher_stats = {"mode": self.mode, "wait_s": round(src.wait_s, 3)}
             if isinstance(src, EDLReader):
                 self.teacher_stats.update(resent=src.resent, per_worker=dict(src.per_worker))
+                try:
+                    self.teacher_stats["teacher_cpu_s"] = {
+                        w: c - cpu0.get(w, 0.0) for w, c in src.pool.cpu_seconds().items()}
+                except Exception:  # noqa: BLE001 - a worker died: stats only
+                    pass
             self.logger.info(f"distill: {self.teacher_stats}")
             src.close()
