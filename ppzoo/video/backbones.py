@@ -18,8 +18,9 @@ DEPTHS = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]),
 
 
 def temporal_shift(x, num_seg, shift_ratio):
-    """TSM: of C channels, the first C*ratio take the next segment's values, the next
-    C*ratio the previous segment's; the rest stay (zeros enter at the clip ends)."""
+    """TSM: of C channels, the first C*ratio take the previous segment's values, the next
+    C*ratio the following segment's; the rest stay (zeros enter at the clip ends).  This is
+    Paddle's channel order, which PaddleVideo's released weights were trained with."""
     return F.temporal_shift(x, seg_num=num_seg, shift_ratio=shift_ratio)
 
 
@@ -87,7 +88,10 @@ class ResNetTSM(nn.Layer):
         kind, blocks = DEPTHS[int(depth)]
         blocks = list(stage_blocks) if stage_blocks else blocks
         self.num_seg = int(num_seg)
-        ratio = float(shift_ratio) if shift_ratio is not None else 1.0 / self.num_seg
+        # PaddleVideo shifts 1/num_seg of the channels each way; capped for very short clips
+        ratio = float(shift_ratio) if shift_ratio is not None else min(1.0 / self.num_seg, 0.25)
+        if not 0 < ratio < 0.5:
+            raise ConfigError(f"ResNetTSM.shift_ratio: {ratio} must be in (0, 0.5)")
         w = int(base_width)
         if vd:
             self.stem = nn.Sequential(ConvBN(in_channels, w // 2, 3, 2, act=act),

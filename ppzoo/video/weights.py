@@ -1,0 +1,96 @@
+"""Loading PaddleVideo-released ``.pdparams`` into ppzoo's recognizers.
+
+PaddleVideo names layers after its ConvBNLayer (``_conv``/``_batch_norm``), its blocks
+(``bb_<stage>_<i>`` or ``res<stage+2><letter>``) and ST-GCN's ``st_gcn_networks`` /
+``tcn`` Sequential indices; its ST-GCN head is a 1x1 conv.  ``map_paddlevideo_names``
+rewrites such a state dict into ppzoo names (and shapes); ppzoo names pass unchanged.
+"""
+import os
+import re
+
+import numpy as np
+
+from ..core.errors import WeightsError
+
+_TCN = {"0": "bn1", "2": "tconv", "3": "bn2"}
+_RES = {"0": "res_conv", "1": "res_bn"}
+
+
+def _convbn(rest):
+    return rest.replace("_conv.", "conv.").replace("_batch_norm.", "bn.")
+
+
+def _map_name(name):
+    m = re.match(r"^(backbone\.)conv1_([123])\.(.*)$", name)  # ResNet-vd stem
+    if m:
+        return f"{m[1]}stem.{int(m[2]) - 1}.{_convbn(m[3])}"
+    m = re.match(r"^(backbone\.)conv1?\.(_conv\..*|_batch_norm\..*)$", name)  # 7x7 stem
+    if m:
+        return f"{m[1]}stem.0.{_convbn(m[2])}"
+    m = re.match(r"^(backbone\.)bb_(\d+)_(\d+)\.(.*)$", name)  # bottleneck blocks
+    if m:
+        return f"{m[1]}stages.{m[2]}.{m[3]}.{_convbn(m[4])}"
+    m = re.match(r"^(backbone\.)res(\d)([a-z])(\d*)\.(.*)$", name)  # basic blocks
+    if m:
+        idx = int(m[4]) if m[4] else ord(m[3]) - 97
+        return f"{m[1]}stages.{int(m[2]) - 2}.{idx}.{_convbn(m[5])}"
+    m = re.match(r"^(backbone\.)st_gcn_networks\.(\d+)\.(.*)$", name)  # ST-GCN
+    if m:
+        rest = m[3]
+        rest = re.sub(r"^gcn\.conv\.", "gcn.", rest)
+        rest = re.sub(r"^tcn\.(\d)\.", lambda t: _TCN[t[1]] + ".", rest)
+        rest = re.sub(r"^residual\.(\d)\.", lambda t: _RES[t[1]] + ".", rest)
+        return f"{m[1]}blocks.{m[2]}.{rest}"
+    if name.startswith("head.fcn."):
+        return "head.fc." + name[len("head.fcn."):]
+    return name
+
+
+def map_paddlevideo_names(state_dict):
+    """PaddleVideo names/shapes -> ppzoo names/shapes (NumPy arrays out)."""
+    out = {}
+    for name, value in state_dict.items():
+        arr = value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+        new = _map_name(name)
+        if name.startswith("head.fcn.") and name.endswith("weight") and arr.ndim == 4:
+            arr = arr.reshape(arr.shape[0], arr.shape[1]).T  # 1x1 conv -> Linear (in, out)
+        out[new] = arr
+    return out
+
+
+def load_paddlevideo_weights(model, path_or_state, strict=True):
+    """Load PaddleVideo (or ppzoo) weights into ``model``; returns the list of skipped keys.
+
+    A name that does not exist in ``model`` or a shape that differs raises WeightsError
+    naming the file and key (``strict: false`` skips them instead, e.g. a new head).
+    """
+    import paddle
+    source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
+    if isinstance(path_or_state, str):
+        if not os.path.isfile(path_or_state):
+            raise WeightsError(f"weights file not found: {path_or_state}")
+        try:
+            state = paddle.load(path_or_state)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is one clear error
+            raise WeightsError(f"cannot read weights {path_or_state}: {err}") from None
+    else:
+        state = path_or_state
+    mapped = map_paddlevideo_names(state)
+    own = model.state_dict()
+    skipped, load = [], {}
+    for k, v in mapped.items():
+        if k not in own:
+            problem = f"{source}: parameter {k!r} has no counterpart in {type(model).__name__}"
+        elif tuple(own[k].shape) != tuple(v.shape):
+            problem = f"{source}: {k!r} has shape {tuple(v.shape)}, the model {tuple(own[k].shape)}"
+        else:
+            load[k] = v.astype(str(own[k].numpy().dtype)) if v.dtype != own[k].numpy().dtype else v
+            continue
+        if strict:
+            raise WeightsError(problem)
+        skipped.append(k)
+    missing = [k for k in own if k not in load and k.rsplit(".", 1)[-1] != "A"]  # graph buffers
+    if strict and missing:
+        raise WeightsError(f"{source}: no weights for {len(missing)} parameters, e.g. {missing[0]!r}")
+    model.set_state_dict(load)
+    return skipped
