@@ -1,0 +1,130 @@
+"""LNSR benchmark: MiniLM-L6 fine-tuned on GLUE dev sets, plain vs LNSR vs L2-SP vs Mixout vs SMART.
+
+Every run is a config of configs/lnsr/ trained by the shared FineTuneTrainer, scaled down by
+--opts-style overrides (a fixed train subsample, max_seq_len, epochs).  Results are appended
+to a JSON-lines file after every run, and the table/plot are rewritten from it, so a partial
+run still leaves honest partial results.
+
+    nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py --tasks rte mrpc cola --seeds 0 1 2 3 4
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, ROOT)
+
+METHODS = ["plain", "lnsr", "l2sp", "mixout", "smart"]
+METRIC = {"rte": "acc", "mrpc": "acc", "cola": "mcc", "sst2": "acc"}
+
+
+def run_one(task, method, seed, args):
+    from ppzoo.core import load_config
+    from ppzoo.engine import build_trainer
+    cfg = load_config(os.path.join(ROOT, "configs", "lnsr", f"{task}_{method}.yml"))
+    cfg["seed"] = seed
+    cfg["name"] = f"{task}_{method}_s{seed}"
+    cfg["output_dir"] = os.path.join(ROOT, "output", "bench_lnsr")
+    for key in ("train_dataset", "val_dataset"):
+        cfg[key]["max_seq_len"] = args.max_seq_len
+    cfg["train_dataset"]["max_examples"] = args.train_examples
+    cfg["train"].update({"epochs": args.epochs, "log_interval": 1000, "eval_interval": 10 ** 9,
+                         "checkpoint_interval": 10 ** 9})
+    trainer = build_trainer(cfg)
+    step_times = []
+    orig = trainer.train_step
+
+    def timed(batch):
+        t0 = time.perf_counter()
+        orig(batch)
+        step_times.append(time.perf_counter() - t0)
+    trainer.train_step = timed
+    trainer.train()
+    res = trainer.evaluate()
+    step_times = sorted(step_times[1:] or step_times)  # first step warms up
+    return {"task": task, "method": method, "seed": seed, "metric": METRIC[task],
+            "value": res[METRIC[task]], "results": res,
+            "median_step_s": step_times[len(step_times) // 2], "iters": trainer.iter}
+
+
+def summarize(rows, out_md, out_png, args):
+    import numpy as np
+    lines = [f"# LNSR benchmark: MiniLM-L6 on GLUE dev sets\n",
+             f"Machine: {platform.machine()} CPU, {os.cpu_count()} cores shared with other jobs "
+             f"(load average at write time {os.getloadavg()[0]:.1f}); date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+             f"Command: `nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py {' '.join(sys.argv[1:])}`",
+             f"Protocol: fixed train subsample of {args.train_examples} examples (subsample seed 0), "
+             f"max_seq_len {args.max_seq_len}, {args.epochs} epoch(s), batch 16, AdamW 2e-5 with linear "
+             "decay; evaluation on the full dev set after the last step; hyper-parameters as in "
+             "configs/lnsr/ (LNSR sigma 0.05 at the embedding output, weight 1; L2-SP alpha 0.01; "
+             "Mixout p 0.1; SMART lambda_s 1, mu 1).", "",
+             "| task | method | seeds | metric | mean | std | step time / plain |",
+             "|---|---|---|---|---|---|---|"]
+    stats = {}
+    for task in args.tasks:
+        plain_t = [r["median_step_s"] for r in rows if r["task"] == task and r["method"] == "plain"]
+        for m in METHODS:
+            rs = [r for r in rows if r["task"] == task and r["method"] == m]
+            if not rs:
+                continue
+            v = np.array([r["value"] for r in rs])
+            t = np.median([r["median_step_s"] for r in rs])
+            ratio = f"{t / np.median(plain_t):.2f}" if plain_t else "n/a"
+            stats[(task, m)] = (v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), len(v))
+            lines.append(f"| {task} | {m} | {len(v)} | {rs[0]['metric']} | {v.mean():.4f} | "
+                         f"{stats[(task, m)][1]:.4f} | {ratio} |")
+    lines += ["", "Per run (JSON lines): `docs/benchmarks/lnsr_glue_runs.jsonl`."]
+    with open(out_md, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, axes = plt.subplots(1, len(args.tasks), figsize=(4 * len(args.tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], args.tasks):
+        for i, m in enumerate(METHODS):
+            vals = [r["value"] for r in rows if r["task"] == task and r["method"] == m]
+            ax.scatter([i] * len(vals), vals, s=12, alpha=0.6)
+            if vals:
+                ax.errorbar(i + 0.2, np.mean(vals), yerr=np.std(vals), fmt="o", color="k")
+        ax.set_xticks(range(len(METHODS)), METHODS, rotation=30)
+        ax.set_title(f"{task} ({METRIC[task]})")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--tasks", nargs="+", default=["rte", "mrpc", "cola"])
+    p.add_argument("--methods", nargs="+", default=METHODS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--train-examples", type=int, default=500)
+    p.add_argument("--max-seq-len", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    runs = os.path.join(args.out, "lnsr_glue_runs.jsonl")
+    rows = [json.loads(l) for l in open(runs)] if os.path.exists(runs) else []
+    done = {(r["task"], r["method"], r["seed"]) for r in rows}
+    for seed in args.seeds:  # seed-major: partial results stay balanced across methods
+        for task in args.tasks:
+            for m in args.methods:
+                if (task, m, seed) in done:
+                    continue
+                row = run_one(task, m, seed, args)
+                rows.append(row)
+                with open(runs, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                summarize(rows, os.path.join(args.out, "lnsr_glue.md"),
+                          os.path.join(args.out, "lnsr_glue.png"), args)
+                print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
