@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--teacher-width", type=int, default=64)
+    ap.add_argument("--prefetch", type=int, default=4, help="student batches read ahead (edl)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/distill.md"))
     args = ap.parse_args()
     import paddle
@@ -78,9 +79,10 @@ def main():
     off = load_config(edl, common + ["distill.mode=offline", "distill.num_workers=0", "name=offline"])
     build_trainer(copy.deepcopy(off), build_train=True)   # writes the soft labels once
     rows.append(("offline (labels precomputed)", run(off)))
+    ap_edl = [f"distill.prefetch={args.prefetch}", f"distill.max_in_flight={2 * args.prefetch}"]
     for n in args.workers:
         rows.append((f"edl, {n} teacher worker{'s' if n > 1 else ''}", run(load_config(
-            edl, common + ["distill.mode=edl", f"distill.num_workers={n}",
+            edl, common + ap_edl + ["distill.mode=edl", f"distill.num_workers={n}",
                            f"distill.worker_cpus={2.0 / max(n, 2)}", f"name=edl{n}"]))))
     import ray
     if ray.is_initialized():
@@ -98,7 +100,8 @@ def main():
     body = (f"Teacher: SmallCNN width {args.teacher_width} (top-1 {100 * teacher_acc:.2f}), "
             f"exported and run with Paddle Inference (1 thread per worker); student: SmallCNN "
             f"width 8; digits, batch 64, {args.epochs} epochs; distillation loss "
-            f"0.7 KD(T=4) + 0.3 CE.  Throughput is over the training loop only (pool start-up "
+            f"0.7 KD(T=4) + 0.3 CE; edl reads {args.prefetch} batches ahead with "
+            f"{2 * args.prefetch} requests of 32 in flight.  Throughput is over the training loop only (pool start-up "
             f"not included); CPU cores = CPU seconds / wall seconds of each side.\n\n"
             + "\n".join(lines))
     write_page(args.out, "EDL-Dist throughput", "nice -n 5 python benchmarks/distill_throughput.py "

@@ -136,3 +136,35 @@ def test_bad_distill_config_is_one_clear_error(tmp_path, teacher):
     cfg = _student_cfg(tmp_path, teacher, "online", f"distill.teacher_dir={tmp_path}/nope")
     with pytest.raises(ConfigError, match="teacher_dir"):
         build_trainer(cfg)
+
+
+class _StopAt(Hook):
+    """Stops the run at one iteration, as a killed student would (after its checkpoint)."""
+    priority = 90
+
+    def __init__(self, at):
+        self.at = at
+
+    def after_iter(self, trainer):
+        if trainer.iter == self.at:
+            trainer.stop_requested = True
+
+
+def test_killed_student_resumes_with_a_new_pool_and_ends_like_an_uninterrupted_run(
+        ray_local, teacher, tmp_path):
+    opts = ["distill.worker_cpus=0.5", "distill.record_ids=true", "train.iters=10",
+            "train.checkpoint_interval=5", "train.eval_interval=100"]
+    full = build_trainer(_student_cfg(tmp_path / "full", teacher, "edl", *opts))
+    full.train()
+    first = build_trainer(_student_cfg(tmp_path / "cut", teacher, "edl", *opts))
+    first.register_hook(_StopAt(5))
+    first.train()
+    second = build_trainer(_student_cfg(tmp_path / "cut", teacher, "edl", *opts), resume=True)
+    assert second.iter == 5
+    second.train()
+    assert second.iter == 10
+    ids = first.trained_ids + second.trained_ids
+    assert ids == full.trained_ids and len(set(ids)) == len(ids)
+    for k, v in full.model.state_dict().items():
+        np.testing.assert_allclose(second.model.state_dict()[k].numpy(), v.numpy(), atol=1e-5,
+                                   err_msg=k)

@@ -146,6 +146,10 @@ class EDLReader:
                 continue
             t0 = time.time()
             done, _ = ray.wait(list(inflight), num_returns=1, timeout=self.poll_s)
+            if done and len(inflight) > 1:   # collect everything else already answered
+                more, _ = ray.wait([r for r in inflight if r not in done],
+                                   num_returns=len(inflight) - 1, timeout=0)
+                done += more
             self.wait_s += time.time() - t0
             for ref in done:
                 rid, wid = inflight.pop(ref)
