@@ -24,6 +24,15 @@ def temporal_shift(x, num_seg, shift_ratio):
     return F.temporal_shift(x, seg_num=num_seg, shift_ratio=shift_ratio)
 
 
+def activate(x, act):
+    """``relu``/``leaky_relu`` (slope 0.01, as PP-TSM).  Leaky ReLU is written as
+    max(x, 0.01 x): Paddle Inference 3.3's oneDNN conv+leaky_relu fusion crashes while
+    building the fused op, and this form computes the same values without matching it."""
+    if act == "leaky_relu":
+        return paddle.maximum(x, x * 0.01)
+    return getattr(F, act)(x) if act else x
+
+
 class ConvBN(nn.Layer):
     """Conv (no bias) + BatchNorm + optional activation; ``avg_down`` puts ResNet-D's 2x2
     average pooling before a stride-1 conv."""
@@ -39,8 +48,7 @@ class ConvBN(nn.Layer):
     def forward(self, x):
         if self.pool is not None:
             x = self.pool(x)
-        x = self.bn(self.conv(x))
-        return getattr(F, self.act)(x) if self.act else x
+        return activate(self.bn(self.conv(x)), self.act)
 
 
 class _Block(nn.Layer):
@@ -68,7 +76,7 @@ class _Block(nn.Layer):
         if self.conv2 is not None:
             y = self.conv2(y)
         short = x if self.short is None else self.short(x)
-        return getattr(F, self.act)(y + short)
+        return activate(y + short, self.act)
 
 
 @BACKBONES.register()
