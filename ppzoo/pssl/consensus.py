@@ -38,12 +38,12 @@ def aggregate(maps, how="mean"):
     return getattr(np, how)(np.asarray(maps), axis=0)
 
 
-def superpixel_smooth(sal, image_hwc, num_segments=100, compactness=10.0):
+def superpixel_smooth(sal, image_hwc, num_segments=100, compactness=1.0):
     """Average each class map within SLIC superpixels so labels follow image edges."""
     from skimage.segmentation import slic
     img = image_hwc.astype(np.float64)
     img = (img - img.min()) / (img.max() - img.min() + 1e-8)
-    seg = slic(img, n_segments=num_segments, compactness=compactness, start_label=0,
+    seg = slic(img, n_segments=num_segments, compactness=compactness, start_label=0, convert2lab=False,
                channel_axis=-1 if img.shape[-1] > 1 else None)
     n = seg.max() + 1
     cnt = np.bincount(seg.ravel(), minlength=n).astype(np.float32)

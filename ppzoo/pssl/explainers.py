@@ -113,12 +113,17 @@ class SmoothGrad(Explainer):
 @EXPLAINERS.register()
 class LIME(Explainer):
     """LIME (Ribeiro et al. 2016): SLIC superpixels (scikit-image) switched off at
-    random, a weighted ridge regression (scikit-learn) of the class probability on the
-    on/off pattern; a superpixel's coefficient is its saliency."""
+    random, a weighted ridge regression (scikit-learn) of the class score on the on/off
+    pattern; a superpixel's coefficient is its saliency.  ``target: logit`` (default)
+    regresses the logit, which a confident classifier does not saturate; ``prob`` the
+    softmax probability of the original LIME; ``sigmoid`` for multi-label heads."""
 
-    def __init__(self, model, num_samples=64, num_segments=30, compactness=10.0, kernel_width=0.25,
-                 batch_size=32, seed=0, **kw):
+    def __init__(self, model, num_samples=64, num_segments=30, compactness=1.0, kernel_width=0.25,
+                 batch_size=32, seed=0, target="logit", alpha=0.1, **kw):
         super().__init__(model, **kw)
+        if target not in ("logit", "prob", "sigmoid"):
+            raise ConfigError(f"LIME.target must be logit, prob or sigmoid, got {target!r}")
+        self.target, self.alpha = target, float(alpha)
         self.num_samples, self.num_segments = int(num_samples), int(num_segments)
         self.compactness, self.kernel_width = float(compactness), float(kernel_width)
         self.batch_size, self.seed = int(batch_size), int(seed)
@@ -128,7 +133,8 @@ class LIME(Explainer):
         hwc = np.transpose(img_chw, (1, 2, 0)).astype(np.float64)
         hwc = (hwc - hwc.min()) / (hwc.max() - hwc.min() + 1e-8)
         return slic(hwc, n_segments=self.num_segments, compactness=self.compactness,
-                    start_label=0, channel_axis=-1 if hwc.shape[2] > 1 else None)
+                    start_label=0, convert2lab=False,
+                    channel_axis=-1 if hwc.shape[2] > 1 else None)
 
     def explain(self, images, targets, out):
         from sklearn.linear_model import Ridge
@@ -148,12 +154,14 @@ class LIME(Explainer):
                     zz = z[s:s + self.batch_size]
                     on = zz[:, seg]  # (b,H,W)
                     xs = img[None] * on[:, None] + baseline[None] * (1 - on[:, None])
-                    probs.append(F.softmax(self.model(paddle.to_tensor(xs.astype(np.float32))), -1).numpy())
+                    y = self.model(paddle.to_tensor(xs.astype(np.float32)))
+                    y = F.softmax(y, -1) if self.target == "prob" else F.sigmoid(y) if self.target == "sigmoid" else y
+                    probs.append(y.numpy())
             probs = np.concatenate(probs)
             dist = 1 - z.mean(1)  # fraction switched off
             weights = np.exp(-(dist ** 2) / self.kernel_width ** 2)
             for c in cls:
-                reg = Ridge(alpha=1.0).fit(z, probs[:, c], sample_weight=weights)
+                reg = Ridge(alpha=self.alpha).fit(z, probs[:, c], sample_weight=weights)
                 out[i, c] = np.maximum(reg.coef_[seg], 0)
 
 
