@@ -233,6 +233,14 @@ def test_paddlevideo_pptsm_weights_load(tmp_path):
     assert sorted(skipped) == ["head.fc.bias", "head.fc.weight"]
     with pytest.raises(WeightsError, match="head.fc.weight"):
         load_paddlevideo_weights(_pptsm(num_classes=3), path)
+    # the same file through the config key of the recognizer (a new 3-class head)
+    cfg = {"type": "Recognizer2D", "pretrained": path,
+           "backbone": {"type": "ResNetTSM", "depth": 50, "num_seg": 2, "vd": True,
+                        "act": "leaky_relu", "base_width": 8, "stage_blocks": [1, 2]},
+           "head": {"type": "ppTSMHead", "num_classes": 3, "in_channels": 64, "num_seg": 2}}
+    m3 = MODELS.build(cfg)
+    np.testing.assert_array_equal(m3.backbone.stem[0].conv.weight.numpy(),
+                                  src.backbone.stem[0].conv.weight.numpy())
     with pytest.raises(WeightsError, match="not found"):
         load_paddlevideo_weights(dst, str(tmp_path / "none.pdparams"))
 

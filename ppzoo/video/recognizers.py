@@ -5,6 +5,17 @@ import paddle.nn as nn
 from ..core.builder import HEADS, MODELS
 
 
+def _load_pretrained(model, path):
+    if not path:
+        return
+    import logging
+    from .weights import load_paddlevideo_weights
+    skipped = load_paddlevideo_weights(model, path, strict=False)
+    if skipped:
+        logging.getLogger("ppzoo").warning(f"pretrained {path}: skipped {len(skipped)} tensors "
+                                           f"that do not fit: {', '.join(skipped[:6])}")
+
+
 @HEADS.register()
 class TSNHead(nn.Layer):
     """Average-pools each segment, averages the segments (TSN consensus), then dropout + fc."""
@@ -43,11 +54,14 @@ class Recognizer2D(nn.Layer):
     """Runs a 2D backbone on every sampled frame and lets the head fuse the segments.
 
     Takes ``video`` as (N, T, C, H, W) or (N * T, C, H, W); returns (N, num_classes) logits.
+    ``pretrained``: a PaddleVideo (or ppzoo) ``.pdparams`` loaded with name mapping; tensors
+    that do not fit (e.g. a head for other classes) are skipped and logged.
     """
 
-    def __init__(self, backbone, head):
+    def __init__(self, backbone, head, pretrained=None):
         super().__init__()
         self.backbone, self.head = backbone, head
+        _load_pretrained(self, pretrained)
 
     def forward(self, video):
         if video.ndim == 5:
@@ -74,11 +88,13 @@ class STGCNHead(nn.Layer):
 
 @MODELS.register()
 class RecognizerGCN(nn.Layer):
-    """Skeleton recognizer: ``data`` (N, C, T, V, M) -> (N, num_classes) logits."""
+    """Skeleton recognizer: ``data`` (N, C, T, V, M) -> (N, num_classes) logits;
+    ``pretrained`` as for Recognizer2D."""
 
-    def __init__(self, backbone, head):
+    def __init__(self, backbone, head, pretrained=None):
         super().__init__()
         self.backbone, self.head = backbone, head
+        _load_pretrained(self, pretrained)
 
     def forward(self, data):
         feat = self.backbone(data)

@@ -90,6 +90,9 @@ def load_paddlevideo_weights(model, path_or_state, strict=True):
             raise WeightsError(problem)
         skipped.append(k)
     missing = [k for k in own if k not in load and k.rsplit(".", 1)[-1] != "A"]  # graph buffers
+    if not load:
+        raise WeightsError(f"{source}: no tensor fits {type(model).__name__} (file names like "
+                           f"{', '.join(list(state)[:3])})")
     if strict and missing:
         raise WeightsError(f"{source}: no weights for {len(missing)} parameters, e.g. {missing[0]!r}")
     model.set_state_dict(load)
