@@ -35,3 +35,19 @@ def test_train_and_eval_tools_with_lnsr(tmp_path):
                     str(run / "best" / "model.pdparams"), "--output", str(out)],
                    cwd=ROOT, check=True, capture_output=True)
     assert json.loads(out.read_text())["metrics"]["acc"] >= 0.9
+
+
+def test_every_lnsr_config_loads_and_names_registered_components():
+    import glob
+    from ppzoo.core import load_config
+    from ppzoo.core.builder import DATASETS, LOSSES, METRICS, MODELS, TRAINERS
+    from ppzoo.regularizers import REGULARIZERS
+    files = sorted(glob.glob(os.path.join(ROOT, "configs", "lnsr", "*.yml")))
+    assert len(files) == 36
+    for f in files:
+        cfg = load_config(f)
+        REGULARIZERS.build(cfg["regularizer"], key_path="regularizer")
+        assert TRAINERS.get(cfg["trainer"]["type"]) and MODELS.get(cfg["model"]["type"])
+        assert DATASETS.get(cfg["train_dataset"]["type"]) and LOSSES.get(cfg["loss"]["type"])
+        assert all(METRICS.get(m["type"]) for m in cfg["metrics"])
+        assert cfg["train"]["input_keys"] == ["input_ids", "token_type_ids"]
