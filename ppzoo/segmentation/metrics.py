@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..core.builder import METRICS
+from ..core.errors import DataError
 
 
 @METRICS.register()
@@ -17,6 +18,9 @@ class MeanIoU:
 
     def update(self, output, label):
         pred = output.argmax(1) if output.ndim == 4 else output
+        if pred.size and (pred.max() >= self.num_classes or pred.min() < 0):
+            raise DataError(f"MeanIoU(num_classes={self.num_classes}) got a prediction of class "
+                            f"{int(pred.max())}: the model has more classes than the metric")
         label = np.asarray(label)
         ok = (label != self.ignore_index) & (label >= 0) & (label < self.num_classes)
         idx = label[ok].astype(np.int64) * self.num_classes + pred[ok].astype(np.int64)
