@@ -137,3 +137,24 @@ def test_export_and_infer_writes_colour_masks(tmp_path):
         s = t.val_dataset[0]
         dy = t.model(paddle.to_tensor(s["image"][None])).numpy().argmax(1)[0]
     assert (dy == mask).mean() > 0.99
+
+
+def test_confidence_moves_with_the_mask(tmp_path):
+    from PIL import Image
+    mask = np.zeros((6, 8), np.uint8)
+    mask[:, :3] = 1
+    conf = np.zeros((6, 8), np.uint8)
+    conf[:, :3] = 255
+    conf[:, 3:] = 51
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "i.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    Image.fromarray(conf).save(tmp_path / "c.png")
+    (tmp_path / "l.txt").write_text("i.png m.png c.png\n")
+    ds = DATASETS.build({"type": "SegFileList", "root": str(tmp_path), "file_list": "l.txt", "num_classes": 2,
+                         "transforms": [{"type": "RandomHorizontalFlip", "prob": 1.0},
+                                        {"type": "Resize", "size": [12, 16]}, {"type": "ToCHW"}]})
+    s = ds[0]
+    assert s["mask"].shape == s["confidence"].shape == (12, 16)
+    assert (s["mask"][:, -6:] == 1).all() and (s["mask"][:, :-6] == 0).all()
+    np.testing.assert_allclose(s["confidence"][s["mask"] == 1], 1.0)
+    np.testing.assert_allclose(s["confidence"][s["mask"] == 0], 0.2)

@@ -86,22 +86,23 @@ class SegFileList(BaseDataset):
         if bad.any():
             raise DataError(f"mask {it[1]} has value {int(mask[bad][0])} outside 0..{self.num_classes_ - 1} "
                             f"and not the ignore value {self.ignore_index}")
-        sample = {"image": read_image(it[0]), "mask": mask[:, :, None].astype(np.int32)}
         if len(it) == 3:
-            conf = np.asarray(Image.open(it[2]), dtype=np.float32) / 255.0
-            sample["confidence_png"] = conf
-        return sample
+            # confidence rides in the mask's high bits (label + 256 * conf_uint8), so every
+            # geometric transform moves it exactly as it moves the label
+            conf = np.asarray(Image.open(it[2]), dtype=np.int64)
+            if conf.shape != mask.shape:
+                raise DataError(f"confidence {it[2]} has shape {conf.shape}, mask {it[1]} {mask.shape}")
+            if self.ignore_index > 255 or mask.max() > 255:
+                raise DataError(f"{it[1]}: labels with confidence must be < 256")
+            mask = mask + 256 * conf
+        return {"image": read_image(it[0]), "mask": mask[:, :, None].astype(np.int32)}
 
     def __getitem__(self, idx):
         sample = super().__getitem__(idx)
-        if "confidence_png" in sample:
-            # confidence is moved with the mask by geometric transforms only when resized
-            # identically; we keep it pixel-aligned by resizing to the final mask shape.
-            conf = sample.pop("confidence_png")
-            h, w = sample["mask"].shape[-2:]
-            if conf.shape != (h, w):
-                conf = np.asarray(Image.fromarray(conf).resize((w, h), Image.NEAREST))
-            sample["confidence"] = conf.astype(np.float32)
+        if len(self.items[idx]) == 3:
+            packed = np.asarray(sample["mask"]).astype(np.int64)
+            sample["mask"] = packed % 256
+            sample["confidence"] = ((packed // 256) / 255.0).astype(np.float32)
         return sample
 
 
