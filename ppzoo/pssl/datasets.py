@@ -1,7 +1,6 @@
 """PSSL datasets: image-level labels derived from masks, the released ImageNet labels,
 and a multi-label loss/metric to train the classifiers that get explained."""
 import numpy as np
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
