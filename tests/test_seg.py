@@ -124,7 +124,7 @@ def test_export_and_infer_writes_colour_masks(tmp_path):
     w = str(tmp_path / "out" / "tiny" / "latest" / "model.pdparams")
     export_from_config(cfg, w, str(tmp_path / "inference"))
     res = run_inference(str(tmp_path / "inference"), str(tmp_path / "d" / "0.png"),
-                        output=str(tmp_path / "pred"), echo=None, use_mkldnn=False)
+                        output=str(tmp_path / "pred"), echo=None)
     # oneDNN in Paddle 3.3 CPU cannot run the bilinear interpolate op of a PIR program
     color = np.asarray(Image.open(tmp_path / "pred" / res[0]["color"]))
     mask = np.asarray(Image.open(tmp_path / "pred" / res[0]["mask"]))

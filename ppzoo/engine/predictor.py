@@ -159,6 +159,10 @@ class InferTask:
     """Base of inference tasks; see the module docstring for the interface."""
 
     extensions = ()
+    #: False where Paddle's oneDNN CPU path cannot run the task's exported ops
+    #: (e.g. bilinear resize in segmentation heads on Paddle 3.3); the predictor then
+    #: runs without oneDNN whatever the caller asked.
+    onednn_supported = True
 
     def __init__(self, deploy, **options):
         from ..transforms import Compose
@@ -281,6 +285,8 @@ def run_inference(model_dir, input_path, batch_size=8, output=None, echo=print,
     moved into place only when every input succeeded, so an unreadable file leaves no
     partial output.
     """
+    task_cls = INFER_TASKS.get(load_deploy(model_dir)["task"])
+    use_mkldnn = use_mkldnn and task_cls.onednn_supported
     predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads, use_mkldnn=use_mkldnn)
     task = build_task(predictor.deploy, **task_options)
     files = list_inputs(input_path, task.extensions)

@@ -22,6 +22,7 @@ def palette(n, given=None):
 class SegmentationTask(InferTask):
     """Writes ``<name>_mask.png`` (class ids) and ``<name>_color.png`` at the input
     image's size; prints per-class pixel fractions."""
+    onednn_supported = False  # Paddle 3.3's oneDNN path fails on the exported bilinear resize
 
     extensions = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
