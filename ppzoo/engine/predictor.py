@@ -203,6 +203,12 @@ class InferTask:
     def save(self, result, path, out_dir):
         pass
 
+    def label_name(self, i):
+        """The label name of class ``i`` from ``deploy.yml``, else the id as text."""
+        if self.label_names and 0 <= i < len(self.label_names):
+            return str(self.label_names[i])
+        return str(int(i))
+
 
 def _softmax(x):
     x = x - x.max(axis=1, keepdims=True)
@@ -244,14 +250,9 @@ class ClassificationTask(InferTask):
         for row in probs:
             order = np.argsort(-row, kind="stable")[:k]
             results.append({"class_ids": [int(i) for i in order],
-                            "labels": [self._name(i) for i in order],
+                            "labels": [self.label_name(i) for i in order],
                             "scores": [round(float(row[i]), 6) for i in order]})
         return results
-
-    def _name(self, i):
-        if self.label_names and 0 <= i < len(self.label_names):
-            return str(self.label_names[i])
-        return str(int(i))
 
     def format(self, result):
         pairs = ", ".join(f"{lab} ({s:.4f})" for lab, s in zip(result["labels"], result["scores"]))

@@ -50,14 +50,9 @@ class SegmentationTask(InferTask):
             h, w = s["orig_hw"]
             pred = np.asarray(Image.fromarray(pred.astype(np.uint8)).resize((w, h), Image.NEAREST))
             cnt = np.bincount(pred.ravel())
-            fr = {self._name(c): round(float(v) / pred.size, 4) for c, v in enumerate(cnt) if v}
+            fr = {self.label_name(c): round(float(v) / pred.size, 4) for c, v in enumerate(cnt) if v}
             results.append({"pixel_fractions": fr, "_pred": pred})
         return results
-
-    def _name(self, i):
-        if self.label_names and 0 <= i < len(self.label_names):
-            return str(self.label_names[i])
-        return str(int(i))
 
     def format(self, result):
         top = sorted(result["pixel_fractions"].items(), key=lambda kv: -kv[1])[:5]
