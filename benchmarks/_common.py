@@ -31,3 +31,23 @@ def write_page(path, title, command, body):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     print(text)
+
+
+def calibrate_bn(model, x):
+    """Give BatchNorm running statistics from data, as training would.
+
+    With freshly initialised statistics (mean 0, var 1) deep nets' logits shrink to
+    ~1e-7, which makes output comparisons meaningless; one train-mode pass over ``x``
+    with momentum 0 sets every layer's statistics to those of that batch.
+    """
+    import paddle
+    bns = [m for m in model.sublayers() if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
+    saved = [m._momentum for m in bns]
+    for m in bns:
+        m._momentum = 0.0
+    model.train()
+    with paddle.no_grad():
+        model(paddle.to_tensor(x))
+    for m, mom in zip(bns, saved):
+        m._momentum = mom
+    model.eval()

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from _common import write_page
+from _common import calibrate_bn, write_page
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -48,31 +48,16 @@ def timed(fn, rounds):
     return out
 
 
-def calibrate_bn(model, size, seed=0):
-    """Give BatchNorm running statistics from data, as training would.
-
-    With freshly initialised statistics (mean 0, var 1) MobileNetV2's logits shrink to
-    ~1e-7, which would make the output comparison meaningless; one train-mode pass with
-    momentum 0 sets every layer's statistics to those of a random batch, and the logits
-    come out at the usual O(1) scale.
-    """
-    bns = [m for m in model.sublayers() if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
-    saved = [m._momentum for m in bns]
-    for m in bns:
-        m._momentum = 0.0
-    model.train()
+def calibrate_bn_random(model, size, seed=0):
+    """BatchNorm statistics from a random batch (see ``_common.calibrate_bn``)."""
     x = np.random.default_rng(seed).normal(size=(8, 3, size, size)).astype(np.float32)
-    with paddle.no_grad():
-        model(paddle.to_tensor(x))
-    for m, mom in zip(bns, saved):
-        m._momentum = mom
-    model.eval()
+    calibrate_bn(model, x)
 
 
 def bench_size(args, size):
     paddle.seed(0)
     model = MODELS.build({"type": args.model, "num_classes": args.num_classes})
-    calibrate_bn(model, size)
+    calibrate_bn_random(model, size)
     cfg = {"model": {"type": args.model},
            "export": {"input_spec": [{"name": "image", "shape": [None, 3, size, size],
                                       "dtype": "float32"}]}}

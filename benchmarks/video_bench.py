@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from _common import ROOT, write_page
+from _common import ROOT, calibrate_bn, write_page
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -39,19 +39,6 @@ def parse_args():
     p.add_argument("--only", default=None, help="run only cases whose name contains this")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks", "video.md"))
     return p.parse_args()
-
-
-def calibrate_bn(model, x):
-    bns = [m for m in model.sublayers() if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
-    saved = [m._momentum for m in bns]
-    for m in bns:
-        m._momentum = 0.0
-    model.train()
-    with paddle.no_grad():
-        model(paddle.to_tensor(x))
-    for m, mom in zip(bns, saved):
-        m._momentum = mom
-    model.eval()
 
 
 def median_time(fn, rounds):
