@@ -39,6 +39,9 @@ def test_geometric_transforms_move_the_mask_with_the_image():
     r = TRANSFORMS.build({"type": "Resize", "size": [8, 12]})({"image": img, "mask": mask}, None)
     assert r["image"].shape == (8, 12, 3) and r["mask"].shape == (8, 12)
     assert set(np.unique(r["mask"])) <= set(np.unique(mask))  # nearest: no new label values
+    labels = np.random.default_rng(0).integers(0, 300, (4, 6)).astype(np.int64)  # not uint8
+    r = TRANSFORMS.build({"type": "Resize", "size": [8, 12]})({"image": img, "mask": labels}, None)
+    assert r["mask"].dtype == np.int64 and set(np.unique(r["mask"])) <= set(np.unique(labels))
 
 
 def test_augmentation_depends_only_on_seed_epoch_and_index():

@@ -11,18 +11,25 @@ def _pair(size):
     return int(size), int(size)
 
 
-def _resize(arr, hw, nearest=False):
-    h, w = hw
-    squeeze = arr.ndim == 3 and arr.shape[2] == 1
-    src = arr[:, :, 0] if squeeze else arr
-    if src.dtype != np.uint8 and not nearest:
-        chans = [np.asarray(Image.fromarray(src[..., c].astype(np.float32)).resize(
-            (w, h), Image.BILINEAR)) for c in range(src.shape[2])] if src.ndim == 3 else \
-            [np.asarray(Image.fromarray(src.astype(np.float32)).resize((w, h), Image.BILINEAR))]
-        out = np.stack(chans, axis=-1) if src.ndim == 3 else chans[0]
+def _resize_plane(plane, hw, method):
+    """One 2-D plane through PIL: uint8 as is, integer labels as int32, the rest as float32."""
+    if plane.dtype == np.uint8:
+        src = plane
+    elif np.issubdtype(plane.dtype, np.integer):
+        src = plane.astype(np.int32)
     else:
-        out = np.asarray(Image.fromarray(src).resize((w, h), Image.NEAREST if nearest else Image.BILINEAR))
-    return out[:, :, None] if squeeze else out
+        src = plane.astype(np.float32)
+    out = np.asarray(Image.fromarray(src).resize((hw[1], hw[0]), method))
+    return out.astype(plane.dtype, copy=False)
+
+
+def _resize(arr, hw, nearest=False):
+    method = Image.NEAREST if nearest else Image.BILINEAR
+    if arr.ndim == 2:
+        return _resize_plane(arr, hw, method)
+    if arr.dtype == np.uint8 and arr.shape[2] in (3, 4):
+        return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), method))
+    return np.stack([_resize_plane(arr[..., c], hw, method) for c in range(arr.shape[2])], axis=-1)
 
 
 def _geom(sample, fn_img, fn_mask):
