@@ -212,7 +212,6 @@ class Trainer:
     def state(self):
         return {"iter": self.iter, "epoch": self.epoch, "seed": self.seed,
                 "total_iters": self.total_iters,
-                "lr_scheduler": self.lr.state_dict() if hasattr(self.lr, "state_dict") else None,
                 "hooks": {type(h).__name__: h.state_dict() for h in self.hooks}}
 
     def save_checkpoint(self, name):
@@ -225,10 +224,8 @@ class Trainer:
         path = os.path.join(self.work_dir, "latest")
         model_state, opt_state, state = ckpt.load_checkpoint(path)
         self.model.set_state_dict(model_state)
-        if opt_state is not None:
+        if opt_state is not None:  # holds the LR schedule's state too (key LR_Scheduler)
             self.optimizer.set_state_dict(opt_state)
-        if state.get("lr_scheduler") and hasattr(self.lr, "set_state_dict"):
-            self.lr.set_state_dict(state["lr_scheduler"])
         for h in self.hooks:
             h.load_state_dict(state.get("hooks", {}).get(type(h).__name__, {}))
         self.iter = int(state["iter"])
