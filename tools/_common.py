@@ -9,6 +9,9 @@ warnings.filterwarnings("ignore", message="No ccache found")  # noise from impor
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
 from ppzoo.core.errors import PPZooError  # noqa: E402
+from ppzoo.engine.cpu import tune_cpu  # noqa: E402
+
+tune_cpu()
 
 
 def main_guard(fn):
