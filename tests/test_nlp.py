@@ -136,3 +136,28 @@ def test_qa_fine_tunes_through_the_trainer(tmp_path, vocab, reg):
     trainer.train()
     after = trainer.evaluate()
     assert after["f1"] >= 80 and after["f1"] > before["f1"] + 30, (before, after)
+
+
+def test_mean_pooling_averages_real_tokens_only():
+    import paddle
+    from ppzoo.core.errors import ConfigError
+    from ppzoo.nlp.models import TransformerClassifier
+    enc = dict(vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=32)
+    paddle.seed(0)
+    model = TransformerClassifier(2, encoder=enc, pooling="mean")
+    model.eval()
+    ids = paddle.to_tensor([[2, 7, 9, 3]])
+    padded = paddle.to_tensor([[2, 7, 9, 3, 0, 0, 0]])
+    out, out_pad = model(ids, paddle.zeros_like(ids)), model(padded, paddle.zeros_like(padded))
+    np.testing.assert_allclose(out.numpy(), out_pad.numpy(), atol=1e-5)
+    hs, _ = model.hidden_states(ids, paddle.zeros_like(ids))
+    expect = model.classifier(hs[-1].mean(axis=1))
+    np.testing.assert_allclose(out.numpy(), expect.numpy(), atol=1e-5)
+    cls_model = TransformerClassifier(2, encoder=enc, pooling="cls")
+    cls_model.eval()
+    hs, _ = cls_model.hidden_states(ids, paddle.zeros_like(ids))
+    np.testing.assert_allclose(cls_model(ids, paddle.zeros_like(ids)).numpy(),
+                               cls_model.classifier(cls_model.encoder.pooler(hs[-1])).numpy(), atol=1e-5)
+    with pytest.raises(ConfigError, match="pooling"):
+        TransformerClassifier(2, encoder=enc, pooling="max")

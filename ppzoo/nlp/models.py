@@ -11,6 +11,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..core.builder import MODELS
+from ..core.errors import ConfigError
 from .pretrained import build_encoder
 
 
@@ -59,15 +60,29 @@ class _EncoderModel(nn.Layer):
 
 @MODELS.register()
 class TransformerClassifier(_EncoderModel):
-    """Sentence (pair) classification on the pooled [CLS] state; ``num_classes: 1`` regresses."""
+    """Sentence (pair) classification; ``num_classes: 1`` regresses.
 
-    def __init__(self, num_classes, pretrained=None, encoder=None, dropout=0.1):
+    ``pooling: cls`` feeds the encoder's pooler ([CLS] state through its dense+tanh), as BERT
+    was pre-trained; ``pooling: mean`` averages the non-padding tokens, as sentence-embedding
+    checkpoints (e.g. all-MiniLM-L6-v2) were trained.
+    """
+
+    def __init__(self, num_classes, pretrained=None, encoder=None, dropout=0.1, pooling="cls"):
         super().__init__(pretrained, encoder, dropout)
-        self.num_classes = int(num_classes)
+        if pooling not in ("cls", "mean"):
+            raise ConfigError(f"model.pooling must be cls or mean, got {pooling!r}")
+        self.num_classes, self.pooling = int(num_classes), pooling
         self.classifier = nn.Linear(self.hidden_size, self.num_classes)
 
     def head(self, hidden, input_ids=None):
-        return self.classifier(self.dropout(self.encoder.pooler(hidden)))
+        if self.pooling == "cls":
+            pooled = self.encoder.pooler(hidden)
+        else:
+            if input_ids is None:
+                raise ValueError("pooling: mean needs input_ids to find the padding")
+            valid = (input_ids != self.pad_token_id).astype(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * valid).sum(axis=1) / valid.sum(axis=1).clip(min=1.0)
+        return self.classifier(self.dropout(pooled))
 
     def divergence(self, p, q):
         if self.num_classes == 1:
