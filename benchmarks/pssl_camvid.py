@@ -2,7 +2,7 @@
 
 Protocol: CamVid at 120x90; image-level labels = classes covering >= 1% of a train mask;
 two SmallCNN multi-label classifiers (seeds 0, 1) trained on them; pseudo labels for half of
-the train images (183, a fixed subset; CPU time on a shared machine) from CAM, Grad-CAM, SmoothGrad and LIME of both classifiers (8 members);
+the train images (184, a fixed subset; CPU time on a shared machine) from CAM, Grad-CAM, SmoothGrad and LIME of both classifiers (8 members);
 SmallSegNet pre-trained on the pseudo labels (12 classes, background weight 0.1,
 per-pixel confidence); then fine-tuned on 10% of the train masks and compared with the
 same model from scratch and with only the classifier's trunk loaded, over 3 seeds.
