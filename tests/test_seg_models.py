@@ -1,18 +1,25 @@
 """The paper's models (PaddleSeg PSPNet-R50, DeepLabV3-R50, OCRNet-HRNetW18) build in
 ppzoo and run a training step; apart from test_seg.py because ResNet-50s are slow on a CPU."""
+import os
+
 import paddle
 import pytest
 
 import ppzoo  # noqa: F401
+from ppzoo.core import load_config
 from ppzoo.core.builder import MODELS
 from ppzoo.segmentation.losses import SegCrossEntropyLoss
 
 
-@pytest.mark.parametrize("name,backbone", [("PSPNet", "ResNet50_vd"), ("DeepLabV3", "ResNet50_vd"),
-                                           ("OCRNet", "HRNet_W18")])
-def test_paper_models_train_step(name, backbone):
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "segmentation")
+
+
+@pytest.mark.parametrize("config", ["pspnet_r50_camvid", "deeplabv3_r50_camvid", "ocrnet_hrnetw18_camvid"])
+def test_paper_models_train_step(config):
+    """Each paper config's model, with its classes cut to 3, takes a training step."""
     paddle.seed(0)
-    m = MODELS.build({"type": name, "num_classes": 3, "backbone": backbone})
+    cfg = load_config(os.path.join(CONFIGS, f"{config}.yml"), ["model.num_classes=3"])
+    m = MODELS.build(cfg["model"], key_path="model")
     loss_fn = SegCrossEntropyLoss()
     opt = paddle.optimizer.SGD(0.01, parameters=m.parameters())
     x = paddle.randn([1, 3, 32, 32])
