@@ -231,3 +231,28 @@ def test_generation_tool_bad_config_is_one_line(tmp_path):
     r = _run_tool(["-c", str(p)])
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "CAM" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_image_level_labels_describe_the_crop_not_the_frame(tmp_path):
+    """The CamVid classifier config trains on random crops: each crop's label must be the
+    classes present in that crop (here the left half is class 2, the right half class 5)."""
+    from ppzoo.pssl.datasets import ImageLevelLabels
+    from ppzoo.segmentation.datasets import CamVid
+    for d in ("train", "trainannot"):
+        (tmp_path / d).mkdir()
+    mask = np.full((20, 40), 2, np.uint8)
+    mask[:, 20:] = 5
+    Image.fromarray(mask).save(tmp_path / "trainannot" / "f.png")
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "train" / "f.png")
+    frame = ImageLevelLabels(CamVid(root=str(tmp_path), split="train"))
+    assert list(np.flatnonzero(frame[0]["label"])) == [2, 5]
+    crops = ImageLevelLabels(CamVid(root=str(tmp_path), split="train",
+                                    transforms=[{"type": "RandomCrop", "size": [20, 10]}]), min_fraction=0.03)
+    seen = set()
+    for epoch in range(30):
+        crops.set_epoch(epoch)
+        s = crops[0]
+        present = sorted(set(np.unique(np.asarray(s["mask"]))) & {2, 5})
+        assert list(np.flatnonzero(s["label"])) == present
+        seen.add(tuple(present))
+    assert {(2,), (5,)} <= seen  # crops inside one half carry one class only
