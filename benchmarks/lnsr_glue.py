@@ -115,7 +115,8 @@ def summarize(rows, out_md, out_png, args):
             vals = [r["value"] for r in rows if r["task"] == task and r["method"] == m]
             ax.scatter([i] * len(vals), vals, s=12, alpha=0.6)
             if vals:
-                ax.errorbar(i + 0.2, np.mean(vals), yerr=np.std(vals), fmt="o", color="k")
+                spread = np.std(vals, ddof=1) if len(vals) > 1 else 0.0  # as in the table
+                ax.errorbar(i + 0.2, np.mean(vals), yerr=spread, fmt="o", color="k")
         ax.set_xticks(range(len(METHODS)), METHODS, rotation=30)
         ax.axhline(majority_rate(task) if METRIC[task] == "acc" else 0.0, ls="--", c="grey", lw=1,
                    label="majority class")
