@@ -13,7 +13,8 @@ from ppzoo.engine.cpu import tune_cpu  # noqa: E402
 CPU_SETTINGS = tune_cpu()  # every core, MKL's AVX2 path on AMD: benchmarks measure a tuned CPU
 
 
-def machine():
+def cpu_model():
+    """The CPU's model name (lscpu), or what the platform module knows."""
     cpu = platform.processor() or "unknown CPU"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -22,9 +23,13 @@ def machine():
                 cpu = line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return cpu
+
+
+def machine():
     import paddle
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores visible, Python {platform.python_version()}, "
+    return (f"{cpu_model()}, {os.cpu_count()} cores visible, Python {platform.python_version()}, "
             f"Paddle {paddle.__version__} ({paddle.get_device()}), CPU settings {CPU_SETTINGS}, "
             f"1-min load average at start {load:.1f}")
 

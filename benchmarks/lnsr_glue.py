@@ -8,7 +8,9 @@ run still leaves honest partial results.
     nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py --tasks rte mrpc cola --seeds 0 1 2 3 4
 
 The defaults (256 training examples, 3 epochs, lr 1e-4) are the few-sample regime the paper
-studies, sized so the 75 runs fit a CPU: about 45 minutes per seed on 2 cores.
+studies, sized so the 75 runs fit a CPU: about 45 minutes per seed on 2 cores.  A method may
+name a variant with regularizer overrides, e.g. ``--methods lnsr@weight=0.1``; variants get
+rows of their own.  ``--report`` rewrites the table and plot from the runs file.
 """
 import argparse
 import json
@@ -17,19 +19,36 @@ import platform
 import sys
 import time
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, CPU_SETTINGS  # noqa: E402  (also tunes the CPU before any math)
+from _common import ROOT, CPU_SETTINGS, cpu_model  # noqa: E402  (also tunes the CPU before any math)
 
 METHODS = ["plain", "lnsr", "l2sp", "mixout", "smart"]
 METRIC = {"rte": "acc", "mrpc": "acc", "cola": "mcc", "sst2": "acc"}
 
 
+def parse_method(method):
+    """``lnsr`` or a variant ``lnsr@weight=0.1,sigma=0.1``: the config of that method with
+    those ``regularizer:`` keys overridden."""
+    base, _, rest = method.partition("@")
+    over = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            sys.exit(f"method {method!r}: {item!r} is not key=value")
+        over[key] = yaml.safe_load(value)
+    return base, over
+
+
 def run_one(task, method, seed, args):
     from ppzoo.core import load_config
     from ppzoo.engine import build_trainer
-    cfg = load_config(os.path.join(ROOT, "configs", "lnsr", f"{task}_{method}.yml"))
+    base, over = parse_method(method)
+    cfg = load_config(os.path.join(ROOT, "configs", "lnsr", f"{task}_{base}.yml"))
+    cfg["regularizer"].update(over)
     cfg["seed"] = seed
-    cfg["name"] = f"{task}_{method}_s{seed}"
+    cfg["name"] = f"{task}_{method.replace('@', '_').replace(',', '_').replace('=', '')}_s{seed}"
     cfg["output_dir"] = os.path.join(ROOT, "output", "bench_lnsr")
     for key in ("train_dataset", "val_dataset"):
         cfg[key]["max_seq_len"] = args.max_seq_len
@@ -70,13 +89,29 @@ def majority_rate(task):
     return counts.max() / counts.sum()
 
 
+def methods_of(rows, task):
+    """The five methods, then any variants the runs file holds for ``task``."""
+    extra = sorted({r["method"] for r in rows if r["task"] == task} - set(METHODS))
+    return METHODS + extra
+
+
+def cpus(rows):
+    """How many runs each CPU model ran (runs written before the model was recorded: unrecorded)."""
+    out = {}
+    for r in rows:
+        out[r.get("cpu", "unrecorded")] = out.get(r.get("cpu", "unrecorded"), 0) + 1
+    return out
+
+
 def summarize(rows, out_md, out_png, args):
     import numpy as np
     lines = [f"# LNSR benchmark: MiniLM-L6 on GLUE dev sets\n",
-             f"Machine: {platform.machine()} CPU, {os.cpu_count()} cores shared with other jobs "
-             f"(load average at write time {os.getloadavg()[0]:.1f}); date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+             f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs; CPUs of the runs: "
+             + ", ".join(f"{c} ({n} runs)" for c, n in cpus(rows).items())
+             + f". Table written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              f"Command: `nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py {' '.join(a for a in sys.argv[1:] if a != '--report')}`",
-             f"Protocol: fixed train subsample of {args.train_examples} examples (subsample seed 0), "
+             (f"Protocol: fixed train subsample of {args.train_examples} examples (subsample seed 0), "
+              if args.train_examples else "Protocol: the whole training set, ") +
              f"max_seq_len {args.max_seq_len}, {args.epochs} epoch(s), batch {args.batch_size}, AdamW {args.lr:g} with linear "
              "decay; mean pooling unless --pooling says otherwise; evaluation on the full dev set after the last step; hyper-parameters as in "
              "configs/lnsr/ (LNSR sigma 0.05 at the embedding output, weight 1; L2-SP alpha 0.01; "
@@ -90,7 +125,7 @@ def summarize(rows, out_md, out_png, args):
             lines.append(f"| {task} | majority class | - | acc | {majority_rate(task):.4f} | - | - |")
         else:
             lines.append(f"| {task} | majority class | - | {METRIC[task]} | 0 | - | - |")
-        for m in METHODS:
+        for m in methods_of(rows, task):
             rs = [r for r in rows if r["task"] == task and r["method"] == m]
             if not rs:
                 continue
@@ -100,7 +135,10 @@ def summarize(rows, out_md, out_png, args):
             stats[(task, m)] = (v.mean(), v.std(ddof=1) if len(v) > 1 else float("nan"), len(v))
             lines.append(f"| {task} | {m} | {len(v)} | {rs[0]['metric']} | {v.mean():.4f} | "
                          f"{stats[(task, m)][1]:.4f} | {ratio} |")
-    lines += ["", "Per run (JSON lines): `docs/benchmarks/lnsr_glue_runs.jsonl`."]
+    lines += ["", "std is the sample standard deviation over seeds. Step time / plain: the median over a "
+              "method's runs of each run's median step time, over the same for plain on that task "
+              "(runs of one task may come from different sessions; the ratio is noisy on a shared machine).",
+              "", "Per run (JSON lines): `docs/benchmarks/lnsr_glue_runs.jsonl`."]
     with open(out_md, "w") as f:
         f.write("\n".join(lines) + "\n")
     try:
@@ -109,15 +147,16 @@ def summarize(rows, out_md, out_png, args):
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, axes = plt.subplots(1, len(args.tasks), figsize=(4 * len(args.tasks), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(args.tasks), figsize=(4 * len(args.tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], args.tasks):
-        for i, m in enumerate(METHODS):
+        names = methods_of(rows, task)
+        for i, m in enumerate(names):
             vals = [r["value"] for r in rows if r["task"] == task and r["method"] == m]
             ax.scatter([i] * len(vals), vals, s=12, alpha=0.6)
             if vals:
                 spread = np.std(vals, ddof=1) if len(vals) > 1 else 0.0  # as in the table
                 ax.errorbar(i + 0.2, np.mean(vals), yerr=spread, fmt="o", color="k")
-        ax.set_xticks(range(len(METHODS)), METHODS, rotation=30)
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
         ax.axhline(majority_rate(task) if METRIC[task] == "acc" else 0.0, ls="--", c="grey", lw=1,
                    label="majority class")
         ax.set_title(f"{task} ({METRIC[task]})")
@@ -158,7 +197,7 @@ def main():
             for m in args.methods:
                 if (task, m, seed) in done:
                     continue
-                row = dict(run_one(task, m, seed, args), protocol=protocol)
+                row = dict(run_one(task, m, seed, args), protocol=protocol, cpu=cpu_model(), date=time.strftime('%Y-%m-%d'))
                 rows.append(row)
                 with open(runs, "a") as f:
                     f.write(json.dumps(row) + "\n")
