@@ -43,6 +43,21 @@ def write_page(path, title, command, body):
     print(text)
 
 
+def last_record(work_dir, mode="val", at_iter=None):
+    """The last ``mode`` record ("val" or "train") of a run's ``metrics.jsonl``, or None where
+    there is none (or, with ``at_iter``, where the last one is not at that iteration: the run
+    did not finish).  A finished run's records are its results: nothing is evaluated twice."""
+    import json
+    path = os.path.join(work_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        recs = [r for r in map(json.loads, f) if r.get("mode") == mode]
+    if not recs or (at_iter is not None and recs[-1]["iter"] != at_iter):
+        return None
+    return recs[-1]
+
+
 def calibrate_bn(model, x):
     """Give BatchNorm running statistics from data, as training would.
 

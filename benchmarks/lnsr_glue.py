@@ -13,6 +13,8 @@ name a variant with regularizer overrides, e.g. ``--methods lnsr@weight=0.1``; v
 rows of their own.  ``--report`` rewrites the table and plot from the runs file.
 """
 import argparse
+import collections
+import functools
 import json
 import os
 import platform
@@ -22,7 +24,7 @@ import time
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, CPU_SETTINGS, cpu_model  # noqa: E402  (also tunes the CPU before any math)
+from _common import ROOT, CPU_SETTINGS, cpu_model, last_record  # noqa: E402  (also tunes the CPU before any math)
 
 METHODS = ["plain", "lnsr", "l2sp", "mixout", "smart"]
 METRIC = {"rte": "acc", "mrpc": "acc", "cola": "mcc", "sst2": "acc"}
@@ -56,7 +58,7 @@ def run_one(task, method, seed, args):
     cfg["optimizer"]["learning_rate"] = args.lr
     if args.pooling:
         cfg["model"]["pooling"] = args.pooling
-    cfg["train"].update({"epochs": args.epochs, "batch_size": args.batch_size, "log_interval": 1000, "eval_interval": 10 ** 9,
+    cfg["train"].update({"epochs": args.epochs, "batch_size": args.batch_size, "log_interval": 10 ** 9, "eval_interval": 10 ** 9,
                          "checkpoint_interval": 10 ** 9})
     trainer = build_trainer(cfg)
     step_times = []
@@ -68,15 +70,22 @@ def run_one(task, method, seed, args):
         step_times.append(time.perf_counter() - t0)
     trainer.train_step = timed
     trainer.train()  # ends with an evaluation on the dev set; its record is the result
-    with open(os.path.join(trainer.work_dir, "metrics.jsonl")) as f:
-        vals = [r for r in map(json.loads, f) if r.get("mode") == "val" and r["iter"] == trainer.iter]
-    res = {k: v for k, v in vals[-1].items() if k not in ("mode", "epoch", "iter")}
     step_times = sorted(step_times[1:] or step_times)  # first step warms up
-    return {"task": task, "method": method, "seed": seed, "metric": METRIC[task],
-            "value": res[METRIC[task]], "results": res,
-            "median_step_s": step_times[len(step_times) // 2], "iters": trainer.iter}
+    return dict({"task": task, "method": method, "seed": seed, "metric": METRIC[task],
+                 "median_step_s": step_times[len(step_times) // 2], "iters": trainer.iter},
+                **run_records(trainer.work_dir, task, trainer.iter))
 
 
+def run_records(work_dir, task, iters):
+    """The dev result of a finished run and its loss terms averaged over training (the log
+    interval exceeds the run, so the one train record averages every step)."""
+    val, tr = last_record(work_dir, "val", iters), last_record(work_dir, "train", iters)
+    res = {k: v for k, v in val.items() if k not in ("mode", "epoch", "iter")}
+    losses = {k: v for k, v in tr.items() if k not in ("mode", "epoch", "iter", "lr", "sec_per_iter")}
+    return {"value": res[METRIC[task]], "results": res, "train_mean_losses": losses}
+
+
+@functools.lru_cache(maxsize=None)
 def majority_rate(task):
     """Dev-set accuracy of always answering the most frequent dev label: what a model that
     learned nothing scores (its Matthews correlation is 0)."""
@@ -97,10 +106,7 @@ def methods_of(rows, task):
 
 def cpus(rows):
     """How many runs each CPU model ran (runs written before the model was recorded: unrecorded)."""
-    out = {}
-    for r in rows:
-        out[r.get("cpu", "unrecorded")] = out.get(r.get("cpu", "unrecorded"), 0) + 1
-    return out
+    return collections.Counter(r.get("cpu", "unrecorded") for r in rows)
 
 
 def summarize(rows, out_md, out_png, args):
