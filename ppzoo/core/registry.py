@@ -112,12 +112,15 @@ def build_from_cfg(cfg, registry, key_path="", **default_args):
         kwargs[k] = v if k in lazy else _build_nested(v, registry, f"{key_path}.{k}")
     for k, v in default_args.items():
         kwargs.setdefault(k, v)
-    _check_arguments(target, kwargs, key_path, type_name)
+    check_arguments(target, kwargs, key_path, type_name)
     return target(**kwargs)
 
 
-def _check_arguments(target, kwargs, key_path, type_name):
-    """Turn a misspelled or missing argument into one clear config error."""
+def check_arguments(target, kwargs, key_path, type_name, require=True):
+    """Turn a misspelled (or, with ``require``, missing) argument into one clear config error.
+
+    ``require=False`` checks a config section alone, before the builder adds what it passes
+    itself (e.g. a trainer's ``num_classes``)."""
     try:
         sig = inspect.signature(target)
     except (TypeError, ValueError):
@@ -135,6 +138,8 @@ def _check_arguments(target, kwargs, key_path, type_name):
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(f"{key_path}.{k}: {type_name} has no parameter {k!r}{hint} "
                                   f"(parameters: {', '.join(names)})")
+    if not require:
+        return
     missing = [n for n, p in params.items()
                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                and p.default is p.empty and n not in kwargs]
