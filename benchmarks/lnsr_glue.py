@@ -104,6 +104,28 @@ def methods_of(rows, task):
     return METHODS + extra
 
 
+def variants(rows, tasks):
+    """(task, method) of the variant rows, which another command (``--methods``) ran."""
+    return sorted({(r["task"], r["method"]) for r in rows if r["task"] in tasks and r["method"] not in METHODS})
+
+
+def loss_table(rows, tasks):
+    """Loss terms averaged over training, mean over the runs that recorded them: how large
+    each regularizer's term is beside the task loss it is added to."""
+    import numpy as np
+    out = ["Loss terms averaged over each run's training steps (`loss` = task + weighted regularizer "
+           "terms; regularizer terms unweighted), mean over the runs that recorded them:", "",
+           "| task | method | runs | terms |", "|---|---|---|---|"]
+    for task in tasks:
+        for m in methods_of(rows, task):
+            rs = [r["train_mean_losses"] for r in rows
+                  if r["task"] == task and r["method"] == m and "train_mean_losses" in r]
+            if rs:
+                terms = ", ".join(f"{k} {np.mean([r[k] for r in rs]):.3f}" for k in rs[0])
+                out.append(f"| {task} | {m} | {len(rs)} | {terms} |")
+    return out + [""] if len(out) > 4 else []
+
+
 def cpus(rows):
     """How many runs each CPU model ran (runs written before the model was recorded: unrecorded)."""
     return collections.Counter(r.get("cpu", "unrecorded") for r in rows)
@@ -115,7 +137,8 @@ def summarize(rows, out_md, out_png, args):
              f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other jobs; CPUs of the runs: "
              + ", ".join(f"{c} ({n} runs)" for c, n in cpus(rows).items())
              + f". Table written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-             f"Command: `nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py {' '.join(a for a in sys.argv[1:] if a != '--report')}`",
+             f"Command: `nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py {' '.join(a for a in sys.argv[1:] if a != '--report')}`"
+             + "".join(f"; row {m}: the same with `--tasks {t} --methods {m}`" for t, m in variants(rows, args.tasks)),
              (f"Protocol: fixed train subsample of {args.train_examples} examples (subsample seed 0), "
               if args.train_examples else "Protocol: the whole training set, ") +
              f"max_seq_len {args.max_seq_len}, {args.epochs} epoch(s), batch {args.batch_size}, AdamW {args.lr:g} with linear "
@@ -143,8 +166,10 @@ def summarize(rows, out_md, out_png, args):
                          f"{stats[(task, m)][1]:.4f} | {ratio} |")
     lines += ["", "std is the sample standard deviation over seeds. Step time / plain: the median over a "
               "method's runs of each run's median step time, over the same for plain on that task "
-              "(runs of one task may come from different sessions; the ratio is noisy on a shared machine).",
-              "", "Per run (JSON lines): `docs/benchmarks/lnsr_glue_runs.jsonl`."]
+              "(runs of one task may come from different machines and days, see `cpu` and `date` in the "
+              "runs file; the ratio is noisy on a shared machine).", ""]
+    lines += loss_table(rows, args.tasks)
+    lines += ["Per run (JSON lines): `docs/benchmarks/lnsr_glue_runs.jsonl`."]
     with open(out_md, "w") as f:
         f.write("\n".join(lines) + "\n")
     try:
