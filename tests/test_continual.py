@@ -4,6 +4,7 @@ Each component is checked against its definition computed separately (scikit-lea
 logistic regression and ridge classifier, the Fisher information and KL divergence by
 hand, the reservoir's inclusion probability by a chi-square test)."""
 import copy
+import json
 import os
 
 import numpy as np
@@ -233,3 +234,40 @@ def test_split_cifar10_tasks_from_the_shared_data(data_root):
     assert ds.base.class_names[8:] == ["ship", "truck"] and sorted(set(ds.labels.tolist())) == [8, 9]
     s = ds.load(0)
     assert s["image"].shape == (32, 32, 3) and int(s["task"]) == 4
+
+
+def test_train_and_eval_tools_run_a_continual_config(tmp_path, capsys):
+    """tools/train.py trains the tasks (a second start without --resume is one error line),
+    tools/eval.py scores the saved model over all classes."""
+    import importlib.util
+    import sys
+
+    def tool(name, *args):
+        spec = importlib.util.spec_from_file_location(f"_ctool_{name[:-3]}", os.path.join(ROOT, "tools", name))
+        sys.path.insert(0, os.path.join(ROOT, "tools"))
+        try:
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            capsys.readouterr()
+            try:
+                mod.main([str(a) for a in args])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code
+        finally:
+            sys.path.remove(os.path.join(ROOT, "tools"))
+        return code, capsys.readouterr()
+
+    cfg = os.path.join(CFG, "digits_class_il.yml")
+    opts = ["--opts", "model.encoder.width=8", "continual.split.train_per_class=30",
+            "continual.split.test_per_class=10", "continual.split.classes_per_task=5"]
+    code, _ = tool("train.py", "-c", cfg, "--save-dir", tmp_path / "run", *opts)
+    assert code == 0
+    with open(tmp_path / "run" / "results.json") as f:
+        res = json.load(f)
+    assert np.array(res["A"]).shape == (2, 2) and np.array(res["R"]).shape == (2, 2)
+    assert set(res["summary"]) >= {"final_acc", "avg_probe", "rep_forgetting", "forward_transfer"}
+    code, out = tool("train.py", "-c", cfg, "--save-dir", tmp_path / "run", *opts)
+    assert code == 2 and "--resume" in out.err and len(out.err.strip().splitlines()) == 1
+    code, out = tool("eval.py", "-c", cfg, "--weights", tmp_path / "run" / "continual", *opts)
+    assert code == 0 and "top1" in out.out

@@ -127,25 +127,26 @@ class ContinualTrainer(Trainer):
         return self._datasets[key]
 
     # ------------------------------------------------------------------ logits
-    def class_mask(self, task_ids, upto):
+    def class_mask(self, task_ids, upto, task_il=None):
         """[B, C] additive mask: 0 for the classes a sample may take, -1e9 elsewhere.  Task-IL:
         the sample's task's classes; class-IL: every class of tasks 0..upto."""
         C = self.model.num_classes
         allowed = np.zeros((len(task_ids), C), np.float32)
         for i, t in enumerate(task_ids):
-            tasks = [int(t)] if self.task_il else range(upto + 1)
+            tasks = [int(t)] if (self.task_il if task_il is None else task_il) else range(upto + 1)
             for k in tasks:
                 allowed[i, self.scenario.tasks[k]["classes"]] = 1.0
         return paddle.to_tensor((allowed - 1.0) * 1e9)
 
-    def logits(self, image, task_ids, upto):
+    def logits(self, image, task_ids, upto, task_il=None):
         """Masked logits of the model after tasks 0..upto (adapter models take each sample's
         task path in task-IL and every seen task's path for its own classes in class-IL)."""
+        task_il = self.task_il if task_il is None else task_il
         task_ids = np.asarray(task_ids.numpy() if isinstance(task_ids, paddle.Tensor) else task_ids).reshape(-1)
         m = self.model
         if not m.has_adapters:
             out = m(image)
-        elif self.task_il:
+        elif task_il:
             h = m.encoder(image)
             out = paddle.zeros([image.shape[0], m.num_classes])
             for k in np.unique(task_ids):
@@ -158,7 +159,12 @@ class ContinualTrainer(Trainer):
                 col = np.zeros((1, m.num_classes), np.float32)
                 col[0, self.scenario.tasks[k]["classes"]] = 1.0
                 out = out + paddle.to_tensor(col) * m.heads[k](m.task_features(h, k))
-        return out + self.class_mask(task_ids, upto)
+        return out + self.class_mask(task_ids, upto, task_il)
+
+    def predict(self, batch):
+        """tools/eval.py on the whole val_dataset: class-incremental logits over every task."""
+        image = batch["image"]
+        return self.logits(image, np.zeros(image.shape[0], np.int64), self.scenario.num_tasks - 1, task_il=False)
 
     def train_logits(self, batch):
         return self.logits(batch["image"], batch["task"], self.current_task)
