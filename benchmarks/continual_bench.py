@@ -45,8 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--cifar-train-per-class", type=int, default=100)
-    p.add_argument("--cifar-test-per-class", type=int, default=100)
+    p.add_argument("--cifar-train-per-class", type=int, default=80)
+    p.add_argument("--cifar-test-per-class", type=int, default=50)
     p.add_argument("--cifar-size", type=int, default=16, help="CIFAR images are resized to this side")
     p.add_argument("--cifar-epochs", type=int, default=2)
     p.add_argument("--out", default=os.path.join(ROOT, "output", "bench_continual"))
@@ -130,11 +130,13 @@ def plot_matrices(runs, part, path):
             ax = axes[row, i]
             ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
             for (t, j), v in np.ndenumerate(M):
-                ax.text(j, t, f"{v:.2f}"[1:] if v < 1 else "1", ha="center", va="center", fontsize=6,
+                ax.text(j, t, f"{v:.2f}", ha="center", va="center", fontsize=6,
                         color="w" if v < 0.6 else "k")
             ax.set_title(f"{s}\n{key}[t, j] ({len(rs)} seeds)" if row == 0 else f"{key}[t, j]", fontsize=8)
             ax.set_xlabel("task j", fontsize=7)
             ax.set_ylabel("after task t", fontsize=7)
+            ax.set_xticks(range(M.shape[1]))
+            ax.set_yticks(range(M.shape[0]))
             ax.tick_params(labelsize=6)
     fig.suptitle(f"{TITLES[part]}: accuracy A (top) and linear-probe R (bottom)", fontsize=9)
     fig.tight_layout()
@@ -252,6 +254,9 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     runs_path = os.path.join(args.out, "runs.jsonl")
     command = "python benchmarks/continual_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.report:
+        seeds = sorted({r["seed"] for r in load_runs(runs_path)})
+        command = f"nice -n 5 python benchmarks/continual_bench.py --seeds {' '.join(map(str, seeds))}"
     if not args.report:
         import logging
         logging.disable(logging.INFO)
