@@ -20,13 +20,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, write_page  # noqa: E402  (also tunes the CPU before any math)
+from ppzoo.core.errors import PPZooError  # noqa: E402
 
 STRATEGIES = {
     "Naive": {"type": "Naive"},
     "Joint": {"type": "Joint"},
     "FrozenEncoder": {"type": "FrozenEncoder"},
     "Replay": {"type": "Replay", "capacity": 200, "batch_size": 16},
-    "EWC": {"type": "EWC", "lam": 100.0, "fisher_samples": 100},
+    "EWC": {"type": "EWC", "lam": 20.0, "fisher_samples": 100, "normalize": "max"},
     "LwF": {"type": "LwF", "lam": 1.0, "temperature": 2.0},
     "GatingAdapters": None,  # the part's gating config
 }
@@ -195,7 +196,8 @@ def plot_samples(path):
 
 
 def report(args, runs_path, command):
-    runs = load_runs(runs_path)
+    failed = [r for r in load_runs(runs_path) if r.get("error")]
+    runs = [r for r in load_runs(runs_path) if not r.get("error")]
     docs = os.path.join(ROOT, "docs", "benchmarks")
     plot_samples(os.path.join(docs, "continual_samples.png"))
     keys = [("final_acc", "final acc"), ("avg_probe", "avg probe"), ("rep_forgetting", "rep. forgetting"),
@@ -242,6 +244,9 @@ def report(args, runs_path, command):
             plot_factors(runs, os.path.join(docs, "continual_synthetic_factors.png"))
             body.append("Probe accuracy of each factor over the task sequence (the dotted line marks the task "
                         "that labels by that factor):\n\n![per-factor probes](continual_synthetic_factors.png)\n")
+    if failed:
+        body.append("Runs that failed (not in the means above):\n\n" + "\n".join(
+            f"- {r['part']} {r['strategy']} seed {r['seed']}: {r['error']}" for r in failed) + "\n")
     body.append("Sample images of the synthetic set:\n\n![samples](continual_samples.png)\n")
     body.append(f"Total CPU time of the runs: {sum(r['cpu_s'] for r in runs) / 60:.1f} min "
                 f"({len(runs)} runs; wall {sum(r['wall_s'] for r in runs) / 60:.1f} min on the shared machine).")
@@ -266,7 +271,15 @@ def main(argv=None):
                 for s in args.strategies:
                     if (part, s, seed) in done:
                         continue
-                    rec = run_one(args, part, s, seed)
+                    try:
+                        rec = run_one(args, part, s, seed)
+                    except PPZooError as err:  # a diverged run is a result too: listed, not averaged
+                        rec = {"part": part, "strategy": s, "seed": seed, "error": str(err), "cpu_s": 0.0,
+                               "wall_s": 0.0, "summary": {}}
+                        with open(runs_path, "a", encoding="utf-8") as f:
+                            f.write(json.dumps(rec) + "\n")
+                        print(f"{part} {s} seed {seed}: FAILED {err}", flush=True)
+                        continue
                     with open(runs_path, "a", encoding="utf-8") as f:
                         f.write(json.dumps(rec) + "\n")
                     print(f"{part} {s} seed {seed}: {json.dumps(rec['summary'])} cpu {rec['cpu_s']:.0f}s "

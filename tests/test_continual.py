@@ -271,3 +271,11 @@ def test_train_and_eval_tools_run_a_continual_config(tmp_path, capsys):
     assert code == 2 and "--resume" in out.err and len(out.err.strip().splitlines()) == 1
     code, out = tool("eval.py", "-c", cfg, "--weights", tmp_path / "run" / "continual", *opts)
     assert code == 0 and "top1" in out.out
+
+
+def test_a_diverging_task_stops_with_one_clear_error(tmp_path):
+    from ppzoo.continual.trainer import TrainingDiverged
+    cfg = _digits_cfg()
+    cfg["optimizer"]["learning_rate"] = float("nan")
+    with pytest.raises(TrainingDiverged, match="task 0 diverged at iteration 2"):
+        build_trainer(cfg, work_dir=str(tmp_path / "run")).train()

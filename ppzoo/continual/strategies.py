@@ -180,11 +180,17 @@ class EWC(Strategy):
 
     ``F_k`` is the diagonal Fisher on ``fisher_samples`` samples of task k (``fisher:
     empirical`` or ``sampled`` labels), ``theta*_k`` the weights after task k.  ``online``
-    keeps one penalty with F = gamma * F + F_k and the latest anchor."""
+    keeps one penalty with F = gamma * F + F_k and the latest anchor.  ``normalize: max``
+    divides each task's Fisher by its largest entry (a practical variant, not in the original
+    EWC), so ``lam`` is the stiffness of the most important parameter: with SGD at learning
+    rate lr the penalty stays stable for lam * lr below about 2."""
 
-    def __init__(self, lam=100.0, fisher_samples=200, fisher="empirical", online=False, gamma=1.0):
+    def __init__(self, lam=100.0, fisher_samples=200, fisher="empirical", online=False, gamma=1.0,
+                 normalize="none"):
+        if normalize not in ("none", "max"):
+            raise ConfigError(f"EWC.normalize must be none or max, got {normalize!r}")
         self.lam, self.fisher_samples, self.fisher = float(lam), int(fisher_samples), fisher
-        self.online, self.gamma = bool(online), float(gamma)
+        self.online, self.gamma, self.normalize = bool(online), float(gamma), normalize
         self.penalties = []  # [(names, fisher arrays, anchor arrays)]
 
     def after_task(self, ct, t):
@@ -201,6 +207,9 @@ class EWC(Strategy):
         fisher = compute_fisher(loglik, [p for _, p in named], pick, self.fisher,
                                 np.random.default_rng([ct.seed, t, 22]))
         ct.model.train()
+        if self.normalize == "max":
+            top = max(float(f.max()) for f in fisher) or 1.0
+            fisher = [f / top for f in fisher]
         names = [n for n, _ in named]
         anchor = [p.numpy().copy() for _, p in named]
         if self.online and self.penalties:

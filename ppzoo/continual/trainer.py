@@ -14,6 +14,7 @@ if that task's folder has ``latest/``, the engine resumes it mid-task.  Both are
 """
 import copy
 import json
+import math
 import os
 
 import numpy as np
@@ -21,7 +22,7 @@ import paddle
 
 from ..core.builder import TRAINERS
 from ..core.config import check_keys, save_config
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, PPZooError
 from ..engine import checkpoint as ckpt
 from ..engine.trainer import Trainer, seed_everything
 from .data import Scenario, build_base
@@ -30,6 +31,10 @@ from .strategies import STRATEGIES
 
 CONTINUAL_KEYS = {"scenario", "split", "epochs", "strategy", "probe", "probe_max_train", "probe_init",
                   "forgetting_from_seen", "stop_after", "batch_size"}
+
+
+class TrainingDiverged(PPZooError):
+    """A task's loss became NaN or infinite."""
 
 
 class TaskTrainer(Trainer):
@@ -57,6 +62,12 @@ class TaskTrainer(Trainer):
 
     def forward_loss(self, batch):
         return self.parent.strategy.loss(self.parent, self, batch)
+
+    def train_step(self, batch):
+        super().train_step(batch)
+        if not math.isfinite(self.log_vars.get("loss", 0.0)):
+            raise TrainingDiverged(f"task {self.task} diverged at iteration {self.iter + 1}: loss "
+                                   f"{self.log_vars}; lower optimizer.learning_rate or the strategy's weight")
 
 
 @TRAINERS.register()
