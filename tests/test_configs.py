@@ -15,7 +15,7 @@ CONFIGS = sorted(f for f in glob.glob(os.path.join(ROOT, "configs", "**", "*.yml
                  if "_base_" not in os.path.relpath(f, ROOT).split(os.sep)[1:-1]
                  and not os.path.basename(f).startswith("_base"))
 # keys the builders consume before the component sees them
-BUILDER_KEYS = {"lr_schedulers": {"warmup_iters", "warmup_start_lr"}}
+BUILDER_KEYS = {"lr_schedulers": {"warmup_iters", "warmup_start_lr"}, "optimizers": {"param_groups"}}
 
 
 def _components(node, path=""):

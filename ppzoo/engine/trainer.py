@@ -154,7 +154,7 @@ class Trainer:
             raise ConfigError(f"{self.source}: the config has no 'optimizer' section")
         base_lr = float(cfg["optimizer"].get("learning_rate", 0.01))
         self.lr = build_lr_scheduler(cfg.get("lr_scheduler"), base_lr, self.total_iters)
-        self.optimizer = build_optimizer(cfg["optimizer"], self.model.parameters(), self.lr,
+        self.optimizer = build_optimizer(cfg["optimizer"], self.model.named_parameters(), self.lr,
                                          grad_clip=tc.get("grad_clip"))
         self.amp = bool(tc.get("amp", False)) and paddle.is_compiled_with_cuda() \
             and "gpu" in paddle.get_device()
