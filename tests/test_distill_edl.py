@@ -125,7 +125,7 @@ def test_offline_soft_labels_are_written_once_and_reused(teacher, tmp_path):
     np.testing.assert_allclose(logits[[0, 5]], model(paddle.to_tensor(x)).numpy(), atol=1e-4)
     tr.train()
     mtime = os.path.getmtime(os.path.join(path, "logits.npy"))
-    build_trainer(copy.deepcopy(cfg)).train()
+    build_trainer(copy.deepcopy(cfg), resume=True).train()   # the same run folder again
     assert os.path.getmtime(os.path.join(path, "logits.npy")) == mtime
 
 
