@@ -225,6 +225,13 @@ def test_a_second_run_into_a_locked_folder_fails_and_a_stale_lock_is_taken_over(
     assert json.loads((run / ".lock").read_text())["pid"] == os.getpid()
     t.train()
     assert not (run / ".lock").exists()                              # released at the end
+    # a trainer of this process that took the lock over keeps it when the first one lets go
+    from ppzoo.engine.rundir import RunLock
+    first, second = RunLock(str(run)).acquire(), RunLock(str(run)).acquire()
+    first.release()
+    assert (run / ".lock").exists()
+    second.release()
+    assert not (run / ".lock").exists()
 
 
 def test_resume_checks_the_config_before_writing_anything(digits_cfg, tmp_path):
