@@ -11,6 +11,19 @@ def _load_pretrained(model, path, strict):
         load_pretrained(model, path, strict=strict)
 
 
+def average(x, axis):
+    """Mean over ``axis`` written as a sum times 1/n: the same values, but Paddle Inference
+    3.3's oneDNN reduce_mean prints a line to stdout on every run, reduce_sum does not."""
+    axes = [axis] if isinstance(axis, int) else list(axis)
+    sizes = [int(x.shape[a]) for a in axes]
+    if any(n < 0 for n in sizes):  # a dynamic size: no static 1/n
+        return x.mean(axis=axes)
+    n = 1
+    for k in sizes:
+        n *= k
+    return x.sum(axis=axes) * (1.0 / n)
+
+
 class _KeepsFixedBuffers:
     """Every way weights reach a recognizer (``pretrained:``, resume, ``--weights``, the hub)
     ends in ``set_state_dict``; fixed buffers (skeleton graphs ``A``) are dropped there, so
@@ -38,7 +51,7 @@ class TSNHead(nn.Layer):
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, x):
-        x = x.mean(axis=[2, 3]).reshape([-1, self.num_seg, x.shape[1]]).mean(axis=1)
+        x = average(average(x, [2, 3]).reshape([-1, self.num_seg, x.shape[1]]), 1)
         if self.dropout is not None:
             x = self.dropout(x)
         return self.fc(x)
@@ -50,11 +63,11 @@ class TSMHead(TSNHead):
     TSMHead/ppTSMHead); the same parameters as TSNHead."""
 
     def forward(self, x):
-        x = x.mean(axis=[2, 3])
+        x = average(x, [2, 3])
         if self.dropout is not None:
             x = self.dropout(x)
         score = self.fc(x)
-        return score.reshape([-1, self.num_seg, score.shape[1]]).mean(axis=1)
+        return average(score.reshape([-1, self.num_seg, score.shape[1]]), 1)
 
 
 HEADS.register(TSMHead, name="ppTSMHead")
@@ -92,8 +105,8 @@ class STGCNHead(nn.Layer):
         self.fc = nn.Linear(in_channels, num_classes)
 
     def forward(self, x, num_person):
-        x = x.mean(axis=[2, 3])  # (N*M, C)
-        x = x.reshape([-1, num_person, x.shape[1]]).mean(axis=1)
+        x = average(x, [2, 3])  # (N*M, C)
+        x = average(x.reshape([-1, num_person, x.shape[1]]), 1)
         if self.dropout is not None:
             x = self.dropout(x)
         return self.fc(x)

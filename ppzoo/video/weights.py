@@ -112,7 +112,7 @@ def load_paddlevideo_weights(model, path_or_state, strict=True, report=None):
     if strict and missing:
         raise WeightsError(f"{source}: no weights for {len(missing)} parameters of "
                            f"{type(model).__name__}, e.g. {', '.join(missing[:3])}")
-    model.set_state_dict(load)
+    model.set_state_dict(dict(load, **{k: own[k] for k in fixed if k in own}))
     if report is not None:
         report.update(loaded=sorted(load), skipped=skipped, missing=missing, fixed_kept=fixed_kept)
     return skipped
