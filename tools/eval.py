@@ -57,6 +57,8 @@ def main(argv=None):
     from ppzoo.engine.export import build_for_weights, load_weights
 
     cfg = load_config(args.config, args.opts)
+    if args.output and os.path.isdir(args.output):
+        raise ConfigError(f"--output {args.output} is a folder; name a .json file")
     trainer = build_for_weights(cfg)
     if trainer.val_loader is None:
         raise ConfigError(f"{args.config}: the config has no 'val_dataset' to evaluate on")
@@ -80,10 +82,14 @@ def main(argv=None):
                "metrics": {k: _jsonable(v) for k, v in results.items()}}
         parent = os.path.dirname(os.path.abspath(args.output))
         os.makedirs(parent, exist_ok=True)
-        tmp = args.output + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=1)
-        os.replace(tmp, args.output)
+        tmp = f"{args.output}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(out, f, indent=1)
+            os.replace(tmp, args.output)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         print(f"results written to {args.output}")
     return results
 

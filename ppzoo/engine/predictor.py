@@ -113,7 +113,14 @@ class Predictor:
         config.switch_ir_optim(bool(ir_optim))
         config.disable_glog_info()
         self.device = device
-        self.predictor = inference.create_predictor(config)
+        try:
+            self.predictor = inference.create_predictor(config)
+        except Exception as err:  # noqa: BLE001  (Paddle raises bare RuntimeError/ValueError)
+            lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+            detail = next((ln for ln in reversed(lines) if not ln.startswith("[")), "") or \
+                (lines[-1] if lines else "")
+            raise WeightsError(f"{model_dir}: the exported model cannot be loaded "
+                               f"({type(err).__name__}: {detail[:300]}); export it again") from None
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
         self.input_specs = {i["name"]: i for i in self.deploy["inputs"]}
