@@ -185,6 +185,11 @@ class InferTask:
     def deploy_fields(cls, cfg, dataset, sample):
         return {}
 
+    def list_inputs(self, path):
+        """The inputs under ``path``: one per file (tasks whose files hold several samples
+        return one entry per sample)."""
+        return list_inputs(path, self.extensions)
+
     def read(self, path):
         raise NotImplementedError
 
@@ -297,7 +302,7 @@ def run_inference(model_dir, input_path, batch_size=8, output=None, echo=print,
     use_mkldnn = use_mkldnn and task_cls.onednn_supported
     predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads, use_mkldnn=use_mkldnn)
     task = build_task(predictor.deploy, **task_options)
-    files = list_inputs(input_path, task.extensions)
+    files = task.list_inputs(input_path)
     batch_size = max(1, int(batch_size))
     if output:
         is_file = output.lower().endswith((".json", ".jsonl"))

@@ -52,7 +52,7 @@ class ConvBN(nn.Layer):
 
 
 class _Block(nn.Layer):
-    def __init__(self, cin, width, stride, kind, shift, num_seg, shift_ratio, vd, act):
+    def __init__(self, cin, width, stride, kind, shift, num_seg, shift_ratio, vd, act, first=False):
         super().__init__()
         self.shift, self.num_seg, self.shift_ratio, self.act = shift, num_seg, shift_ratio, act
         expansion = 4 if kind == "bottleneck" else 1
@@ -65,9 +65,13 @@ class _Block(nn.Layer):
             self.conv0 = ConvBN(cin, width, 3, stride, act=act)
             self.conv1 = ConvBN(width, cout, 3)
             self.conv2 = None
+        # PaddleVideo: the first block of every stage has a 1x1 projection shortcut (also
+        # 64 -> 64 in ResNet-18/34); ResNet-vd's average pooling is only in bottleneck
+        # shortcuts (PaddleVideo's ResNetTweaksTSM basic blocks use a strided 1x1 conv).
         self.short = None
-        if stride != 1 or cin != cout:
-            self.short = ConvBN(cin, cout, 1, stride, avg_down=vd and stride != 1)
+        if first or stride != 1 or cin != cout:
+            self.short = ConvBN(cin, cout, 1, stride,
+                                avg_down=vd and stride != 1 and kind == "bottleneck")
         self.out_channels = cout
 
     def forward(self, x):
@@ -113,7 +117,7 @@ class ResNetTSM(nn.Layer):
             layer = []
             for i in range(n):
                 blk = _Block(cin, w * 2 ** s, 2 if (i == 0 and s > 0) else 1, kind, bool(shift),
-                             self.num_seg, ratio, bool(vd), act)
+                             self.num_seg, ratio, bool(vd), act, first=i == 0)
                 cin = blk.out_channels
                 layer.append(blk)
             stages.append(nn.Sequential(*layer))

@@ -58,11 +58,21 @@ def map_paddlevideo_names(state_dict):
     return out
 
 
-def load_paddlevideo_weights(model, path_or_state, strict=True):
+def fixed_buffers(model):
+    """Names of ``model``'s registered buffers (skeleton graphs ``A``): they are part of the
+    architecture, set by the config, and never taken from a weights file."""
+    return {name for name, _ in model.named_buffers()}
+
+
+def load_paddlevideo_weights(model, path_or_state, strict=True, report=None):
     """Load PaddleVideo (or ppzoo) weights into ``model``; returns the list of skipped keys.
 
     A name that does not exist in ``model`` or a shape that differs raises WeightsError
-    naming the file and key (``strict: false`` skips them instead, e.g. a new head).
+    naming the file and key (``strict: false`` skips them instead, e.g. a new head); with
+    ``strict`` a parameter the file lacks is an error too.  Fixed buffers (the skeleton
+    graph ``A``) are never loaded: a checkpoint trained on another graph leaves the model's
+    own graph in place.  ``report`` (a dict) receives ``loaded``, ``skipped``, ``missing``
+    and ``fixed_kept`` (file entries for fixed buffers, not loaded).
     """
     import paddle
     source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
@@ -75,10 +85,16 @@ def load_paddlevideo_weights(model, path_or_state, strict=True):
             raise WeightsError(f"cannot read weights {path_or_state}: {err}") from None
     else:
         state = path_or_state
+    if not isinstance(state, dict):
+        raise WeightsError(f"{source}: expected a state dict, got {type(state).__name__}")
     mapped = map_paddlevideo_names(state)
     own = model.state_dict()
-    skipped, load = [], {}
+    fixed = fixed_buffers(model)
+    skipped, load, fixed_kept = [], {}, []
     for k, v in mapped.items():
+        if k in fixed:
+            fixed_kept.append(k)
+            continue
         if k not in own:
             problem = f"{source}: parameter {k!r} has no counterpart in {type(model).__name__}"
         elif tuple(own[k].shape) != tuple(v.shape):
@@ -89,11 +105,35 @@ def load_paddlevideo_weights(model, path_or_state, strict=True):
         if strict:
             raise WeightsError(problem)
         skipped.append(k)
-    missing = [k for k in own if k not in load and k.rsplit(".", 1)[-1] != "A"]  # graph buffers
+    missing = [k for k in own if k not in load and k not in fixed]
     if not load:
         raise WeightsError(f"{source}: no tensor fits {type(model).__name__} (file names like "
                            f"{', '.join(list(state)[:3])})")
     if strict and missing:
-        raise WeightsError(f"{source}: no weights for {len(missing)} parameters, e.g. {missing[0]!r}")
-    model.set_state_dict(load)
+        raise WeightsError(f"{source}: no weights for {len(missing)} parameters of "
+                           f"{type(model).__name__}, e.g. {', '.join(missing[:3])}")
+    model.set_state_dict(dict(load, **{k: own[k] for k in fixed if k in own}))
+    if report is not None:
+        report.update(loaded=sorted(load), skipped=skipped, missing=missing, fixed_kept=fixed_kept)
     return skipped
+
+
+def load_pretrained(model, path, strict=False, logger=None):
+    """Model-level ``pretrained:`` of the recognizers.  ``strict`` (``pretrained_strict:
+    true``): every tensor of the file must fit and every parameter must be in the file.
+    Otherwise a partial load is allowed and summarised loudly (a warning with the counts and
+    the first names skipped and left at their initial values)."""
+    import logging
+    logger = logger or logging.getLogger("ppzoo")
+    report = {}
+    load_paddlevideo_weights(model, path, strict=bool(strict), report=report)
+    if report["skipped"] or report["missing"]:
+        logger.warning(
+            f"pretrained {path}: PARTIAL load into {type(model).__name__}: "
+            f"{len(report['loaded'])} tensors loaded, {len(report['skipped'])} of the file "
+            f"skipped (no counterpart or other shape: {', '.join(report['skipped'][:6])}), "
+            f"{len(report['missing'])} model tensors keep their initial values "
+            f"({', '.join(report['missing'][:6])}); set pretrained_strict: true to make this an error")
+    else:
+        logger.info(f"pretrained {path}: all {len(report['loaded'])} tensors loaded")
+    return report
