@@ -51,7 +51,8 @@ class RegionClassifier(nn.Layer):
 
 
 @pytest.mark.parametrize("name,kw", [("CAM", {}), ("GradCAM", {}), ("SmoothGrad", {"num_samples": 4}),
-                                     ("LIME", {"num_samples": 100, "num_segments": 16})])
+                                     ("LIME", {"num_samples": 100, "num_segments": 16, "segmentation": "slic",
+                                               "hide": "image_mean", "target": "logit"})])
 def test_explainer_concentrates_on_the_region_the_logit_depends_on(name, kw):
     paddle.seed(0)
     model = RegionClassifier()
@@ -59,10 +60,9 @@ def test_explainer_concentrates_on_the_region_the_logit_depends_on(name, kw):
     x[:, :, 4:12, 4:12] += 0.6  # an object inside the region the logit reads
     x[:, :, 20:28, 20:28] += 0.6  # and an equally salient one the logit ignores
     sal = build_explainer(dict(type=name, **kw), model)(x, [[0], [0]])
-    assert sal.shape == (2, 2, 32, 32)
-    assert np.all(sal[:, 1] == 0)  # classes not asked for stay empty
+    assert len(sal) == 2 and all(m.shape == (1, 32, 32) for m in sal)  # only the asked class
     for i in range(2):
-        s = sal[i, 0]
+        s = sal[i][0]
         inside = s[:16, :16].sum() / max(s.sum(), 1e-12)
         assert s.sum() > 0
         assert inside > (0.8 if name == "LIME" else 0.95), (name, inside)
@@ -72,8 +72,10 @@ def test_explainer_registry_and_missing_attribute():
     assert {"CAM", "GradCAM", "SmoothGrad", "LIME"} <= set(EXPLAINERS.keys())
     model = nn.Sequential(nn.Conv2D(3, 2, 1))
     model.num_classes = 2
-    with pytest.raises(ConfigError, match="features"):
+    with pytest.raises(ConfigError, match="no sub-layer .classifier"):
         build_explainer({"type": "CAM"}, model)(np.zeros((1, 3, 8, 8), "float32"), [[0]])
+    with pytest.raises(ConfigError, match="head.7"):
+        build_explainer({"type": "GradCAM", "layer": "head.7"}, model)(np.zeros((1, 3, 8, 8), "float32"), [[0]])
 
 
 def test_normalise_and_aggregate():
@@ -102,7 +104,7 @@ def test_consensus_several_classes_background_ignore_confidence():
     b[2] = 0
     b[2, 2:8, 12:15] = 1  # the second member sees less of class 2
     con = Consensus(3, background=3, ignore_index=255, fg_threshold=0.5, bg_threshold=0.2)
-    lab, conf, cons = con(np.stack([a, a, b]), present=[0, 2])
+    lab, conf, cons = con(np.stack([a, a, b])[:, [0, 2]], present=[0, 2])
     assert set(np.unique(lab)) == {0, 2, 3, 255}
     assert (lab[2:8, 1:8] == 0).all() and (lab[0] == 3).all()
     assert (lab[2:8, 8] == 255).all()
@@ -110,14 +112,14 @@ def test_consensus_several_classes_background_ignore_confidence():
     # member b disagrees on the right part of class 2: confidence 2/3 there
     assert np.allclose(conf[2:8, 16:19], 2 / 3)
     # an absent class is never labelled even if its map is strong
-    lab2, _, _ = con(np.stack([a]), present=[0])
+    lab2, _, _ = con(np.stack([a])[:, [0]], present=[0])
     assert not (lab2 == 2).any()
 
 
 def test_consensus_top_fraction_and_bad_config():
     a = _two_object_maps() + np.linspace(0, 0.01, 200).reshape(10, 20)
     con = Consensus(3, background=3, rule="top_fraction", fg_fraction=0.2, bg_fraction=0.5)
-    lab, _, _ = con(a[None], present=[0, 2])
+    lab, _, _ = con(a[None][:, [0, 2]], present=[0, 2])
     frac = np.mean(np.isin(lab, [0, 2]))
     assert 0.15 <= frac <= 0.4 and (lab == 3).any()
     with pytest.raises(ConfigError, match="rule"):
@@ -126,29 +128,58 @@ def test_consensus_top_fraction_and_bad_config():
         Consensus(3, fg_threshold=0.2, bg_threshold=0.5)
 
 
-def test_released_format(tmp_path):
-    for wnid, shape in (("n01440764", (6, 8)), ("n01443537", (5, 5))):
-        (tmp_path / "labels" / wnid).mkdir(parents=True)
-        (tmp_path / "images" / wnid).mkdir(parents=True)
-        m = np.zeros(shape, np.uint8)
-        m[1:3, 1:4] = 1
-        np.savez(tmp_path / "labels" / wnid / "x_1.JPEG_eiseg.npz", m)
-        Image.fromarray(np.zeros(shape + (3,), np.uint8)).save(tmp_path / "images" / wnid / "x_1.JPEG", "JPEG")
-    items = scan_released(str(tmp_path / "labels"), str(tmp_path / "images"))
-    assert [i[2] for i in items] == [0, 1]
+def _released_fixture(root):
+    """A PSSL release as PaddleSeg lays it out; the synsets list a class with no folder
+    (n00000002) so a reader scanning folders would shift the ids, and a label holds values
+    other than 0/1 (PaddleSeg maps them to background)."""
+    pssl, inet = root / "pssl", root / "imagenet"
+    (pssl / "imagenet_lsvrc_2015_synsets.txt").parent.mkdir(parents=True)
+    (pssl / "imagenet_lsvrc_2015_synsets.txt").write_text("n00000001\nn00000002\nn00000003\n")
+    lines = []
+    rng = np.random.default_rng(0)
+    for wnid, shape in (("n00000001", (6, 8)), ("n00000003", (5, 7))):
+        (pssl / "train" / wnid).mkdir(parents=True)
+        (inet / "train" / wnid).mkdir(parents=True)
+        name = f"{wnid}_42.JPEG"
+        m = rng.choice(np.array([0, 1, 2, 255], np.uint8), size=shape)
+        np.savez(pssl / "train" / wnid / (name + "_eiseg.npz"), m)
+        Image.fromarray(rng.integers(0, 255, shape + (3,)).astype(np.uint8)).save(inet / "train" / wnid / name, "JPEG")
+        lines.append(f"train/{wnid}/{name}_eiseg.npz")
+    (pssl / "train.txt").write_text("\n".join(lines) + "\n")
+    return pssl, inet
+
+
+def _paddleseg_labels(pssl, inet):
+    """What PaddleSeg's own PSSLDataset returns (no transforms): (image CHW shape, label)."""
+    pytest.importorskip("paddleseg")
+    from paddleseg.datasets import PSSLDataset
+    ds = PSSLDataset(transforms=[], imagenet_root=str(inet), pssl_root=str(pssl))
+    return [(ds[i]["img"].shape, np.asarray(ds[i]["label"])) for i in range(len(ds.file_list))]
+
+
+def test_released_reader_follows_paddleseg(tmp_path):
+    pssl, inet = _released_fixture(tmp_path)
+    items = scan_released(str(pssl), str(inet))
+    assert [i[2] for i in items] == [0, 2]  # ids from the synsets file, not the folders
+    raw = np.load(items[1][1])["arr_0"]
     lab = read_released_label(items[1][1], items[1][2])
-    assert lab[1, 1] == 1 and lab[0, 0] == 1000 and lab.dtype == np.int64
+    assert lab.dtype == np.int64 and set(np.unique(lab)) == {2, 1000}
+    assert (lab[raw == 1] == 2).all() and (lab[raw != 1] == 1000).all()  # 0, 2, 255 -> background
     from ppzoo.core.builder import DATASETS
-    ds = DATASETS.build({"type": "PSSLReleased", "label_root": str(tmp_path / "labels"),
-                         "image_root": str(tmp_path / "images"), "transforms": [{"type": "ToCHW"}]})
-    s = ds[0]
-    assert s["image"].shape == (3, 6, 8) and set(np.unique(s["mask"])) == {0, 1000}
-    bad = tmp_path / "bad.npz"
-    np.savez(bad, np.full((3, 3), 7, np.uint8))
-    with pytest.raises(DataError, match="binary"):
-        read_released_label(str(bad), 0)
+    ds = DATASETS.build({"type": "PSSLReleased", "pssl_root": str(pssl), "imagenet_root": str(inet)})
+    theirs = _paddleseg_labels(pssl, inet)
+    assert len(ds) == len(theirs) == 2 and ds.num_classes == 1001
+    for i, (shape, their_label) in enumerate(theirs):
+        mine = ds[i]["mask"][..., 0]
+        assert mine.shape == their_label.shape == shape[1:]
+        assert np.array_equal(mine, their_label)
     with pytest.raises(DataError, match="not found"):
         read_released_label(str(tmp_path / "nope.npz"), 0)
+    with pytest.raises(DataError, match="train.txt"):
+        scan_released(str(inet), str(inet))
+    (pssl / "train.txt").write_text("train/n00000009/n00000009_1.JPEG_eiseg.npz\n")
+    with pytest.raises(DataError, match="n00000009"):
+        scan_released(str(pssl), str(inet))
 
 
 def _tiny_seg_data(root, n=4):
@@ -181,6 +212,7 @@ classifiers:
   - model: {{type: SmallCNN, num_classes: 2, width: 4, depth: 2}}
 explainers: [{{type: CAM}}, {{type: SmoothGrad, num_samples: 2}}, {{type: LIME, num_samples: 16, num_segments: 8}}]
 consensus: {{background: 2, ignore_index: 255, fg_threshold: 0.5, bg_threshold: 0.2}}
+confidence: true
 output_dir: {tmp_path}/out
 """
     p = tmp_path / "gen.yml"
