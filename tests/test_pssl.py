@@ -288,3 +288,306 @@ def test_image_level_labels_describe_the_crop_not_the_frame(tmp_path):
         assert list(np.flatnonzero(s["label"])) == present
         seen.add(tuple(present))
     assert {(2,), (5,)} <= seen  # crops inside one half carry one class only
+
+
+# ---- explainers against their definitions, computed independently ---------------------
+
+class MixedNet(nn.Layer):
+    """A tiny conv net with mixed-sign weights: ``trunk.1`` is a tanh activation (negative
+    values occur), the head is GAP + linear (``gap``) or flatten + linear (``flat``, where
+    Grad-CAM and CAM differ)."""
+
+    def __init__(self, head="flat", hw=8, pool=False, num_classes=3, seed=0):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        conv = nn.Conv2D(3, 4, 3, padding=1)
+        conv.weight.set_value(rng.normal(size=(4, 3, 3, 3)).astype("float32"))
+        conv.bias.set_value(rng.normal(size=4).astype("float32") * 0.5)
+        self.trunk = nn.Sequential(conv, nn.Tanh(), nn.MaxPool2D(2) if pool else nn.Identity())
+        s = hw // 2 if pool else hw
+        self.head_type = head
+        self.fc = nn.Linear(4 if head == "gap" else 4 * s * s, num_classes)
+        self.fc.weight.set_value(rng.normal(size=self.fc.weight.shape).astype("float32"))
+        self.num_classes = num_classes
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        a = self.trunk(x)
+        return self.fc(a.mean(axis=[2, 3]) if self.head_type == "gap" else a.flatten(1))
+
+
+def _images(n=2, hw=8, seed=1):
+    return np.random.default_rng(seed).normal(0.3, 1.0, (n, 3, hw, hw)).astype("float32")  # no zero background
+
+
+def _activation(model, x, layer="trunk.1"):
+    a = model.trunk[0](paddle.to_tensor(x))
+    a = model.trunk[1](a)
+    return a.numpy()
+
+
+def test_gradcam_matches_its_definition_through_the_models_own_head():
+    model, x = MixedNet("flat"), _images()
+    targets = [[0, 2], [1]]
+    maps = build_explainer({"type": "GradCAM", "layer": "trunk.1"}, model)(x, targets)
+    assert model.calls == 1  # one trunk pass for every class of the batch
+    a = _activation(model, x)
+    w = model.fc.weight.numpy().reshape(4, 8, 8, 3)  # d y_c / d A = the flatten head's weights
+    for i, cls in enumerate(targets):
+        for k, c in enumerate(cls):
+            alpha = w[..., c].mean(axis=(1, 2))  # spatially averaged gradient per channel
+            want = np.maximum(np.einsum("k,khw->hw", alpha, a[i]), 0)
+            assert (np.einsum("k,khw->hw", alpha, a[i]) < 0).any()  # the ReLU matters here
+            np.testing.assert_allclose(maps[i][k], want, rtol=1e-4, atol=1e-5)
+
+
+def test_gradcam_upsamples_bilinearly_from_a_coarser_layer():
+    from skimage.transform import resize
+    model, x = MixedNet("flat", pool=True), _images(1)
+    maps = build_explainer({"type": "GradCAM", "layer": "trunk.2"}, model)(x, [[1]])
+    a = model.trunk(paddle.to_tensor(x)).numpy()[0]
+    alpha = model.fc.weight.numpy().reshape(4, 4, 4, 3)[..., 1].mean(axis=(1, 2))
+    coarse = np.maximum(np.einsum("k,khw->hw", alpha, a), 0)
+    want = resize(coarse, (8, 8), order=1, mode="edge", anti_aliasing=False)
+    np.testing.assert_allclose(maps[0][0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_cam_matches_its_definition():
+    model, x = MixedNet("gap"), _images()
+    maps = build_explainer({"type": "CAM", "layer": "trunk.1", "classifier": "fc"}, model)(x, [[0, 1], [2]])
+    a, w = _activation(model, x), model.fc.weight.numpy()
+    for i, cls in enumerate([[0, 1], [2]]):
+        for k, c in enumerate(cls):
+            raw = np.einsum("khw,k->hw", a[i], w[:, c])
+            assert (raw < 0).any() and (raw > 0).any()
+            np.testing.assert_allclose(maps[i][k], np.maximum(raw, 0), rtol=1e-4, atol=1e-5)
+
+
+class Quadratic(nn.Layer):
+    """y_c = 0.5 * sum(w_c * x^2): d y_c / d x = w_c * x, mixed-sign w."""
+
+    def __init__(self, shape=(3, 8, 8), num_classes=2):
+        super().__init__()
+        self.w = paddle.to_tensor(np.random.default_rng(3).normal(size=(num_classes,) + shape).astype("float32"))
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        return 0.5 * (x[:, None] ** 2 * self.w[None]).sum(axis=[2, 3, 4])
+
+
+@pytest.mark.parametrize("magnitude", ["abs", "square"])
+def test_smoothgrad_averages_raw_gradients(magnitude):
+    model = Quadratic()
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 8, 8)).astype("float32")
+    n, noise = 256, 0.1
+    sal = build_explainer({"type": "SmoothGrad", "num_samples": n, "noise": noise, "batch_size": 100,
+                           "magnitude": magnitude}, model)(x, [[0, 1]])[0]
+    sigma = noise * (x.max() - x.min())
+    w = model.w.numpy()
+    for c in range(2):
+        # the mean of w*(x + e) over the noise is w*x; its standard error is |w| sigma / sqrt(n)
+        mean = w[c] * x[0]
+        want = np.abs(mean) if magnitude == "abs" else mean ** 2
+        tol = 5 * np.abs(w[c]).max() * sigma / np.sqrt(n)
+        tol = tol if magnitude == "abs" else tol * 2 * np.abs(mean).max() + tol ** 2
+        assert np.abs(sal[c] - want.max(0)).max() < tol, (c, np.abs(sal[c] - want.max(0)).max(), tol)
+
+
+class SuperpixelLinear(nn.Layer):
+    """y_c = b_c + sum_k a_{c,k} * mean of channel 0 over superpixel k: linear in the on/off
+    pattern when switched-off superpixels are filled with zeros."""
+
+    def __init__(self, seg, num_classes=2):
+        super().__init__()
+        n = int(seg.max()) + 1
+        onehot = np.stack([(seg == k) / (seg == k).sum() for k in range(n)]).astype("float32")
+        self.onehot = paddle.to_tensor(onehot)
+        self.a = np.random.default_rng(5).normal(size=(num_classes, n)).astype("float32")
+        self.b = np.array([0.3, -0.2], "float32")
+        self.num_classes = num_classes
+
+    def forward(self, x):
+        means = (x[:, 0][:, None] * self.onehot[None]).sum(axis=[2, 3])  # (B, S)
+        return paddle.matmul(means, paddle.to_tensor(self.a).T) + paddle.to_tensor(self.b)
+
+
+def test_lime_fits_lime_images_weighted_ridge():
+    seg = np.repeat(np.repeat(np.arange(6).reshape(2, 3), 4, 0), 4, 1)  # 6 superpixels on 8x12
+    model = SuperpixelLinear(seg)
+    img = np.random.default_rng(6).normal(0, 0.2, (3, 8, 12)).astype("float32")
+    img[0] = 1.0
+    lime = build_explainer({"type": "LIME", "num_samples": 300, "hide": "zero", "target": "logit"}, model)
+    _, z, w, y, coefs = lime.fit(img, [0, 1], seg=seg)
+    assert z.shape == (300, 6) and (z[0] == 1).all()
+    np.testing.assert_allclose(y, z @ model.a.T + model.b, rtol=1e-4, atol=1e-4)  # the model is linear in z
+    # lime_image: cosine distance to the all-on pattern, kernel sqrt(exp(-d^2 / 0.25^2))
+    d = 1 - z.sum(1) / (np.sqrt(z.sum(1)) * np.sqrt(6) + 1e-12)
+    want_w = np.sqrt(np.exp(-d ** 2 / 0.25 ** 2))
+    np.testing.assert_allclose(w, want_w, rtol=1e-6, atol=1e-9)
+    # weighted ridge with intercept and alpha 1, solved in closed form
+    for k in range(2):
+        zm, ym = (w[:, None] * z).sum(0) / w.sum(), (w * y[:, k]).sum() / w.sum()
+        zc, yc = z - zm, y[:, k] - ym
+        beta = np.linalg.solve(zc.T @ (w[:, None] * zc) + 1.0 * np.eye(6), zc.T @ (w * yc))
+        np.testing.assert_allclose(coefs[k], beta, rtol=1e-5, atol=1e-6)
+    # with almost no shrinkage the fit recovers the model's own coefficients
+    lime0 = build_explainer({"type": "LIME", "num_samples": 300, "hide": "zero", "target": "logit",
+                             "alpha": 1e-8}, model)
+    np.testing.assert_allclose(lime0.fit(img, [0, 1], seg=seg)[-1], model.a, rtol=1e-3, atol=1e-3)
+
+
+def test_lime_defaults_are_lime_images():
+    lime = build_explainer({"type": "LIME"}, MixedNet())
+    assert (lime.num_samples, lime.kernel_width, lime.kernel, lime.distance, lime.alpha) == (1000, 0.25, "sqrt_exp", "cosine", 1.0)
+    assert (lime.segmentation, lime.qs, lime.hide, lime.target) == \
+        ("quickshift", {"kernel_size": 4, "max_dist": 200, "ratio": 0.2}, "mean", "prob")
+
+
+def test_explainers_reach_the_zoos_resnet_by_its_layer_names():
+    from ppzoo.core.builder import MODELS
+    paddle.seed(0)
+    model = MODELS.build({"type": "ResNet", "depth": 18, "num_classes": 5})
+    x = _images(1, 32)
+    for name in ("CAM", "GradCAM"):
+        m = build_explainer({"type": name}, model)(x, [[1, 3]])[0]
+        assert m.shape == (2, 32, 32) and np.isfinite(m).all() and m.max() > 0
+
+
+# ---- consensus, loss, size check -------------------------------------------------------
+
+def test_paper_consensus_is_binary_without_an_ignore_band():
+    con = Consensus(3, background=3, fg_threshold=0.5)
+    assert not con.has_ignore_band
+    lab, _, _ = con(_two_object_maps()[None][:, [0, 2]], present=[0, 2])
+    assert set(np.unique(lab)) <= {0, 2, 3}
+
+
+def _old_weighted_ce(logits, label, weights, ignore, conf=None):
+    """The formula the loss had before (log-softmax over channels), in numpy."""
+    lp = logits - logits.max(1, keepdims=True)
+    lp = lp - np.log(np.exp(lp).sum(1, keepdims=True))
+    ok = label != ignore
+    safe = np.where(ok, label, 0)
+    nll = -np.take_along_axis(lp, safe[:, None], 1)[:, 0]
+    pw = ok * (weights[safe] if weights is not None else 1.0) * (1.0 if conf is None else conf)
+    return (nll * pw).sum() / pw.sum()
+
+
+def test_fused_seg_loss_equals_the_weighted_formula_and_is_fast():
+    import time
+    from ppzoo.core.builder import LOSSES
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 6, 5, 4)).astype("float32")
+    y = rng.integers(0, 7, (2, 5, 4))
+    y[y == 6] = 255
+    conf = rng.uniform(size=(2, 5, 4)).astype("float32")
+    w = np.ones(6)
+    w[5] = 0.1
+    loss = LOSSES.build({"type": "SegCrossEntropyLoss", "ignore_index": 255, "background_index": 5,
+                         "background_weight": 0.1})  # no num_classes: taken from the logits
+    got = float(loss.single(paddle.to_tensor(x), paddle.to_tensor(y), paddle.to_tensor(conf)))
+    assert abs(got - _old_weighted_ce(x, y, w, 255, conf)) < 1e-5
+    plain = LOSSES.build({"type": "SegCrossEntropyLoss"})
+    assert abs(float(plain.single(paddle.to_tensor(x), paddle.to_tensor(y))) - _old_weighted_ce(x, y, None, 255)) < 1e-5
+    with pytest.raises(ConfigError, match="background_index"):
+        LOSSES.build({"type": "SegCrossEntropyLoss", "background_weight": 0.1})
+    with pytest.raises(DataError, match="outside"):
+        plain.single(paddle.to_tensor(x), paddle.to_tensor(np.full((2, 5, 4), 7)))
+    # PSSL's 1001 classes (1000 + background 0.1), 2x64x64: forward + backward
+    big = LOSSES.build({"type": "SegCrossEntropyLoss", "num_classes": 1001, "ignore_index": 1001,
+                        "background_index": 1000, "background_weight": 0.1})
+    paddle.seed(0)
+    logits = paddle.randn([2, 1001, 64, 64])
+    logits.stop_gradient = False
+    lab = paddle.randint(0, 1002, [2, 64, 64])
+    t = time.perf_counter()
+    big([logits], lab).backward()
+    assert time.perf_counter() - t < 3.0  # about 0.2 s on 2 idle cores; the log-softmax form took minutes
+
+
+def test_seg_file_list_refuses_a_label_of_another_size(tmp_path):
+    from ppzoo.segmentation.datasets import SegFileList
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((12, 16), np.uint8)).save(tmp_path / "a_m.png")
+    (tmp_path / "list.txt").write_text("a.png a_m.png\n")
+    ds = SegFileList(str(tmp_path), "list.txt", num_classes=2)
+    with pytest.raises(DataError, match=r"a\.png is 32x24 but its mask .*a_m\.png is 16x12"):
+        ds[0]
+
+
+# ---- generation over an ImageNet-layout folder with a committee ------------------------
+
+def _imagenet_folder(root):
+    """train/<wnid>/<wnid>_<n>.JPEG of varied sizes, a bright square as the object; the
+    synsets list three classes, one without images."""
+    rng = np.random.default_rng(0)
+    wnids = ["n01000001", "n01000002", "n01000003"]
+    (root / "synsets.txt").write_text("\n".join(wnids) + "\n")
+    for wnid in (wnids[0], wnids[2]):
+        (root / "train" / wnid).mkdir(parents=True)
+        for j, (h, w) in enumerate(((30, 40), (36, 28))):
+            img = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
+            img[5:20, 5:20] = 230
+            Image.fromarray(img).save(root / "train" / wnid / f"{wnid}_{j}.JPEG", "JPEG")
+    return wnids
+
+
+def test_generation_over_an_imagenet_folder_writes_both_formats(tmp_path):
+    from ppzoo.core.builder import DATASETS, MODELS
+    wnids = _imagenet_folder(tmp_path)
+    paddle.seed(0)
+    resnet = MODELS.build({"type": "ResNet", "depth": 18, "num_classes": 3})
+    paddle.save(resnet.state_dict(), str(tmp_path / "resnet.pdparams"))
+    cfg = f"""
+dataset:
+  type: ImageNetFolder
+  root: {tmp_path}
+  synsets_file: synsets.txt
+  transforms: [{{type: Resize, size: [32, 32]}}, {{type: Normalize}}, {{type: ToCHW}}]
+classifiers:
+  - model: {{type: ResNet, depth: 18, num_classes: 3}}
+    weights: {tmp_path}/resnet.pdparams
+  - model: {{type: SmallCNN, num_classes: 3, width: 4, depth: 2}}
+explainers:
+  - {{type: CAM}}
+  - {{type: GradCAM}}
+  - {{type: SmoothGrad, num_samples: 3}}
+  - {{type: LIME, num_samples: 12, segmentation: slic, num_segments: 6}}
+consensus: {{background: 3, ignore_index: 255, fg_threshold: 0.5}}
+present: labels
+batch_size: 2
+formats: [png, released]
+output_dir: {tmp_path}/out
+"""
+    p = tmp_path / "gen.yml"
+    p.write_text(cfg)
+    r = _run_in_process(["-c", str(p)])
+    assert (r["generated"], r["skipped"]) == (4, 0)
+    out = tmp_path / "out"
+    ds = DATASETS.build({"type": "ImageNetFolder", "root": str(tmp_path), "synsets_file": "synsets.txt"})
+    assert [it[1] for it in ds.items] == [0, 0, 2, 2]  # integer labels from the synsets file
+    # PNG labels at each image's own size, listed for SegFileList
+    seg = DATASETS.build({"type": "SegFileList", "root": ".", "file_list": str(out / "train_list.txt"),
+                          "num_classes": 4})
+    for i in range(4):
+        s = seg[i]
+        assert s["mask"].shape[:2] == s["image"].shape[:2]
+        assert set(np.unique(s["mask"])) <= {ds.items[i][1], 3}
+    # the released format, read by ppzoo and by PaddleSeg alike
+    rel = out / "pssl"
+    assert (rel / "train.txt").read_text().split() == [
+        f"train/{w}/{w}_{j}.JPEG_eiseg.npz" for w in (wnids[0], wnids[2]) for j in (0, 1)]
+    assert (rel / "imagenet_lsvrc_2015_synsets.txt").read_text().split() == wnids
+    mine = DATASETS.build({"type": "PSSLReleased", "pssl_root": str(rel), "imagenet_root": str(tmp_path)})
+    for i in range(4):
+        png = np.asarray(seg[i]["mask"])[..., 0]
+        m = mine[i]["mask"][..., 0]
+        assert np.array_equal(m == ds.items[i][1], png == ds.items[i][1])
+    theirs = _paddleseg_labels(rel, tmp_path)
+    for i, (_, lab) in enumerate(theirs):
+        assert np.array_equal(lab, mine[i]["mask"][..., 0])
+    # top predictions of the committee instead of the label
+    r = _run_in_process(["-c", str(p), "-o", "present=top_k", "top_k=2", f"output_dir={tmp_path}/out2",
+                         "formats=[png]"])
+    assert r["generated"] == 4
