@@ -1,5 +1,6 @@
 """PSSL: explainers find the region a classifier looks at, consensus, released format,
 and the resumable generation tool."""
+import json
 import os
 import subprocess
 import sys
@@ -211,8 +212,8 @@ dataset:
 classifiers:
   - model: {{type: SmallCNN, num_classes: 2, width: 4, depth: 2}}
 explainers: [{{type: CAM}}, {{type: SmoothGrad, num_samples: 2}}, {{type: LIME, num_samples: 16, num_segments: 8}}]
-consensus: {{background: 2, ignore_index: 255, fg_threshold: 0.5, bg_threshold: 0.2}}
-confidence: true
+consensus: {{background: 2, ignore_index: 255, fg_threshold: 0.5}}
+variants: {{band: {{consensus: {{bg_threshold: 0.2}}, confidence: true}}}}
 output_dir: {tmp_path}/out
 """
     p = tmp_path / "gen.yml"
@@ -239,8 +240,12 @@ def test_generation_tool_writes_labels_and_resumes(tmp_path):
     lines = (out / "train_list.txt").read_text().split("\n")
     assert len([x for x in lines if x]) == 4
     lab = np.asarray(Image.open(out / "labels" / "0.png"))
-    assert lab.shape == (24, 32) and set(np.unique(lab)) <= {0, 1, 2, 255}
-    assert (out / "quality.json").exists()
+    assert lab.shape == (24, 32) and set(np.unique(lab)) <= {0, 1, 2}  # paper: no ignore band
+    band = np.asarray(Image.open(out / "variants" / "band" / "labels" / "0.png"))
+    assert set(np.unique(band)) <= {0, 1, 2, 255} and ((band == lab) | (band == 255)).all()
+    assert all(len(x.split()) == 2 for x in lines if x)  # no confidence column
+    q = json.loads((out / "quality.json").read_text())["quality"]
+    assert {"ensemble", "band", "SmallCNN0/CAM"} <= set(q) and q["ensemble"]["labelled"] == 1.0
     # an interrupted run: one label gone, a stray temporary left behind
     os.remove(out / "labels" / "2.png")
     (out / "labels" / "3.png.tmp.png").write_bytes(b"partial")
@@ -250,7 +255,7 @@ def test_generation_tool_writes_labels_and_resumes(tmp_path):
     assert (out / "labels" / "2.png").exists()
     # the file list feeds the pseudo-label dataset (label + confidence)
     from ppzoo.core.builder import DATASETS
-    ds = DATASETS.build({"type": "SegFileList", "root": ".", "file_list": str(out / "train_list.txt"),
+    ds = DATASETS.build({"type": "SegFileList", "root": ".", "file_list": str(out / "variants" / "band" / "train_list.txt"),
                          "num_classes": 3, "transforms": [{"type": "Normalize"}, {"type": "ToCHW"}]})
     s = ds[0]
     assert s["mask"].shape == s["confidence"].shape == (24, 32)

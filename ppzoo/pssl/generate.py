@@ -14,6 +14,9 @@ consensus, and the label is written at the size of the image file the list point
   which PaddleSeg reads as background), ``train.txt`` and the synsets file, readable by
   ``PSSLReleased`` and by PaddleSeg's ``PSSLDataset``.
 
+``variants`` adds label sets from other consensus settings over the same explanations
+(``variants/<name>/labels``, ``.../confidence``, ``.../train_list.txt``, PNG only).
+
 Every file goes through a temporary file + rename, so an interrupted run never leaves a
 half-written label and a rerun skips finished images.
 """
@@ -34,7 +37,8 @@ from .explainers import build_explainer
 from .released import LIST_FILE, SUFFIX, SYNSETS_FILE, write_released_label, write_text_atomic
 
 KEYS = {"_file_", "name", "seed", "dataset", "classifiers", "explainers", "consensus", "output_dir",
-        "present", "top_k", "batch_size", "quality", "formats", "confidence", "quality_consensus"}
+        "present", "top_k", "batch_size", "quality", "formats", "confidence", "variants"}
+VARIANT_KEYS = {"consensus", "confidence"}
 CLASSIFIER_KEYS = {"model", "weights", "layer", "classifier"}
 FORMATS = ("png", "released")
 
@@ -99,8 +103,13 @@ class Generator:
                 self.members.append((f"{type(m).__name__}{i}/{e['type']}",
                                      build_explainer(e, m, getattr(m, "num_classes", self.num_classes))))
         self.consensus = Consensus(self.num_classes, **dict(cfg.get("consensus") or {}))
-        self.extra = {n: Consensus(self.num_classes, **dict(cfg.get("consensus") or {}, **dict(v or {})))
-                      for n, v in (cfg.get("quality_consensus") or {}).items()}
+        # further consensus settings over the same explanations: label sets of their own
+        self.variants = {}
+        for n, v in (cfg.get("variants") or {}).items():
+            v = dict(v or {})
+            check_keys(v, VARIANT_KEYS, f"variants.{n}.", self.source)
+            con = Consensus(self.num_classes, **dict(cfg.get("consensus") or {}, **dict(v.get("consensus") or {})))
+            self.variants[str(n)] = (con, bool(v.get("confidence", False)))
         self.out = cfg["output_dir"]
         self.present = cfg.get("present", "labels")
         if self.present not in ("labels", "predict", "top_k"):
@@ -160,11 +169,17 @@ class Generator:
         return self.explain_batch([sample])[0]
 
     # -- files ----------------------------------------------------------------
+    def label_sets(self):
+        """(name, folder, consensus, write confidence) of every PNG label set."""
+        sets = [("ensemble", self.out, self.consensus, self.write_conf)] if "png" in self.formats else []
+        return sets + [(n, os.path.join(self.out, "variants", n), con, wc) for n, (con, wc) in self.variants.items()]
+
     def _paths(self, idx):
         name = self.dataset.item_name(idx)
-        p = {"label": os.path.join(self.out, "labels", name + ".png")}
-        if self.write_conf:
-            p["confidence"] = os.path.join(self.out, "confidence", name + ".png")
+        p = {"png": []}
+        for _, folder, _, wc in self.label_sets():
+            p["png"].append((os.path.join(folder, "labels", name + ".png"),
+                             os.path.join(folder, "confidence", name + ".png") if wc else None))
         if "released" in self.formats:
             rel = f"train/{self.dataset.wnid(idx)}/{os.path.basename(self.dataset.image_path(idx))}{SUFFIX}"
             p["released"] = os.path.join(self.out, "pssl", rel)
@@ -172,47 +187,48 @@ class Generator:
         return p
 
     def _done(self, p):
-        files = ([p["label"]] + ([p["confidence"]] if "confidence" in p else [])) if "png" in self.formats else []
-        files += [p["released"]] if "released" in p else []
+        files = [f for pair in p["png"] for f in pair if f] + ([p["released"]] if "released" in p else [])
         return all(os.path.isfile(f) for f in files)
 
-    def _write(self, idx, p, present, lab, conf):
+    def _write(self, idx, p, present, labels):
+        """``labels``: per label set (label, confidence); the first is the main consensus."""
         with Image.open(self.dataset.image_path(idx)) as im:
             wh = im.size
-        lab_u8 = _resize_nearest(lab.astype(np.uint8) if lab.max() <= 255 else lab, wh)
-        if "png" in self.formats:
-            if "confidence" in p:
-                _save_png(_resize_nearest(np.round(conf * 255).astype(np.uint8), wh), p["confidence"])
-            _save_png(lab_u8, p["label"])
+        for (lp, cp), (lab, conf) in zip(p["png"], labels[len(labels) - len(p["png"]):]):
+            if cp:
+                _save_png(_resize_nearest(np.round(conf * 255).astype(np.uint8), wh), cp)
+            _save_png(_resize_nearest(lab.astype(np.uint8), wh), lp)
         if "released" in p:
-            m = np.zeros(lab_u8.shape, np.uint8)
-            m[np.isin(lab_u8, present)] = 1
-            m[lab_u8 == self.consensus.ignore_index] = 255
-            write_released_label(m, p["released"])
+            lab = labels[0][0]
+            m = np.zeros(lab.shape, np.uint8)
+            m[np.isin(lab, present)] = 1
+            m[lab == self.consensus.ignore_index] = 255
+            write_released_label(_resize_nearest(m, wh), p["released"])
 
     def run(self, echo=print):
         os.makedirs(self.out, exist_ok=True)
-        if "png" in self.formats and max(self.consensus.background, self.consensus.ignore_index) > 255:
-            raise ConfigError(f"{self.source}: PNG label values must be <= 255 (consensus.background, "
-                              f"ignore_index); use formats: [released] for 1000 classes")
+        sets = self.label_sets()
+        for name, _, con, _ in sets:
+            if max(con.background, con.ignore_index) > 255:
+                raise ConfigError(f"{self.source}: PNG label values must be <= 255 (consensus.background, "
+                                  f"ignore_index of {name}); use formats: [released] for 1000 classes")
         nc = self.num_classes + 1
-        names = [n for n, _ in self.members] + ["ensemble"] + list(self.extra)
         groups = {}
         for k, (n, _) in enumerate(self.members):
             groups.setdefault(n.split("/")[1], []).append(k)
+        names = [n for n, _ in self.members] + ["ensemble"] + list(self.variants)
         if len(self.classifiers) > 1:
             names += [f"{t} (all classifiers)" for t in groups]
         conf_mats = {n: np.zeros((nc, nc + 1), np.int64) for n in names}
         done = skipped = 0
-        lines, rel_lines = [], []
-        todo = []
+        lists = {folder: [] for _, folder, _, _ in sets}
+        rel_lines, todo = [], []
         t_start = time.perf_counter()
         for idx in range(len(self.dataset)):
             p = self._paths(idx)
             img = os.path.abspath(self.dataset.image_path(idx))
-            if "png" in self.formats:
-                lines.append(" ".join([img, os.path.abspath(p["label"])] +
-                                      ([os.path.abspath(p["confidence"])] if "confidence" in p else [])))
+            for (_, folder, _, _), (lp, cp) in zip(sets, p["png"]):
+                lists[folder].append(" ".join([img, os.path.abspath(lp)] + ([os.path.abspath(cp)] if cp else [])))
             if "released" in p:
                 rel_lines.append(p["released_rel"])
             if self._done(p):
@@ -225,15 +241,17 @@ class Generator:
             samples = [self.dataset[idx] for idx, _ in chunk]
             results = self.explain_batch(samples)
             for (idx, p), sample, (present, maps, lab, conf, _) in zip(chunk, samples, results):
-                self._write(idx, p, present, lab, conf)
+                img_hwc = np.transpose(sample["image"], (1, 2, 0))
+                labels = [(lab, conf)] + [con(maps, present, img_hwc)[:2] for con, _ in self.variants.values()]
+                self._write(idx, p, present, labels)
                 done += 1
                 if self.quality and "mask" in sample:
-                    self._quality_update(conf_mats, groups, sample, present, maps, lab)
+                    self._quality_update(conf_mats, groups, sample, present, maps, labels)
             bar.update(len(chunk))
         bar.close()
         seconds = time.perf_counter() - t_start
-        if "png" in self.formats:
-            write_text_atomic(os.path.join(self.out, "train_list.txt"), lines)
+        for folder, lines in lists.items():
+            write_text_atomic(os.path.join(folder, "train_list.txt"), lines)
         if "released" in self.formats:
             write_text_atomic(os.path.join(self.out, "pssl", LIST_FILE), rel_lines)
             write_text_atomic(os.path.join(self.out, "pssl", SYNSETS_FILE), list(self.dataset.synsets))
@@ -247,16 +265,14 @@ class Generator:
         echo(json.dumps({k: v for k, v in summary.items() if k in ("generated", "skipped", "total", "seconds")}))
         return summary
 
-    def _quality_update(self, conf_mats, groups, sample, present, maps, lab):
+    def _quality_update(self, conf_mats, groups, sample, present, maps, labels):
         true = np.asarray(sample["mask"])
         true = true[..., 0] if true.ndim == 3 else true
         true = np.where((true >= 0) & (true < self.num_classes), true, -1)
         norm = normalise(maps, self.consensus.norm)
         preds = [(n, self.consensus.label(m, present)) for (n, _), m in zip(self.members, norm)]
-        preds.append(("ensemble", lab))
+        preds += [(n, lab) for n, (lab, _) in zip(["ensemble"] + list(self.variants), labels)]
         img_hwc = np.transpose(sample["image"], (1, 2, 0))
-        for n, con in self.extra.items():
-            preds.append((n, con(maps, present, img_hwc)[0]))
         for t, ks in groups.items():
             name = f"{t} (all classifiers)"
             if name in conf_mats:
