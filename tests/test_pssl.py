@@ -449,14 +449,19 @@ def test_lime_defaults_are_lime_images():
         ("quickshift", {"kernel_size": 4, "max_dist": 200, "ratio": 0.2}, "mean", "prob")
 
 
-def test_explainers_reach_the_zoos_resnet_by_its_layer_names():
+def test_explainers_reach_the_zoos_classifiers_by_their_layer_names():
     from ppzoo.core.builder import MODELS
     paddle.seed(0)
-    model = MODELS.build({"type": "ResNet", "depth": 18, "num_classes": 5})
     x = _images(1, 32)
-    for name in ("CAM", "GradCAM"):
-        m = build_explainer({"type": name}, model)(x, [[1, 3]])[0]
-        assert m.shape == (2, 32, 32) and np.isfinite(m).all() and m.max() > 0
+    for cfg in ({"type": "ResNet", "depth": 18, "num_classes": 5}, {"type": "MobileNetV2", "num_classes": 5, "scale": 0.35},
+                {"type": "MobileNetV3", "num_classes": 5, "scale": 0.35}):
+        model = MODELS.build(cfg)
+        names = ("CAM", "GradCAM") if cfg["type"] != "MobileNetV3" else ("GradCAM",)
+        for name in names:
+            m = build_explainer({"type": name}, model)(x, [[1, 3]])[0]
+            assert m.shape == (2, 32, 32) and np.isfinite(m).all() and m.min() >= 0, (cfg["type"], name)
+    with pytest.raises(ConfigError, match="GradCAM"):
+        build_explainer({"type": "CAM"}, model)(x, [[1]])  # MobileNetV3's head is an MLP
 
 
 # ---- consensus, loss, size check -------------------------------------------------------

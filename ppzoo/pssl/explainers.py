@@ -26,7 +26,7 @@ DEFAULT_LAYERS = {
     "SmallCNN": ("features", "classifier"),
     "ResNet": ("net.layer4", "net.fc"),
     "MobileNetV2": ("net.features", "net.classifier.1"),
-    "MobileNetV3": ("net.conv", "net.classifier.3"),
+    "MobileNetV3": ("net.lastconv", None),  # an MLP head: CAM does not apply, Grad-CAM does
 }
 
 
@@ -110,6 +110,9 @@ class CAM(Explainer):
         self.relu = bool(relu)
 
     def explain(self, images, targets, out):
+        if not self.classifier_name:
+            raise ConfigError(f"CAM needs a linear head right after global pooling; {type(self.model).__name__}'s "
+                              "head is not one (use GradCAM, or name it with classifier:)")
         head = sublayer(self.model, self.classifier_name)
         w = getattr(head, "weight", None)
         if w is None or len(w.shape) != 2:
