@@ -17,7 +17,7 @@ def test_train_and_eval_tools_with_lnsr(tmp_path):
     data = dict(type="GlueTSV", path=str(tmp_path / "train.tsv"), text_a="sentence", label="label",
                 tokenizer=str(tmp_path), max_seq_len=8)
     cfg = {"trainer": {"type": "FineTuneTrainer"},
-           "regularizer": {"type": "LNSR", "sigma": 0.05, "layer": 0},
+           "regularizer": {"type": "LNSR", "sigma": 0.05, "layer": 0, "weight": 0.1},
            "model": {"type": "TransformerClassifier", "num_classes": 2,
                      "encoder": dict(vocab_size=11, hidden_size=16, num_hidden_layers=2,
                                      num_attention_heads=2, intermediate_size=32)},
