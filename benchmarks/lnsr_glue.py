@@ -190,6 +190,16 @@ def cpus(rows):
     return collections.Counter(r.get("cpu", "unrecorded") for r in rows)
 
 
+FIXED_SETTINGS = ("hyper-parameters as in configs/lnsr/ after the regularizer fixes (LNSR sigma 0.05 at the "
+                  "embedding output, weight 1, no wasted pass; L2-SP alpha 0.1, beta 0.01, no weight decay; "
+                  "Mixout p 0.9 per input unit on every Linear, dropout 0; SMART lambda_s 1, mu 1, mt-dnn's "
+                  "normalised perturbation, teacher in eval mode updated after the step).")
+EARLIER_SETTINGS = ("runs of the code *before* the regularizer fixes (issue 15): LNSR sigma 0.05 at the "
+                    "embedding output, weight 1, with one wasted forward pass; L2-SP alpha 0.01, beta 0, with "
+                    "AdamW weight decay 0.01; Mixout p 0.1 per weight element on the encoder only; SMART "
+                    "lambda_s 1, mu 1, perturbation clipped to 1e-5, teacher with dropout, updated before the step.")
+
+
 def paired_tests(x, y):
     """Paired comparison of a method's per-seed values ``x`` with plain's ``y`` (same seeds):
     mean difference, paired t-test p, exact Wilcoxon signed-rank p (both two-sided) and the
@@ -226,9 +236,7 @@ def summarize(rows, out_md, out_png, args):
               if args.train_examples else "Protocol: the whole training set, ") +
              f"max_seq_len {args.max_seq_len}, {args.epochs} epoch(s), batch {args.batch_size}, AdamW {args.lr:g} with linear "
              "decay; mean pooling unless --pooling says otherwise; evaluation on the full dev set after the last step; "
-             "hyper-parameters as in configs/lnsr/ (LNSR sigma 0.05 at the embedding output, weight 1; L2-SP alpha 0.1, "
-             "beta 0.01, no weight decay; Mixout p 0.9 on every Linear, dropout 0; SMART lambda_s 1, mu 1, "
-             "mt-dnn's normalised perturbation).", "",
+             + (FIXED_SETTINGS if all("code" in r for r in rows) else EARLIER_SETTINGS), "",
              "| task | method | seeds | metric | mean | std | step time / plain |",
              "|---|---|---|---|---|---|---|"]
     for task in tasks:
