@@ -177,7 +177,12 @@ class ActiveLearningTrainer(ActiveLoop):
         super()._save_state(state)
 
     def _finish(self, child, state):
-        super()._finish(child, state)
+        if not self.classical:
+            return super()._finish(child, state)
+        import warnings
+        with warnings.catch_warnings():  # the wrapper layer has no parameters to save
+            warnings.filterwarnings("ignore", message="The input state dict is empty")
+            super()._finish(child, state)
         if self.classical:
             tmp = os.path.join(self.work_dir, f"estimator.pkl.tmp-{os.getpid()}")
             with open(tmp, "wb") as f:
