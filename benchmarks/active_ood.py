@@ -51,8 +51,13 @@ PARTS = {
               "model.params": {"hidden_layer_sizes": [16], "max_iter": 1000},
               "active.initial": 6, "active.per_round": 4, "active.rounds": 8},
              [s for s in STRATEGIES if s != "BALD"]),
+    "cifar10_r03": ("configs/active/cifar10_ood_poal.yml", {"active.ood.ratio": 0.3},
+                    ["Random", "Entropy", "NoiseStability", "POAL", "IdealEntropy"]),
+    "cifar10_r06": ("configs/active/cifar10_ood_poal.yml", {"active.ood.ratio": 0.6},
+                    ["Random", "Entropy", "NoiseStability", "POAL", "IdealEntropy"]),
 }
-GROUPS = {"classical": ["synthetic2d", "wine"], "digits": ["digits"]}
+GROUPS = {"classical": ["synthetic2d", "wine"], "digits": ["digits"],
+          "cifar10": ["cifar10_r03", "cifar10_r06"]}
 
 
 def run_dir(part, strategy, seed):
@@ -74,7 +79,7 @@ def run_one(part, strategy, seed):
     cfg = apply_opts(cfg, [f"{k}={json.dumps(v)}" for k, v in over.items()], source="benchmark")
     cfg["seed"] = seed
     cfg["active"]["strategy"] = dict(STRATEGIES[strategy])
-    if part != "digits" and strategy == "POAL":
+    if part in ("synthetic2d", "wine") and strategy == "POAL":
         cfg["active"]["strategy"]["ood_model"] = "gmm"
     t0, c0 = time.time(), time.process_time()
     ppzoo.build_trainer(cfg, work_dir=work).train()
