@@ -2,11 +2,11 @@
 others out-of-distribution, mixed into the pool at a stated ratio), scikit-learn's bundled
 tabular data sets and a 2-D synthetic set whose picks can be drawn."""
 import numpy as np
-import paddle
 
 from ..core.builder import DATASETS
 from ..core.errors import ConfigError, DataError
 from ..datasets.base import BaseDataset
+from .loop import ActiveSubset
 
 OOD_LABEL = -1
 
@@ -54,7 +54,7 @@ def ood_pool_indices(labels, id_classes, ood_classes, ood_ratio, rng, max_id=Non
 
 
 @DATASETS.register()
-class OODPool(paddle.io.Dataset):
+class OODPool(ActiveSubset):
     """``dataset`` restricted to ``id_classes`` (relabelled 0..k-1 in the given order) plus
     samples of ``ood_classes`` making up ``ood_ratio`` of the pool (label -1; an active
     learner's oracle marks them OOD and they are never trained on).  With ``ood_ratio: 0``
@@ -63,12 +63,14 @@ class OODPool(paddle.io.Dataset):
 
     def __init__(self, dataset, id_classes, ood_classes=None, ood_ratio=0.0, max_id=None,
                  split_seed=0):
-        self.dataset = DATASETS.build(dataset, key_path="OODPool.dataset") \
-            if isinstance(dataset, dict) else dataset
-        base_labels = dataset_labels(self.dataset)
+        if isinstance(dataset, dict):
+            dataset = DATASETS.build(dataset, key_path="OODPool.dataset")
+        base_labels = dataset_labels(dataset)
         rng = np.random.default_rng([int(split_seed), 4099])
-        self.indices, self.is_ood = ood_pool_indices(base_labels, id_classes, ood_classes,
-                                                     ood_ratio, rng, max_id)
+        indices, self.is_ood = ood_pool_indices(base_labels, id_classes, ood_classes, ood_ratio,
+                                                rng, max_id)
+        super().__init__(dataset, indices)
+        self.indices = np.asarray(indices, dtype=np.int64)
         self.id_classes = [int(c) for c in id_classes]
         remap = np.full(max(int(base_labels.max()) + 1, max(self.id_classes) + 1), OOD_LABEL, np.int64)
         remap[self.id_classes] = np.arange(len(self.id_classes))
@@ -77,32 +79,15 @@ class OODPool(paddle.io.Dataset):
         names = getattr(self.dataset, "class_names", None)
         self.class_names = [names[c] for c in self.id_classes] if names else \
             [str(c) for c in self.id_classes]
-        self.collate_fn = getattr(self.dataset, "collate_fn", None)
 
     @property
     def num_classes(self):
         return len(self.id_classes)
 
-    def __len__(self):
-        return len(self.indices)
-
     def __getitem__(self, idx):
-        sample = dict(self.dataset[int(self.indices[idx])])
+        sample = dict(super().__getitem__(idx))
         sample["label"] = np.int64(self.labels[idx])
         return sample
-
-    @property
-    def seed(self):
-        return getattr(self.dataset, "seed", 0)
-
-    @seed.setter
-    def seed(self, value):
-        if hasattr(self.dataset, "seed"):
-            self.dataset.seed = value
-
-    def set_epoch(self, epoch):
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
 
 
 def synthetic_2d(n_per_class=150, seed=0):
