@@ -270,6 +270,9 @@ class ActiveLoop(Trainer):
             oracle.label(state["pending"])
             child = self.run_round(r, oracle.labelled)
             results = child.evaluate() if child.val_loader is not None else {}
+            for h in list(child.logger.handlers):  # the round's train.log is complete
+                child.logger.removeHandler(h)
+                h.close()
             cost = sum(self.unit_cost(u) for u in oracle.labelled)
             rec = {"mode": "round", "round": r, "labelled": len(oracle.labelled), "cost": cost,
                    "iters": child.iter}

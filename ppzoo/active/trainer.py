@@ -27,7 +27,8 @@ from ..core.errors import ConfigError
 from .classification import ClassificationStrategy, PoolState
 from .data import OOD_LABEL, OODPool, dataset_labels
 from .learners import DatasetInputs, PaddleLearner, SklearnClassifier, SklearnLearner
-from .loop import ACTIVE_KEYS, ActiveLoop, atomic_write_text  # noqa: F401
+from ..engine.trainer import setup_logger
+from .loop import ACTIVE_KEYS, ActiveLoop
 
 OOD_KEYS = {"id_classes", "ood_classes", "ratio", "max_id", "split_seed"}
 EXTRA_RECORD_KEYS = ("ood_selected", "ood_queried", "query_time", "candidates")
@@ -57,6 +58,18 @@ def _with_ood(cfg, ood, source):
         raise ConfigError(f"{source}: model.num_classes is {n_model} but active.ood.id_classes "
                           f"lists {len(common['id_classes'])} in-distribution classes")
     return cfg
+
+
+class _ClassicalRound:
+    """What the loop needs of a round's child run when the round refitted a scikit-learn
+    model: the model, its evaluation on the validation set and the round's own log."""
+
+    def __init__(self, trainer, work_dir):
+        self.trainer, self.model, self.val_loader, self.iter = trainer, trainer.model, trainer.val_loader, 0
+        self.logger = setup_logger(work_dir, name="ppzoo.active.round", rank=trainer.rank)
+
+    def evaluate(self):
+        return self.trainer.evaluate()
 
 
 @TRAINERS.register()
@@ -126,8 +139,10 @@ class ActiveLearningTrainer(ActiveLoop):
             pickle.dump(self.model.estimator, f)
         os.replace(tmp, os.path.join(out, "estimator.pkl"))
         self._learner = SklearnLearner(self.model.estimator, self.inputs, self.model.num_classes)
-        self.iter = 0
-        return self
+        child = _ClassicalRound(self, out)
+        child.logger.info(f"fitted {self.model.estimator_name} on {len(ind)} labelled "
+                          "in-distribution samples")
+        return child
 
     def select(self, child, candidates, n, r):
         rng = np.random.default_rng([self.seed, 104729, r])

@@ -2,8 +2,8 @@
 
 ``LinearRanker`` and ``MLPRanker`` score each document alone; ``ListwiseRanker`` lets a
 query's documents see each other (masked self-attention over the list, as in
-set-based rankers) before scoring.  Padding positions get a score but every loss and
-metric ignores them.
+set-based rankers) before scoring.  Padding positions (``mask`` 0) score ``PAD_SCORE``, so
+they rank last; losses and metrics ignore them anyway.
 """
 import math
 
@@ -14,6 +14,14 @@ import paddle.nn.functional as F
 from ..core.builder import MODELS
 from ..core.errors import ConfigError
 
+PAD_SCORE = -1.0e4
+
+
+def masked(scores, mask):
+    if mask is None:
+        return scores
+    return paddle.where(mask > 0, scores, paddle.full_like(scores, PAD_SCORE))
+
 
 @MODELS.register()
 class LinearRanker(nn.Layer):
@@ -22,7 +30,7 @@ class LinearRanker(nn.Layer):
         self.fc = nn.Linear(int(num_features), 1)
 
     def forward(self, features, mask=None):
-        return self.fc(features).squeeze(-1)
+        return masked(self.fc(features).squeeze(-1), mask)
 
 
 def _mlp(sizes, dropout):
@@ -43,7 +51,7 @@ class MLPRanker(nn.Layer):
         self.out = nn.Linear(sizes[-1], 1)
 
     def forward(self, features, mask=None):
-        return self.out(self.body(features)).squeeze(-1)
+        return masked(self.out(self.body(features)).squeeze(-1), mask)
 
 
 class _ListBlock(nn.Layer):
@@ -90,4 +98,4 @@ class ListwiseRanker(nn.Layer):
         h = self.embed(features)
         for blk in self.blocks:
             h = blk(h, mask)
-        return self.out(self.norm(h)).squeeze(-1)
+        return masked(self.out(self.norm(h)).squeeze(-1), mask)
