@@ -143,7 +143,7 @@ class Trainer:
             self._release_lock()
             if owns_dir:
                 close_logger(getattr(self, "logger", None))
-                rundir.remove_failed_start(self.work_dir, created)
+                rundir.remove_failed_start(self.work_dir, created, fresh=not resume)
             raise
 
     def _prepare_run_dir(self, resume, overwrite):
