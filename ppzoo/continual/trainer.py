@@ -212,6 +212,11 @@ class ContinualTrainer(Trainer):
         return row, r_all
 
     # ------------------------------------------------------------------ the run
+    def _check_resume_folder(self):
+        """The folder holds ``continual/`` state and ``task_<t>/`` runs, not ``latest/``:
+        ``_build_training`` checks what a resume finds there."""
+        return []
+
     def _build_training(self, resume):
         self.run_name = self.cfg.get("name") or os.path.splitext(os.path.basename(self.source))[0]
         self.state_dir = os.path.join(self.work_dir, "continual")

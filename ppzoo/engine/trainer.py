@@ -157,11 +157,16 @@ class Trainer:
                 raise rundir.RunFolderError(
                     f"{self.work_dir} is in use by another run (pid {info['pid']} on "
                     f"{info['host']}); it cannot be resumed while that run trains")
-            return rundir.check_resume(self.work_dir, self.cfg)
+            return self._check_resume_folder()
         moved = rundir.check_new_run_folder(self.work_dir, overwrite=overwrite)
         if moved:
             self._moved_to = moved
         return []
+
+    def _check_resume_folder(self):
+        """The config changes a resume into ``work_dir`` allows (refuses the rest).  Trainers
+        whose folder holds other state than ``latest/`` (task or round sequences) override it."""
+        return rundir.check_resume(self.work_dir, self.cfg)
 
     def __del__(self):
         try:
