@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import time
+import uuid
 
 from ..core.errors import PPZooError
 
@@ -74,7 +75,8 @@ class RunLock:
 
     def acquire(self):
         me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": uuid.uuid4().hex}
+        self.token = me["token"]
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -104,7 +106,7 @@ class RunLock:
             return
         self.held = False
         info = read_lock(self.work_dir)
-        if info and info.get("pid") == os.getpid():
+        if info and info.get("token") == self.token:  # not a lock a later trainer took over
             try:
                 os.remove(self.path)
             except OSError:

@@ -247,6 +247,13 @@ class Trainer:
             self.register_hook(EvalHook(tc.get("eval_interval", default_eval),
                                         metric=ec.get("best_metric"), mode=ec.get("mode", "max")))
         self.register_hook(CheckpointHook(tc.get("checkpoint_interval", default_eval)))
+        unit = "epoch" if "epochs" in tc else "tenth of train.iters"
+        said = [f"{what} every {tc.get(key, default_eval)} iterations"
+                + ("" if key in tc else f" (default: each {unit}; set train.{key})")
+                for key, what in (("eval_interval", "evaluating"),
+                                  ("checkpoint_interval", "saving latest/"))
+                if key != "eval_interval" or self.val_loader is not None]
+        self.logger.info(f"{self.total_iters} iterations; " + ", ".join(said))
         if tc.get("early_stop"):
             self.register_hook(EarlyStoppingHook(**dict(tc["early_stop"])))
         if tc.get("visualdl"):
