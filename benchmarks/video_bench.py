@@ -152,6 +152,7 @@ def median_time(fn, rounds):
 def bench(name, cfg_path, key, shape, args):
     cfg = load_config(os.path.join(ROOT, cfg_path))
     cfg["model"]["head"]["num_classes"] = 30
+    cfg["model"]["backbone"].pop("pretrained", None)  # timing only: random weights, no download
     paddle.seed(0)
     model = MODELS.build(cfg["model"])
     rng = np.random.default_rng(0)

@@ -446,3 +446,100 @@ def test_two_stream_fusion_equals_bone_pipeline():
     joint_p = F.softmax(fusion.streams[0](paddle.to_tensor(data)), -1).numpy()
     bone_p = F.softmax(fusion.streams[1](paddle.to_tensor(bone)), -1).numpy()
     np.testing.assert_allclose(fusion(paddle.to_tensor(data)).numpy(), joint_p + 0.5 * bone_p, atol=1e-5)
+
+
+# ------------------------------------------------------------------ ImageNet initialisation
+
+
+def _vision_features(net, x):
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
+
+def test_backbone_from_paddle_vision_imagenet_file(tmp_path, caplog):
+    import logging
+    from paddle.vision.models import resnet18, resnet50
+    paddle.seed(0)
+    net = randomize(resnet50(pretrained=False), seed=11)
+    path = str(tmp_path / "resnet50.pdparams")
+    paddle.save(net.state_dict(), path)
+    bb = MODELS.build({"type": "Recognizer2D",
+                       "backbone": {"type": "ResNetTSM", "depth": 50, "shift": False, "num_seg": 1,
+                                    "pretrained": path, "pretrained_strict": True},
+                       "head": {"type": "TSNHead", "num_classes": 3, "in_channels": 2048, "num_seg": 1}}).backbone
+    net.eval(), bb.eval()
+    x = paddle.to_tensor(np.random.default_rng(12).normal(size=(2, 3, 64, 64)).astype("float32"))
+    assert_outputs_close(_vision_features(net, x), bb(x))
+    # ResNet-18: paddle.vision has no projection in the first block, PaddleVideo's layout has:
+    # strict refuses, otherwise a loud partial load
+    small = str(tmp_path / "resnet18.pdparams")
+    paddle.save(resnet18(pretrained=False).state_dict(), small)
+    spec = {"type": "ResNetTSM", "depth": 18, "shift": False, "num_seg": 1, "pretrained": small}
+    from ppzoo.core.builder import BACKBONES
+    with pytest.raises(WeightsError, match="stages.0.0.short"):
+        BACKBONES.build(dict(spec, pretrained_strict=True))
+    with caplog.at_level(logging.WARNING, logger="ppzoo"):
+        BACKBONES.build(dict(spec))
+    assert "PARTIAL" in caplog.text and "stages.0.0.short" in caplog.text
+
+
+def test_backbone_from_paddlevideo_imagenet_file_and_backbone_only_file(tmp_path):
+    """PaddleVideo's ResNet50_vd_ssld_v2 ImageNet file holds ResNetTweaksTSM's names without a
+    prefix plus the ImageNet classifier; it fits PP-TSM's backbone entirely, and the same file
+    given as the recognizer's ``pretrained`` loads into its backbone."""
+    paddle.seed(0)
+    ref = randomize(RefResNetTSM(50, vd=True, num_seg=4), seed=13)
+    state = pv_state(ref)
+    state["out.weight"], state["out.bias"] = np.zeros((2048, 1000), "float32"), np.zeros(1000, "float32")
+    path = str(tmp_path / "ResNet50_vd_ssld_v2_pretrained.pdparams")
+    paddle.save(state, path)
+    backbone = {"type": "ResNetTSM", "depth": 50, "num_seg": 4, "vd": True, "act": "leaky_relu"}
+    head = {"type": "ppTSMHead", "num_classes": 3, "in_channels": 2048, "num_seg": 4}
+    a = MODELS.build({"type": "Recognizer2D", "head": head,
+                      "backbone": dict(backbone, pretrained=path, pretrained_strict=True)})
+    b = MODELS.build({"type": "Recognizer2D", "head": head, "backbone": backbone, "pretrained": path})
+    ref.eval(), a.eval(), b.eval()
+    x = paddle.to_tensor(np.random.default_rng(14).normal(size=(4, 3, 32, 32)).astype("float32"))
+    assert_outputs_close(ref(x), a.backbone(x))
+    assert_outputs_close(ref(x), b.backbone(x))
+
+
+def test_weights_table_video_entries_load_strictly_into_their_configs(tmp_path):
+    """Each PaddleVideo entry of the weights table, as a file built here with PaddleVideo's
+    names and shapes, loads strictly into the config the table names."""
+    import os
+    from ppzoo import hub
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    table = hub.load_table(hub.DEFAULT_TABLE)
+    entries = {k: e for k, e in table.items() if "PaddleVideo" in e["source"]}
+    assert {"pptsm_k400_uniform", "tsm_k400", "tsn_k400", "stgcn_fsd10", "agcn_fsd10",
+            "paddlevideo_resnet50_vd_ssld_v2_imagenet"} <= set(entries)
+    done = {}
+    for name, e in entries.items():
+        cfg_file = e["model"].get("config")
+        if cfg_file is None:
+            continue
+        if cfg_file in done:
+            continue
+        cfg = ppzoo.core.load_config(os.path.join(root, cfg_file))
+        model_cfg = dict(cfg["model"])  # the entry's checkpoint replaces the ImageNet init
+        bb = model_cfg["backbone"] = {k: v for k, v in cfg["model"]["backbone"].items()
+                                      if k not in ("pretrained", "pretrained_strict")}
+        ncls = model_cfg["head"]["num_classes"]
+        if bb["type"] == "ResNetTSM":
+            ref = RefRecognizer2D(bb["depth"], bool(bb.get("vd")), bb["num_seg"], ncls)
+        elif bb["type"] == "STGCN":
+            ref = RefSTGCN(bb.get("layout", "fsd10"), bb["in_channels"], ncls)
+        else:
+            ref = RefAGCN(ncls)
+        path = str(tmp_path / f"{name}.pdparams")
+        paddle.save(ref.state_dict(), path)
+        MODELS.build(dict(model_cfg, pretrained=path, pretrained_strict=True))
+        done[cfg_file] = name
+    assert len(done) == 6, done
+    # the video presets start from PaddleVideo's ImageNet backbones, strictly
+    for f, want in [("pptsm_r50", "paddlevideo_resnet50_vd_ssld_v2_imagenet"),
+                    ("pptsm_football", "paddlevideo_resnet50_vd_ssld_v2_imagenet"),
+                    ("tsm_r50", "paddlevideo_resnet50_imagenet"), ("tsn_r50", "paddlevideo_resnet50_imagenet")]:
+        bb = ppzoo.core.load_config(os.path.join(root, "configs", "video", f + ".yml"))["model"]["backbone"]
+        assert bb["pretrained"] == want and bb["pretrained_strict"] is True and want in table

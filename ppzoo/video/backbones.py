@@ -89,11 +89,14 @@ class ResNetTSM(nn.Layer):
 
     ``shift: false`` gives the TSN backbone; ``vd: true, act: leaky_relu`` the PP-TSM
     one (PaddleVideo's ResNetTweaksTSM).  ``stage_blocks``/``base_width`` shrink the net
-    for tests.
+    for tests.  ``pretrained``: ImageNet weights for the backbone alone (a path, URL or zoo
+    name: paddle.vision's ``resnet<depth>_imagenet``, PaddleVideo's ImageNet files), with
+    ``pretrained_strict`` as for the recognizers.
     """
 
     def __init__(self, depth=50, num_seg=8, shift=True, shift_ratio=None, vd=False, act="relu",
-                 in_channels=3, base_width=64, stage_blocks=None):
+                 in_channels=3, base_width=64, stage_blocks=None, pretrained=None,
+                 pretrained_strict=False):
         super().__init__()
         if int(depth) not in DEPTHS:
             raise ConfigError(f"ResNetTSM.depth: {depth} is not one of {sorted(DEPTHS)}")
@@ -126,6 +129,9 @@ class ResNetTSM(nn.Layer):
         for m in self.sublayers():
             if isinstance(m, nn.Conv2D):
                 nn.initializer.KaimingNormal()(m.weight)
+        if pretrained:
+            from .weights import load_backbone_pretrained
+            load_backbone_pretrained(self, pretrained, strict=pretrained_strict)
 
     def forward(self, x):
         x = self.pool(self.stem(x))
