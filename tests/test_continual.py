@@ -17,7 +17,7 @@ from ppzoo.continual.probe import LinearProbe, forgetting, forward_transfer
 from ppzoo.continual.strategies import ReservoirBuffer, compute_fisher, distillation_loss
 from ppzoo.core import load_config
 from ppzoo.core.builder import build_model
-from ppzoo.core.errors import ConfigError
+from ppzoo.core.errors import ConfigError, PPZooError
 from ppzoo.engine.trainer import build_trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,7 +173,7 @@ def test_resume_at_a_task_boundary_reproduces_the_uninterrupted_run(tmp_path):
     part = copy.deepcopy(cfg)
     part["continual"]["stop_after"] = 0
     build_trainer(part, work_dir=str(tmp_path / "cut")).train()
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(PPZooError, match="--resume"):
         build_trainer(copy.deepcopy(cfg), work_dir=str(tmp_path / "cut"))
     resumed = build_trainer(copy.deepcopy(cfg), work_dir=str(tmp_path / "cut"), resume=True)
     assert resumed.start_task == 1 and len(resumed.strategy.buffer.items) == 30

@@ -51,7 +51,12 @@ class TaskTrainer(Trainer):
         train["epochs"] = parent.epochs_of(task)
         cfg["train"] = train
         cfg["train_dataset"] = parent.task_cfg(parent.strategy.train_tasks(task), "train")
-        super().__init__(cfg, work_dir=os.path.join(parent.work_dir, f"task_{task}"), resume=resume)
+        folder = os.path.join(parent.work_dir, f"task_{task}")
+        # a resumed run whose task folder has no latest/ yet (stopped before its first save)
+        # starts that task afresh, the partial folder moved aside
+        fresh_over_partial = not resume and os.path.isdir(folder) and bool(os.listdir(folder))
+        super().__init__(cfg, work_dir=folder, resume=resume,
+                         **({"overwrite": True} if fresh_over_partial else {}))
 
     def _build(self, cfg, build_train, resume):
         seed_everything(self.seed)
@@ -229,6 +234,11 @@ class ContinualTrainer(Trainer):
         return row, r_all
 
     # ------------------------------------------------------------------ the run
+    def _check_resume_folder(self):
+        """The folder holds ``continual/`` state and ``task_<t>/`` runs, not ``latest/``:
+        ``_build_training`` checks what a resume finds there."""
+        return []
+
     def _build_training(self, resume):
         self.run_name = self.cfg.get("name") or os.path.splitext(os.path.basename(self.source))[0]
         self.state_dir = os.path.join(self.work_dir, "continual")
@@ -264,12 +274,17 @@ class ContinualTrainer(Trainer):
                              extra={"strategy.pdparams": {"type": type(self.strategy).__name__,
                                                            "state": self.strategy.state_dict()}})
 
-    def save_checkpoint(self, name):  # the continual run's checkpoints are continual/ and task_<t>/
+    def save_checkpoint(self, name, with_optimizer=None):  # the run's checkpoints are continual/ and task_<t>/
         pass
 
     def train(self):
-        with paddle.utils.unique_name.guard(self._names):
-            return self._train_tasks()
+        try:
+            with paddle.utils.unique_name.guard(self._names):
+                return self._train_tasks()
+        finally:
+            release = getattr(self, "_release_lock", None)  # the run folder's lock, where the engine takes one
+            if release is not None:
+                release()
 
     def _train_tasks(self):
         T = self.scenario.num_tasks
