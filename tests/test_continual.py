@@ -279,3 +279,41 @@ def test_a_diverging_task_stops_with_one_clear_error(tmp_path):
     cfg["optimizer"]["learning_rate"] = float("nan")
     with pytest.raises(TrainingDiverged, match="task 0 diverged at iteration 2"):
         build_trainer(cfg, work_dir=str(tmp_path / "run")).train()
+
+
+def test_resume_in_the_middle_of_a_task_reproduces_the_uninterrupted_run(tmp_path):
+    """SIGINT during task 1 saves task_1/latest and stops; --resume finishes task 1 from there
+    (the engine's exact resume) with the continual state of task 0, and ends as the
+    uninterrupted run does."""
+    import signal
+
+    from ppzoo.core.builder import HOOKS
+    from ppzoo.engine.hooks import Hook
+
+    class StopInTask(Hook):
+        def __init__(self, folder, at):
+            self.folder, self.at = folder, int(at)
+
+        def after_iter(self, trainer):
+            if os.path.basename(trainer.work_dir) == self.folder and trainer.iter == self.at:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    HOOKS.register(StopInTask, name="ContinualTestStopInTask", force=True)
+    cfg = _digits_cfg(strategy={"type": "EWC", "lam": 10.0, "fisher_samples": 20})
+    cfg["continual"]["epochs"] = 2
+    cfg["train"]["checkpoint_interval"] = 1
+    full = build_trainer(copy.deepcopy(cfg), work_dir=str(tmp_path / "full")).train()
+    cut = copy.deepcopy(cfg)
+    cut["hooks"] = [{"type": "ContinualTestStopInTask", "folder": "task_1", "at": 3}]
+    from ppzoo.core.errors import PPZooError
+    with pytest.raises(PPZooError, match="interrupted"):
+        build_trainer(cut, work_dir=str(tmp_path / "cut")).train()
+    with open(tmp_path / "cut" / "task_1" / "latest" / "state.json") as f:
+        assert json.load(f)["iter"] == 3
+    resumed = build_trainer(copy.deepcopy(cut), work_dir=str(tmp_path / "cut"), resume=True).train()
+    with open(tmp_path / "cut" / "task_1" / "train.log") as f:
+        assert "at iter 3" in f.read()  # task 1 continued from its latest/, not from its start
+    a, b = _final(full), _final(resumed)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(full.results["R"], resumed.results["R"])
