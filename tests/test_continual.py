@@ -239,24 +239,11 @@ def test_split_cifar10_tasks_from_the_shared_data(data_root):
 def test_train_and_eval_tools_run_a_continual_config(tmp_path, capsys):
     """tools/train.py trains the tasks (a second start without --resume is one error line),
     tools/eval.py scores the saved model over all classes."""
-    import importlib.util
-    import sys
+    from test_tools import tool_inprocess  # the tools' main() in this process
 
     def tool(name, *args):
-        spec = importlib.util.spec_from_file_location(f"_ctool_{name[:-3]}", os.path.join(ROOT, "tools", name))
-        sys.path.insert(0, os.path.join(ROOT, "tools"))
-        try:
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-            capsys.readouterr()
-            try:
-                mod.main([str(a) for a in args])
-                code = 0
-            except SystemExit as exc:
-                code = exc.code
-        finally:
-            sys.path.remove(os.path.join(ROOT, "tools"))
-        return code, capsys.readouterr()
+        done = tool_inprocess(name, *args, capsys=capsys)
+        return done.returncode, done
 
     cfg = os.path.join(CFG, "digits_class_il.yml")
     opts = ["--opts", "model.encoder.width=8", "continual.split.train_per_class=30",
@@ -268,9 +255,9 @@ def test_train_and_eval_tools_run_a_continual_config(tmp_path, capsys):
     assert np.array(res["A"]).shape == (2, 2) and np.array(res["R"]).shape == (2, 2)
     assert set(res["summary"]) >= {"final_acc", "avg_probe", "rep_forgetting", "forward_transfer"}
     code, out = tool("train.py", "-c", cfg, "--save-dir", tmp_path / "run", *opts)
-    assert code == 2 and "--resume" in out.err and len(out.err.strip().splitlines()) == 1
+    assert code == 2 and "--resume" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     code, out = tool("eval.py", "-c", cfg, "--weights", tmp_path / "run" / "continual", *opts)
-    assert code == 0 and "top1" in out.out
+    assert code == 0 and "top1" in out.stdout
 
 
 def test_a_diverging_task_stops_with_one_clear_error(tmp_path):
