@@ -213,7 +213,13 @@ def report(args, runs_path, command):
             "Definitions: final acc = mean_j A[T-1, j]; avg probe = mean_j R[T-1, j]; forgetting = mean over "
             "j < T-1 of (best R[t, j] for j <= t < T-1) - R[T-1, j] (same for A); forward transfer = mean over "
             "j >= 1 of R[j-1, j] - R_init[j] (the untrained encoder's probe); all-class probe = one probe over "
-            "all classes after the last task (class splits only).\n"]
+            "all classes after the last task (class splits only).\n",
+            "Strategy settings: " + "; ".join(f"{k} {json.dumps(v)}" for k, v in STRATEGIES.items() if v) +
+            "; GatingAdapters from the parts' gating configs (configs/continual/*_gating.yml: adapter bottleneck "
+            "32 on CIFAR, 16 on the synthetic set, vector gates, trunk trained on the first task only). "
+            "Optimizer: Momentum 0.9, lr 0.05, batch 32 (CIFAR also weight decay 5e-4), a new optimizer per task.\n",
+            "The runs shared the 2 cores with other jobs (1-min load average about 12-18 while they ran), so wall "
+            "times are not speeds; CPU s / run is the run's own process CPU time.\n"]
     for part in PARTS:
         rows = [r for r in runs if r["part"] == part]
         if not rows:
