@@ -159,7 +159,7 @@ def curves_plot(part, runs, path):
         acc = np.array([r["acc"] for r in rs])
         ood = np.array([r["ood"] for r in rs])
         style = "-" if s in ("POAL", "Entropy", "Random", "IdealEntropy", "NoiseStability") else ":"
-        axes[0].plot(x, acc.mean(0), style, marker=".", label=s)
+        axes[0].plot(x, acc.mean(0), style, marker=".", label=f"{s} ({len(rs)} seeds)")
         axes[1].plot(x, ood.mean(0), style, marker=".", label=s)
     axes[0].set(xlabel="labelled (budget spent)", ylabel="top-1 on ID test classes", title=f"{part}: accuracy")
     axes[1].set(xlabel="labelled (budget spent)", ylabel="OOD samples queried", title=f"{part}: OOD queried")
