@@ -268,7 +268,8 @@ def main():
                         run_one(part, s, seed)
     if args.report:
         seeds = {k: range(int(v)) for k, v in (kv.split("=") for kv in args.report_seeds.split(","))}
-        report(seeds, "python benchmarks/active_ood.py --part classical --seeds 10 && "
+        report(seeds, "export PPZOO_CPU_THREADS=1; "
+                      "python benchmarks/active_ood.py --part classical --seeds 10 && "
                       "python benchmarks/active_ood.py --part digits --seeds 3 && "
                       "python benchmarks/active_ood.py --part digits --seeds 5 --strategies "
                       "Random Entropy CoreSet NoiseStability POAL IdealEntropy && "
