@@ -225,6 +225,8 @@ Mahalanobis score on the CNN's features for digits and per-class Gaussian mixtur
 raw features for the scikit-learn sets; NoiseStability 50 passes at xi = 1e-3; BALD 10 MC
 dropout passes (not for the scikit-learn models, which have no dropout). The paired t-tests
 compare POAL with entropy and random seed by seed (same initial set and split per seed).
+What these numbers do and do not support, against both papers' claims:
+[docs/active.md, Benchmark](../active.md#benchmark).
 
 """
 
