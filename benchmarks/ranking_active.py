@@ -13,7 +13,7 @@ Parts (``--part``, default all):
   paired t-test over seeds.
 * ``synthetic``: the same loop on synthetic LETOR data with Zipf query frequencies
   (``ppzoo.ranking.synthetic``), and which queries each criterion picks (frequency
-  position 0 = rarest .. 1 = most frequent, documents per query).
+  percentile in the pool, 0 = rarest .. 1 = most frequent, documents per query).
 
 Runs are written under ``--work`` (default ``output/bench_ranking``) and read back from
 their own ``summary.json`` / ``active_state.json`` / ``metrics.jsonl``; a finished run is
@@ -186,7 +186,8 @@ def make_synthetic(folder, seed=0):
 def synthetic_part(args):
     folder = os.path.join(args.work, "synthetic_data")
     train, freq = make_synthetic(folder)
-    pos = np.array([q.features[0, 0] for q in train])  # 0 = rarest .. 1 = most frequent
+    # frequency percentile: 0 = the rarest query of the pool .. 1 = the most frequent
+    pos = np.argsort(np.argsort(freq, kind="stable"), kind="stable") / (len(freq) - 1)
     ndocs = np.array([len(q) for q in train])
     opts = ["model.num_features=20", "train_dataset.num_features=20", "val_dataset.num_features=20",
             f"train_dataset.path={folder}/train.txt", f"val_dataset.path={folder}/test.txt",
@@ -194,7 +195,7 @@ def synthetic_part(args):
     runs = active_part("synthetic", args.syn_seeds, args.work, opts)
     budgets, curves = curves_table(runs, args.syn_seeds, STRATEGIES)
     rel = relative_table(runs, args.syn_seeds, STRATEGIES, budgets)
-    picks = ["| strategy | mean frequency position of picked queries | share from the rarest third | "
+    picks = ["| strategy | mean frequency percentile of picked queries | share from the rarest third | "
              "share from the most frequent third | documents per picked query |",
              "|---|---|---|---|---|",
              f"| (pool) | {pos.mean():.3f} | {np.mean(pos < 1 / 3):.3f} | {np.mean(pos > 2 / 3):.3f} "
