@@ -250,16 +250,19 @@ def truncate_metrics(path, upto_iter):
     return dropped
 
 
-def remove_failed_start(work_dir, created):
+def remove_failed_start(work_dir, created, fresh=False):
     """After a start that failed: leave the folder as it was (the error was reported).
 
-    Only the log the failed start opened is removed, and the folder if this start made it."""
-    if not os.path.isdir(work_dir) or [n for n in run_entries(work_dir) if n != "train.log"]:
+    Only what the failed start wrote is removed: its log, and for a fresh (not resumed) run
+    the config it saved; the folder too if this start made it."""
+    written = {"train.log", "config.yml"} if fresh else {"train.log"}
+    if not os.path.isdir(work_dir) or [n for n in run_entries(work_dir) if n not in written]:
         return
     if created:
         shutil.rmtree(work_dir, ignore_errors=True)
     else:
-        try:
-            os.remove(os.path.join(work_dir, "train.log"))
-        except OSError:
-            pass
+        for name in written:
+            try:
+                os.remove(os.path.join(work_dir, name))
+            except OSError:
+                pass

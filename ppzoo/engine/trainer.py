@@ -143,7 +143,7 @@ class Trainer:
             self._release_lock()
             if owns_dir:
                 close_logger(getattr(self, "logger", None))
-                rundir.remove_failed_start(self.work_dir, created)
+                rundir.remove_failed_start(self.work_dir, created, fresh=not resume)
             raise
 
     def _prepare_run_dir(self, resume, overwrite):
@@ -153,11 +153,16 @@ class Trainer:
             raise ConfigError("--resume and --overwrite exclude each other")
         if resume:
             rundir.check_not_in_use(self.work_dir)
-            return rundir.check_resume(self.work_dir, self.cfg)
+            return self._check_resume_folder()
         moved = rundir.check_new_run_folder(self.work_dir, overwrite=overwrite)
         if moved:
             self._moved_to = moved
         return []
+
+    def _check_resume_folder(self):
+        """The config changes a resume into ``work_dir`` allows (refuses the rest).  Trainers
+        whose folder holds other state than ``latest/`` (task or round sequences) override it."""
+        return rundir.check_resume(self.work_dir, self.cfg)
 
     def __del__(self):
         try:
@@ -216,7 +221,7 @@ class Trainer:
             raise ConfigError(f"{self.source}: the config has no 'optimizer' section")
         base_lr = float(cfg["optimizer"].get("learning_rate", 0.01))
         self.lr = build_lr_scheduler(cfg.get("lr_scheduler"), base_lr, self.total_iters)
-        self.optimizer = build_optimizer(cfg["optimizer"], self.model.parameters(), self.lr,
+        self.optimizer = build_optimizer(cfg["optimizer"], self.model.named_parameters(), self.lr,
                                          grad_clip=tc.get("grad_clip"))
         self.amp = bool(tc.get("amp", False)) and paddle.is_compiled_with_cuda() \
             and "gpu" in paddle.get_device()

@@ -95,7 +95,11 @@ class SegFileList(BaseDataset):
             if self.ignore_index > 255 or mask.max() > 255:
                 raise DataError(f"{it[1]}: labels with confidence must be < 256")
             mask = mask + 256 * conf
-        return {"image": read_image(it[0]), "mask": mask[:, :, None].astype(np.int32)}
+        image = read_image(it[0])
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"image {it[0]} is {image.shape[1]}x{image.shape[0]} but its mask {it[1]} is "
+                            f"{mask.shape[1]}x{mask.shape[0]} (width x height): labels must have their image's size")
+        return {"image": image, "mask": mask[:, :, None].astype(np.int32)}
 
     def __getitem__(self, idx):
         sample = super().__getitem__(idx)
