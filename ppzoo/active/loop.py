@@ -162,11 +162,13 @@ class ActiveLoop(Trainer):
     plain trainer of its model, metrics and val data, so the tools work on its configs.
     """
     extra_config_keys = {"active"}
+    #: keys of the ``active:`` section; subclasses add their own
+    active_keys = ACTIVE_KEYS
 
     def __init__(self, cfg, work_dir=None, resume=False, build_train=True):
         super().__init__(cfg, work_dir=work_dir, resume=False, build_train=False)
         self.active_cfg = dict(cfg.get("active") or {})
-        check_keys(self.active_cfg, ACTIVE_KEYS, "active.", self.source)
+        check_keys(self.active_cfg, self.active_keys, "active.", self.source)
         a = self.active_cfg
         for key in ("initial", "per_round"):
             if key not in a:
