@@ -64,7 +64,7 @@ def run_active(cfg_file, seed, work, opts=()):
     summary = os.path.join(work, "summary.json")
     if not os.path.isfile(summary):
         cfg = load_config(os.path.join(CFG_DIR, cfg_file), [f"seed={seed}", *opts])
-        resume = os.path.isfile(os.path.join(work, "active_state.json"))
+        resume = os.path.isdir(work)  # a run cut off, in round 0 or later
         build_trainer(cfg, work_dir=work, resume=resume).train()
     with open(os.path.join(work, "active_state.json"), encoding="utf-8") as f:
         return json.load(f)
