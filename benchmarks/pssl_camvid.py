@@ -39,7 +39,7 @@ def cfg(path, opts):
 def train(path, name, opts):
     import ppzoo
     c = cfg(path, opts + [f"name={name}", f"output_dir={OUT}"])
-    t = ppzoo.build_trainer(c)
+    t = ppzoo.build_trainer(c, overwrite=True)  # a rerun moves the previous run aside
     t.train()
     return t
 
