@@ -119,7 +119,7 @@ def run_one(task, method, seed, args):
         cfg["model"]["pooling"] = args.pooling
     cfg["train"].update({"epochs": args.epochs, "batch_size": args.batch_size, "log_interval": 10 ** 9, "eval_interval": 10 ** 9,
                          "checkpoint_interval": 10 ** 9})
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, overwrite=True)  # a rerun moves the previous run aside
     step_times = []
     orig = trainer.train_step
 

@@ -15,7 +15,7 @@ CONFIGS = sorted(f for f in glob.glob(os.path.join(ROOT, "configs", "**", "*.yml
                  if "_base_" not in os.path.relpath(f, ROOT).split(os.sep)[1:-1]
                  and not os.path.basename(f).startswith("_base"))
 # keys the builders consume before the component sees them
-BUILDER_KEYS = {"lr_schedulers": {"warmup_iters", "warmup_start_lr"}}
+BUILDER_KEYS = {"lr_schedulers": {"warmup_iters", "warmup_start_lr"}, "optimizers": {"param_groups"}}
 
 
 def _components(node, path=""):
@@ -43,6 +43,8 @@ def test_config_names_registered_components_with_known_arguments(path):
         assert hits, f"{path}: {key}.type {node['type']!r} is in no registry"
         name, reg = hits[0]
         given = {k: v for k, v in node.items() if k != "type" and k not in BUILDER_KEYS.get(name, ())}
+        if name == "lr_schedulers":  # build_lr_scheduler turns 'auto' into the run's iterations
+            given = {k: (1 if v == "auto" else v) for k, v in given.items()}
         check_arguments(reg.get(node["type"]), given, f"{path}: {key}", node["type"], require=False)
         found += 1
     assert found, f"{path} names no component"

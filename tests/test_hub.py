@@ -191,7 +191,7 @@ def test_concurrent_downloads_of_one_url(server, home):
 def test_temp_file_of_a_killed_download_is_cleared(server, home):
     digest, _ = publish(server, "h.pdparams", small_cnn(1))
     url = f"{server.base}/files/h.pdparams"
-    folder = os.path.dirname(hub.cache_path(url))
+    folder = os.path.dirname(hub.cache_path(url, sha256=digest))
     os.makedirs(folder)
     stale, live = os.path.join(folder, ".part-old"), os.path.join(folder, ".part-live")
     for p in (stale, live):
@@ -494,3 +494,29 @@ def test_trainer_loads_pretrained_from_url(server, home, digits_cfg, tmp_path):
     with open(tmp_path / "run" / "train.log", encoding="utf-8") as f:
         log = f.read()
     assert f"loaded {len(state)} tensors, 0 missing" in log
+
+
+def test_a_wrong_hash_never_removes_the_verified_file(server, home):
+    digest, _ = publish(server, "w.pdparams", small_cnn(1))
+    url = f"{server.base}/files/w.pdparams"
+    good = hub.download(url, sha256=digest, backoff=0)
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        hub.download(url, sha256="0" * 64, backoff=0)
+    with pytest.raises(WeightsError, match="sha256 mismatch"):
+        hub.load_pretrained(small_cnn(2), f"{url}#sha256={'1' * 64}")
+    assert cache_files(home) == [good] and sha256(good) == digest
+    n = server.counts["/files/w.pdparams"]
+    assert hub.download(url, sha256=digest, backoff=0) == good       # still served from the cache
+    assert server.counts["/files/w.pdparams"] == n
+    assert hub.cache_path(url, sha256=digest) == good != hub.cache_path(url)
+    assert hub.cache_path(f"{url}#sha256={digest}") == good
+
+
+def test_cached_weights_are_readable_by_others_as_the_umask_allows(server, home):
+    digest, _ = publish(server, "m.pdparams", small_cnn(1))
+    old = os.umask(0o022)
+    try:
+        path = hub.download(f"{server.base}/files/m.pdparams", sha256=digest, backoff=0)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644

@@ -133,7 +133,7 @@ def test_lnsr_runs_each_layer_no_more_than_needed(toy, tmp_path):
     """Layers up to the injection layer run once (clean), the layers above twice (clean and
     noisy): no extra forward pass."""
     for layer in (0, 1):
-        trainer = build_trainer(toy_cfg(toy, {"type": "LNSR", "layer": layer}, tmp_path, iters=1))
+        trainer = build_trainer(toy_cfg(toy, {"type": "LNSR", "layer": layer}, tmp_path / str(layer), iters=1))
         calls = _count_layer_calls(trainer.model)
         batch = next(iter(trainer.train_loader))
         trainer.model.train()

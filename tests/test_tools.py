@@ -144,3 +144,52 @@ def test_errors_are_one_line_with_exit_code_2(run, tmp_path, capsys):
                           "--save-dir", tmp_path / "mine", "--opts", "model.width=8", capsys=capsys)
     assert proc.returncode == 2 and "not an export" in proc.stderr
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_os_errors_are_one_line_naming_the_path_and_leave_no_temp_files(run, tmp_path, capsys):
+    # eval --output onto a folder: refused before the evaluation, no <dir>.tmp left
+    (tmp_path / "results").mkdir()
+    proc = tool_inprocess("eval.py", "-c", CFG, "--weights", run / "run" / "best", "--output",
+                          tmp_path / "results", "--opts", "model.width=8", capsys=capsys)
+    assert proc.returncode == 2 and error_lines(proc) == [
+        f"error: --output {tmp_path / 'results'} is a folder; name a .json file"]
+    assert sorted(os.listdir(tmp_path)) == ["results"]
+    # export and train to a path that cannot be made (a file stands where a folder should be)
+    (tmp_path / "file").write_text("x")
+    proc = tool_inprocess("export.py", "-c", CFG, "--weights", run / "run" / "best", "--save-dir",
+                          tmp_path / "file" / "inference", "--opts", "model.width=8", capsys=capsys)
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1
+    assert "Not a directory" in proc.stderr and str(tmp_path / "file") in proc.stderr
+    proc = tool_inprocess("train.py", "-c", CFG, "--save-dir", tmp_path / "file" / "run",
+                          "--opts", *TINY, capsys=capsys)
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1
+    assert "Not a directory" in proc.stderr and str(tmp_path / "file") in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["file", "results"]
+    # infer with a truncated model.pdiparams
+    broken = tmp_path / "inference"
+    broken.mkdir()
+    for f in os.listdir(run / "inference"):
+        (broken / f).write_bytes((run / "inference" / f).read_bytes())
+    data = (broken / "model.pdiparams").read_bytes()
+    (broken / "model.pdiparams").write_bytes(data[: len(data) // 2])
+    proc = tool_inprocess("infer.py", "--model-dir", broken, "--input", run / "png", capsys=capsys)
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1
+    assert f"error: {broken}: the exported model cannot be loaded" in proc.stderr
+
+
+def test_train_into_a_finished_run_is_refused_unless_resume_or_overwrite(run, tmp_path, capsys):
+    work = tmp_path / "run"
+    os.makedirs(work)
+    for name in ("config.yml", "metrics.jsonl"):
+        (work / name).write_bytes((run / "run" / name).read_bytes())
+    proc = tool_inprocess("train.py", "-c", CFG, "--save-dir", work, "--opts", *TINY, capsys=capsys)
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1
+    assert "is not empty" in proc.stderr and "--overwrite" in proc.stderr
+    assert (work / "metrics.jsonl").read_bytes() == (run / "run" / "metrics.jsonl").read_bytes()
+    proc = tool_inprocess("train.py", "-c", CFG, "--save-dir", work, "--resume", "--opts", *TINY,
+                          capsys=capsys)
+    assert proc.returncode == 2 and "no checkpoint to resume from" in proc.stderr
+    proc = tool_inprocess("train.py", "-c", CFG, "--save-dir", work, "--overwrite", "--opts",
+                          "model.width=4", "train.iters=2", capsys=capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name.startswith("run.old-") for p in tmp_path.iterdir()].count(True) == 1

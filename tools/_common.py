@@ -15,13 +15,28 @@ tune_cpu()
 
 
 def main_guard(fn):
-    """Run ``fn``; a PPZooError (bad config, data or weights) prints one line and exits 2."""
+    """Run ``fn`` and turn what a user can fix into one line on stderr:
 
+    a PPZooError (bad config, data, weights, a used run folder) or an OSError (a path that
+    cannot be read or written) exits 2; an interrupt (Ctrl-C, SIGTERM) exits 130."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except PPZooError as err:
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(getattr(err, "exit_code", 2))
+        except OSError as err:
+            print(f"error: {describe_os_error(err)}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            sys.exit(130)
     return wrapper
+
+
+def describe_os_error(err):
+    """``<what went wrong>: <path>`` for an OSError, with both paths of a rename."""
+    what = err.strerror or str(err) or type(err).__name__
+    paths = [p for p in (err.filename, getattr(err, "filename2", None)) if p]
+    return f"{what}: {' -> '.join(map(str, paths))}" if paths else what

@@ -4,7 +4,9 @@
 
 ``--weights`` is a ``.pdparams`` file or a checkpoint folder (``best/``, ``latest/``).
 Prints every metric (and the per-class table of ClassificationReport) and, with
-``--output``, writes them as JSON.
+``--output``, writes them as JSON.  A val set without labels (a dataset whose
+``has_labels`` is false, e.g. FSD-10's test array) is predicted instead, and the dataset
+writes its predictions to ``--output`` (default ``submission.csv``).
 """
 import argparse
 import json
@@ -55,12 +57,16 @@ def main(argv=None):
     from ppzoo.engine.export import build_for_weights, load_weights
 
     cfg = load_config(args.config, args.opts)
+    if args.output and os.path.isdir(args.output):
+        raise ConfigError(f"--output {args.output} is a folder; name a .json file")
     trainer = build_for_weights(cfg)
     if trainer.val_loader is None:
         raise ConfigError(f"{args.config}: the config has no 'val_dataset' to evaluate on")
     if not trainer.metrics:
         raise ConfigError(f"{args.config}: the config lists no 'metrics'")
     file = load_weights(trainer.model, args.weights)
+    if getattr(trainer.val_dataset, "has_labels", True) is False:
+        return _predict_unlabelled(trainer, args.output or "submission.csv", file)
     results = trainer.evaluate()
     print(f"weights: {file}")
     print(f"samples: {len(trainer.val_dataset)}")
@@ -76,12 +82,31 @@ def main(argv=None):
                "metrics": {k: _jsonable(v) for k, v in results.items()}}
         parent = os.path.dirname(os.path.abspath(args.output))
         os.makedirs(parent, exist_ok=True)
-        tmp = args.output + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=1)
-        os.replace(tmp, args.output)
+        tmp = f"{args.output}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(out, f, indent=1)
+            os.replace(tmp, args.output)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         print(f"results written to {args.output}")
     return results
+
+
+def _predict_unlabelled(trainer, output, weights):
+    import numpy as np
+    import paddle
+    if not hasattr(trainer.val_dataset, "write_predictions"):
+        from ppzoo.core import ConfigError
+        raise ConfigError(f"{type(trainer.val_dataset).__name__} has no labels and cannot write predictions")
+    trainer.model.eval()
+    with paddle.no_grad():
+        scores = [np.asarray(trainer.predict(b)) for b in trainer.val_loader]
+    path = trainer.val_dataset.write_predictions(output, np.concatenate(scores))
+    print(f"weights: {weights}")
+    print(f"samples: {len(trainer.val_dataset)} (no labels: predictions written to {path})")
+    return {"predictions": path}
 
 
 if __name__ == "__main__":

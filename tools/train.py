@@ -1,4 +1,9 @@
-"""Train a model from a config: python tools/train.py -c CFG [--opts k=v ...] [--resume]."""
+"""Train a model from a config: python tools/train.py -c CFG [--opts k=v ...] [--resume | --overwrite].
+
+A run folder that holds a run is refused unless ``--resume`` (continue it from latest/) or
+``--overwrite`` (move it aside to <folder>.old-<time> and start afresh) is given.  Ctrl-C
+finishes the step, writes latest/ and exits 130.
+"""
 import argparse
 
 import _common  # noqa: F401
@@ -11,6 +16,8 @@ def parse_args(argv=None):
     p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. train.epochs=2 optimizer.learning_rate=0.1")
     p.add_argument("--resume", action="store_true", help="continue from <save-dir>/latest/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="move a used run folder aside to <folder>.old-<time> and start afresh")
     p.add_argument("--save-dir", default=None, help="run directory (default output/<name>)")
     return p.parse_args(argv)
 
@@ -25,7 +32,8 @@ def main(argv=None):
     cfg = load_config(args.config, args.opts)
     if dist.get_world_size() > 1:
         dist.init_parallel_env()
-    trainer = ppzoo.build_trainer(cfg, work_dir=args.save_dir, resume=args.resume)
+    kwargs = {"overwrite": True} if args.overwrite else {}
+    trainer = ppzoo.build_trainer(cfg, work_dir=args.save_dir, resume=args.resume, **kwargs)
     trainer.train()
 
 

@@ -157,14 +157,16 @@ def _raise_unknown(part, node, key, source):
     raise ConfigError(f"--opts {key}: {source} has no key {key!r}{hint}")
 
 
-def check_keys(section, allowed, where, source):
-    """Raise for keys of ``section`` not in ``allowed``, naming the closest known key."""
+def check_keys(section, allowed, where, source, hidden=()):
+    """Raise for keys of ``section`` not in ``allowed``, naming the closest known key
+    (``hidden`` keys are allowed but not offered)."""
+    shown = [a for a in allowed if a not in hidden]
     for k in section:
         if k not in allowed:
-            close = difflib.get_close_matches(str(k), list(allowed), n=1, cutoff=0.5)
+            close = difflib.get_close_matches(str(k), shown, n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{source}: unknown key {where + k!r}{hint} "
-                              f"(known: {', '.join(sorted(allowed))})")
+            raise ConfigError(f"{source}: unknown key {where + str(k)!r}{hint} "
+                              f"(known: {', '.join(sorted(shown))})")
 
 
 def save_config(cfg, path):

@@ -138,6 +138,11 @@ def check_arguments(target, kwargs, key_path, type_name, require=True):
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(f"{key_path}.{k}: {type_name} has no parameter {k!r}{hint} "
                                   f"(parameters: {', '.join(names)})")
+    for k, v in kwargs.items():
+        if k in params:
+            want = _expected_kind(params[k])
+            if want and not _fits(v, want):
+                raise ConfigError(f"{key_path}.{k}={v!r}: {type_name} expects {_KIND_TEXT[want]}")
     if not require:
         return
     missing = [n for n, p in params.items()
@@ -146,3 +151,40 @@ def check_arguments(target, kwargs, key_path, type_name, require=True):
     if missing:
         raise ConfigError(f"{key_path}: {type_name} needs {', '.join(repr(m) for m in missing)} "
                           f"which the config does not set")
+
+
+_KIND_TEXT = {"bool": "true or false", "int": "an integer", "number": "a number",
+              "str": "a string"}
+_ANNOTATION_KIND = {bool: "bool", int: "int", float: "number", str: "str",
+                    "bool": "bool", "int": "int", "float": "number", "str": "str"}
+
+
+def _expected_kind(param):
+    """What a parameter takes, from its annotation (``int``, ``float``, ``bool``, ``str``,
+    exactly) or else from a boolean or numeric default; None when it cannot be told."""
+    ann = param.annotation
+    if ann is not param.empty:
+        try:
+            return _ANNOTATION_KIND.get(ann)
+        except TypeError:  # an unhashable annotation
+            return None
+    d = param.default
+    if isinstance(d, bool):
+        return "bool"
+    if isinstance(d, (int, float)):
+        return "number"  # an integer default may well take 0.5: only the kind is checked
+    return None
+
+
+def _fits(value, kind):
+    if value is None or not isinstance(value, (str, bool, int, float)):
+        return True  # None, built objects, lists and mappings are the component's to check
+    if value == "auto" and kind in ("int", "number"):
+        return True  # a builder fills it in (e.g. an LR schedule's T_max: the run's iterations)
+    if kind == "bool":
+        return isinstance(value, bool) or value in (0, 1)
+    if kind == "int":
+        return not isinstance(value, (str, bool)) and float(value).is_integer()
+    if kind == "number":
+        return not isinstance(value, str)
+    return isinstance(value, str)

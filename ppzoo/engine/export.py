@@ -68,6 +68,16 @@ def load_weights(model, path):
     from ..hub import load_state_dict, read_state_dict
     file = resolve_weights(path)
     state = read_state_dict(file)
+    problems = state_fit_problems(model, state)
+    if problems:
+        raise WeightsError(f"weights {file} do not fit the model "
+                           f"({type(model).__name__}): {'; '.join(problems)}")
+    load_state_dict(model, state, source=file, file=file, strict=True)
+    return file
+
+
+def state_fit_problems(model, state):
+    """What keeps ``state`` from loading into ``model`` exactly (lines; empty if it fits)."""
     own = {k: list(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -81,11 +91,7 @@ def load_weights(model, path):
         problems.append(f"{len(missing)} missing key(s), e.g. {', '.join(missing[:3])}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected key(s), e.g. {', '.join(unexpected[:3])}")
-    if problems:
-        raise WeightsError(f"weights {file} do not fit the model "
-                           f"({type(model).__name__}): {'; '.join(problems)}")
-    load_state_dict(model, state, source=file, file=file, strict=True)
-    return file
+    return problems
 
 
 # --------------------------------------------------------------------------- spec
@@ -333,11 +339,19 @@ def _swap_into_place(tmp, save_dir):
 def build_for_weights(cfg):
     """The trainer (model, metrics, val data, no training data) that ``--weights`` will fill.
 
-    ``pretrained:`` is dropped: the weights file replaces every parameter, so fetching
-    pretrained weights first would only cost time (or a download).
+    ``pretrained:`` is dropped, also inside the model (e.g. a backbone's ImageNet weights):
+    the weights file replaces every parameter, so fetching pretrained weights first would
+    only cost time (or a download).
     """
     from .trainer import build_trainer
-    cfg = {k: v for k, v in cfg.items() if k != "pretrained"}
+
+    def drop(node):
+        if isinstance(node, dict):
+            return {k: drop(v) for k, v in node.items() if k not in ("pretrained", "pretrained_strict")}
+        if isinstance(node, list):
+            return [drop(v) for v in node]
+        return node
+    cfg = {k: (drop(v) if k == "model" else v) for k, v in cfg.items() if k != "pretrained"}
     return build_trainer(cfg, build_train=False)
 
 

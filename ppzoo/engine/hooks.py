@@ -10,6 +10,7 @@ import os
 import time
 
 from ..core.builder import HOOKS
+from ..core.errors import ConfigError
 
 
 class Hook:
@@ -77,6 +78,12 @@ class LoggerHook(Hook):
                             f"{vals} eta {_fmt_eta(eta)}")
         trainer.write_metrics(rec)
 
+    def state_dict(self):  # the losses since the last record, so a resumed log matches
+        return {"acc": dict(self._acc), "n": self._n}
+
+    def load_state_dict(self, state):
+        self._acc, self._n = dict(state.get("acc", {})), int(state.get("n", 0))
+
 
 def _fmt_eta(sec):
     sec = int(sec)
@@ -89,6 +96,8 @@ class EvalHook(Hook):
     priority = 30
 
     def __init__(self, interval, metric=None, mode="max"):
+        if mode not in ("max", "min"):
+            raise ConfigError(f"eval.mode={mode!r}: expected 'max' or 'min'")
         self.interval = int(interval)
         self.metric = metric
         self.mode = mode
@@ -102,7 +111,8 @@ class EvalHook(Hook):
         results = trainer.evaluate()
         key = self.metric or next(iter(results))
         if key not in results:
-            raise KeyError(f"eval.best_metric {key!r} is not among the metrics {sorted(results)}")
+            raise ConfigError(f"eval.best_metric={key!r} is not among the metrics' results "
+                              f"{sorted(results)}")
         value = float(results[key])
         self.last = value
         better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)

@@ -116,7 +116,14 @@ class Predictor:
         config.switch_ir_optim(bool(ir_optim))
         config.disable_glog_info()
         self.device = device
-        self.predictor = inference.create_predictor(config)
+        try:
+            self.predictor = inference.create_predictor(config)
+        except Exception as err:  # noqa: BLE001  (Paddle raises bare RuntimeError/ValueError)
+            lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+            detail = next((ln for ln in reversed(lines) if not ln.startswith("[")), "") or \
+                (lines[-1] if lines else "")
+            raise WeightsError(f"{model_dir}: the exported model cannot be loaded "
+                               f"({type(err).__name__}: {detail[:300]}); export it again") from None
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
         self.input_specs = {i["name"]: i for i in self.deploy["inputs"]}
@@ -181,8 +188,10 @@ class InferTask:
     def deploy_fields(cls, cfg, dataset, sample):
         return {}
 
-    def expand(self, files):
-        return files
+    def list_inputs(self, path):
+        """The inputs under ``path``: one per file (tasks whose files hold several samples
+        return one entry per sample)."""
+        return list_inputs(path, self.extensions)
 
     def read(self, path):
         raise NotImplementedError
@@ -296,7 +305,7 @@ def run_inference(model_dir, input_path, batch_size=8, output=None, echo=print,
     use_mkldnn = use_mkldnn and task_cls.onednn_supported
     predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads, use_mkldnn=use_mkldnn)
     task = build_task(predictor.deploy, **task_options)
-    files = task.expand(list_inputs(input_path, task.extensions))
+    files = task.list_inputs(input_path)
     batch_size = max(1, int(batch_size))
     if output:
         is_file = output.lower().endswith((".json", ".jsonl"))

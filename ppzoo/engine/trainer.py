@@ -10,10 +10,13 @@ augmentation only on (seed, epoch, index), and the RNG is re-seeded from
 (seed, iteration) before each step, so a run stopped and resumed from ``latest/``
 ends with the same weights as an uninterrupted one.
 """
+import contextlib
 import logging
 import os
 import random
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -24,8 +27,11 @@ from paddle.base.unique_name import UniqueNameGenerator
 from ..core.builder import (DATASETS, HOOKS, LOSSES, METRICS, TRAINERS, build_lr_scheduler,
                             build_model, build_optimizer)
 from ..core.config import check_keys, save_config
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, WeightsError
+from ..core.registry import check_arguments
 from . import checkpoint as ckpt
+from . import rundir
+from .validate import check_best_metric, validate_config
 from .hooks import CheckpointHook, EarlyStoppingHook, EvalHook, LoggerHook, VisualDLHook, dump_jsonl
 from .sampler import ResumableBatchSampler
 
@@ -73,41 +79,101 @@ def setup_logger(work_dir=None, name="ppzoo", rank=0):
     return logger
 
 
+def close_logger(logger):
+    for h in list(getattr(logger, "handlers", [])):
+        logger.removeHandler(h)
+        h.close()
+
+
 @TRAINERS.register()
 class Trainer:
     #: extra top-level config keys a subclass accepts
     extra_config_keys = set()
 
-    def __init__(self, cfg, work_dir=None, resume=False, build_train=True):
+    def __init__(self, cfg, work_dir=None, resume=False, build_train=True, overwrite=False):
+        """``resume`` continues the run in ``work_dir`` from ``latest/``; ``overwrite`` moves
+        a used ``work_dir`` aside (``<dir>.old-<time>``) and starts afresh.  Without either,
+        a non-empty ``work_dir`` is refused (RunFolderError) before anything is written."""
         self.cfg = cfg
         self.source = cfg.get("_file_", "<config>")
-        check_keys(cfg, TOP_LEVEL_KEYS | self.extra_config_keys, "", self.source)
+        check_keys(cfg, TOP_LEVEL_KEYS | self.extra_config_keys, "", self.source,
+                   hidden=("_file_",))
+        validate_config(cfg, self.source)
         self.train_cfg = dict(cfg.get("train") or {})
         check_keys(self.train_cfg, TRAIN_KEYS, "train.", self.source)
         self.eval_cfg = dict(cfg.get("eval") or {})
         check_keys(self.eval_cfg, EVAL_KEYS, "eval.", self.source)
+        if isinstance(self.train_cfg.get("early_stop"), dict):
+            check_arguments(EarlyStoppingHook, self.train_cfg["early_stop"], "train.early_stop",
+                            "early_stop", require=False)
         self.seed = int(cfg.get("seed", 0))
         self.rank, self.world_size = get_rank(), get_world_size()
         name = cfg.get("name") or os.path.splitext(os.path.basename(self.source))[0]
         self.work_dir = work_dir or os.path.join(cfg.get("output_dir", "output"), name)
         self.is_main = self.rank == 0
-        if self.is_main and build_train:
+        self.resume_requested = bool(resume)
+        self._lock = None
+        self._interrupt = None
+        owns_dir = self.is_main and build_train
+        created = False
+        if owns_dir:
+            self._config_changes = self._prepare_run_dir(resume, overwrite)
+            created = not os.path.isdir(self.work_dir)
             os.makedirs(self.work_dir, exist_ok=True)
-        self.logger = setup_logger(self.work_dir if (self.is_main and build_train) else None,
-                                   rank=self.rank)
-        self.input_keys = list(self.train_cfg.get("input_keys", ["image"]))
-        self.label_key = self.train_cfg.get("label_key", "label")
-        self.metric_listeners = []
-        self.stop_requested = False
-        self.iter = 0
-        self.epoch = 0
-        self.log_vars = {}
+            self._lock = rundir.RunLock(self.work_dir).acquire()
+        try:
+            self.logger = setup_logger(self.work_dir if owns_dir else None, rank=self.rank)
+            if self._lock is not None and self._lock.stale:
+                self.logger.info(f"took over the lock of a process that is gone "
+                                 f"(pid {self._lock.stale.get('pid')})")
+            self.input_keys = list(self.train_cfg.get("input_keys", ["image"]))
+            self.label_key = self.train_cfg.get("label_key", "label")
+            self.metric_listeners = []
+            self.stop_requested = False
+            self.iter = 0
+            self.epoch = 0
+            self.log_vars = {}
 
-        # Parameter and optimizer-state names come from a generator of this trainer's own,
-        # so a checkpoint loads into a trainer built later in the same process.
-        self._names = UniqueNameGenerator()
-        with paddle.utils.unique_name.guard(self._names):
-            self._build(cfg, build_train, resume)
+            # Parameter and optimizer-state names come from a generator of this trainer's
+            # own, so a checkpoint loads into a trainer built later in the same process.
+            self._names = UniqueNameGenerator()
+            with paddle.utils.unique_name.guard(self._names):
+                self._build(cfg, build_train, resume)
+        except BaseException:
+            self._release_lock()
+            if owns_dir:
+                close_logger(getattr(self, "logger", None))
+                rundir.remove_failed_start(self.work_dir, created, fresh=not resume)
+            raise
+
+    def _prepare_run_dir(self, resume, overwrite):
+        """Checks before anything is written: a fresh run gets an unused folder, a resumed
+        one a config that fits its checkpoint.  Returns the allowed config changes."""
+        if resume and overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other")
+        if resume:
+            rundir.check_not_in_use(self.work_dir)
+            return self._check_resume_folder()
+        moved = rundir.check_new_run_folder(self.work_dir, overwrite=overwrite)
+        if moved:
+            self._moved_to = moved
+        return []
+
+    def _check_resume_folder(self):
+        """The config changes a resume into ``work_dir`` allows (refuses the rest).  Trainers
+        whose folder holds other state than ``latest/`` (task or round sequences) override it."""
+        return rundir.check_resume(self.work_dir, self.cfg)
+
+    def __del__(self):
+        try:
+            self._release_lock()
+        except Exception:  # noqa: BLE001  (interpreter shutdown)
+            pass
+
+    def _release_lock(self):
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
 
     def _build(self, cfg, build_train, resume):
         seed_everything(self.seed)
@@ -120,6 +186,7 @@ class Trainer:
         self.loss_fn = LOSSES.build(cfg["loss"], key_path="loss") if cfg.get("loss") else None
         self.metrics = [METRICS.build(m, key_path=f"metrics[{i}]")
                         for i, m in enumerate(cfg.get("metrics") or [])]
+        check_best_metric(self.eval_cfg, self.metrics, self.source)
         self.val_dataset = (DATASETS.build(cfg["val_dataset"], key_path="val_dataset")
                             if cfg.get("val_dataset") else None)
         self.val_loader = self._make_eval_loader(self.val_dataset) if self.val_dataset else None
@@ -154,7 +221,7 @@ class Trainer:
             raise ConfigError(f"{self.source}: the config has no 'optimizer' section")
         base_lr = float(cfg["optimizer"].get("learning_rate", 0.01))
         self.lr = build_lr_scheduler(cfg.get("lr_scheduler"), base_lr, self.total_iters)
-        self.optimizer = build_optimizer(cfg["optimizer"], self.model.parameters(), self.lr,
+        self.optimizer = build_optimizer(cfg["optimizer"], self.model.named_parameters(), self.lr,
                                          grad_clip=tc.get("grad_clip"))
         self.amp = bool(tc.get("amp", False)) and paddle.is_compiled_with_cuda() \
             and "gpu" in paddle.get_device()
@@ -167,6 +234,10 @@ class Trainer:
         if resume:
             self.resume()
         if self.is_main:
+            if getattr(self, "_moved_to", None):
+                self.logger.info(f"--overwrite: the previous run was moved to {self._moved_to}")
+            for line in getattr(self, "_config_changes", []):
+                self.logger.info(f"resume with a changed config: {line}")
             save_config(self.cfg, os.path.join(self.work_dir, "config.yml"))
 
     def _build_hooks(self):
@@ -177,6 +248,13 @@ class Trainer:
             self.register_hook(EvalHook(tc.get("eval_interval", default_eval),
                                         metric=ec.get("best_metric"), mode=ec.get("mode", "max")))
         self.register_hook(CheckpointHook(tc.get("checkpoint_interval", default_eval)))
+        unit = "epoch" if "epochs" in tc else "tenth of train.iters"
+        said = [f"{what} every {tc.get(key, default_eval)} iterations"
+                + ("" if key in tc else f" (default: each {unit}; set train.{key})")
+                for key, what in (("eval_interval", "evaluating"),
+                                  ("checkpoint_interval", "saving latest/"))
+                if key != "eval_interval" or self.val_loader is not None]
+        self.logger.info(f"{self.total_iters} iterations; " + ", ".join(said))
         if tc.get("early_stop"):
             self.register_hook(EarlyStoppingHook(**dict(tc["early_stop"])))
         if tc.get("visualdl"):
@@ -214,15 +292,25 @@ class Trainer:
                 "total_iters": self.total_iters,
                 "hooks": {type(h).__name__: h.state_dict() for h in self.hooks}}
 
-    def save_checkpoint(self, name):
+    def save_checkpoint(self, name, with_optimizer=None):
+        """Write ``<work_dir>/<name>/``; the optimizer state goes only into ``latest/``
+        (what resume reads) unless ``with_optimizer`` says otherwise."""
         if not self.is_main:
             return
+        if with_optimizer is None:
+            with_optimizer = name == "latest"
         ckpt.save_checkpoint(os.path.join(self.work_dir, name), self.model.state_dict(),
-                             self.optimizer.state_dict(), self.state())
+                             self.optimizer.state_dict() if with_optimizer else None,
+                             self.state())
 
     def resume(self):
         path = os.path.join(self.work_dir, "latest")
-        model_state, opt_state, state = ckpt.load_checkpoint(path)
+        model_state, opt_state, state, found = ckpt.load_checkpoint(path, return_path=True)
+        from .export import state_fit_problems
+        problems = state_fit_problems(self.model, model_state)
+        if problems:
+            raise WeightsError(f"--resume: {found} does not fit the model "
+                               f"({type(self.model).__name__}): {'; '.join(problems)}")
         self.model.set_state_dict(model_state)
         if opt_state is not None:  # holds the LR schedule's state too (key LR_Scheduler)
             self.optimizer.set_state_dict(opt_state)
@@ -230,7 +318,16 @@ class Trainer:
             h.load_state_dict(state.get("hooks", {}).get(type(h).__name__, {}))
         self.iter = int(state["iter"])
         self.epoch = self.iter // self.iters_per_epoch
-        self.logger.info(f"resumed from {path} at iter {self.iter}")
+        if self.is_main:
+            removed = ckpt.remove_stale_temps(self.work_dir)
+            if removed:
+                self.logger.info(f"removed temporary files of killed runs: {', '.join(removed)}")
+            dropped = rundir.truncate_metrics(os.path.join(self.work_dir, "metrics.jsonl"),
+                                              self.iter)
+            if dropped:
+                self.logger.info(f"metrics.jsonl: dropped {dropped} record(s) after iter "
+                                 f"{self.iter}, which this run repeats")
+        self.logger.info(f"resumed from {found} at iter {self.iter}")
 
     # ------------------------------------------------------------------ steps
     def inputs_of(self, batch):
@@ -263,8 +360,49 @@ class Trainer:
         self.log_vars = {k: float(v) for k, v in log_vars.items()}
 
     def train(self):
-        with paddle.utils.unique_name.guard(self._names):
-            return self._train()
+        """Run to ``total_iters``.  SIGINT/SIGTERM finish the current step, write ``latest/``
+        and raise ``Interrupted``; a second signal stops at once."""
+        try:
+            with paddle.utils.unique_name.guard(self._names), self._interrupts():
+                self._train()
+                if self._interrupt is not None:
+                    self._stop_on_interrupt()
+            return self
+        finally:
+            self._release_lock()
+
+    @contextlib.contextmanager
+    def _interrupts(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {}
+
+        def handler(signum, frame):
+            if self._interrupt is not None:  # the second one: stop now
+                signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+                raise KeyboardInterrupt
+            self._interrupt = signal.Signals(signum).name
+            self.stop_requested = True
+            self.logger.info(f"{self._interrupt}: finishing the step, then saving latest/ "
+                             f"(send it again to stop at once)")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+
+    def _stop_on_interrupt(self):
+        saved = ""
+        if self.is_main and self.iter > 0:
+            self.save_checkpoint("latest")
+            saved = f"; latest/ holds iter {self.iter}, continue with --resume"
+        msg = f"interrupted by {self._interrupt} at iter {self.iter}/{self.total_iters}{saved}"
+        self.logger.info(msg)
+        raise rundir.Interrupted(f"{msg} ({self.work_dir})")
 
     def _train(self):
         for h in self.hooks:
@@ -288,6 +426,8 @@ class Trainer:
                     break
             for h in self.hooks:
                 h.after_epoch(self)
+        if self._interrupt is not None:
+            return self
         for h in self.hooks:
             h.after_run(self)
         self.logger.info(f"training done: {self.iter} iterations in {time.time() - t_start:.1f}s")

@@ -45,18 +45,39 @@ def split_url_hash(url):
     return base, ({m.group(1): m.group(2).lower()} if m else {})
 
 
-def cache_path(url):
-    """Where ``url`` is cached: ``weights/<host>/<hash of url>/<file name>``.
+def cache_path(url, sha256=None, md5=None):
+    """Where ``url`` is cached: ``weights/<host>/<hash of url>/[<algo>-<digest>/]<file name>``.
 
     The short hash keeps two URLs with the same file name apart; the host and the file
-    name keep the cache readable.
+    name keep the cache readable.  A download with an expected hash has a folder of its
+    own, so asking for a URL with a wrong hash never touches the file verified under the
+    right one.
     """
+    url, frag = split_url_hash(url)
     parts = urllib.parse.urlsplit(url)
     host = re.sub(r"[^A-Za-z0-9._-]", "_", parts.netloc) or "local"
     fname = os.path.basename(urllib.parse.unquote(parts.path)) or "weights"
     fname = re.sub(r"[^A-Za-z0-9._-]", "_", fname).lstrip(".") or "weights"
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+    expected = _expected(sha256, md5, frag)
+    if expected:
+        algo, digest = next(iter(expected.items()))
+        return os.path.join(weights_dir(), host, key, f"{algo}-{digest[:16]}", fname)
     return os.path.join(weights_dir(), host, key, fname)
+
+
+def _expected(sha256=None, md5=None, frag=None):
+    if sha256:
+        digest, algo = str(sha256).lower(), "sha256"
+    elif md5:
+        digest, algo = str(md5).lower(), "md5"
+    elif frag:
+        return dict(frag)
+    else:
+        return {}
+    if not re.fullmatch(r"[0-9a-f]+", digest):
+        raise WeightsError(f"{algo} {digest!r} is not a hexadecimal digest")
+    return {algo: digest}
 
 
 def file_hash(path, algo="sha256"):
@@ -107,6 +128,12 @@ def _remove_stale_parts(folder, age=STALE_PART_AGE):
                 os.remove(p)
         except OSError:
             pass
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class _Retryable(Exception):
@@ -184,20 +211,14 @@ def download(url, sha256=None, md5=None, retries=None, backoff=None, progress=Tr
     Any failure raises WeightsError naming the URL and leaves nothing in the cache.
     """
     url, frag = split_url_hash(url)
-    expected = {}
-    if sha256:
-        expected["sha256"] = str(sha256).lower()
-    elif md5:
-        expected["md5"] = str(md5).lower()
-    elif frag:
-        expected = frag
+    expected = _expected(sha256, md5, frag)
     if retries is None:
         retries = int(os.environ.get("PPZOO_DOWNLOAD_RETRIES", DEFAULT_RETRIES))
     retries = max(1, int(retries))
     backoff = DEFAULT_BACKOFF if backoff is None else backoff
     log = logger.info if logger is not None else (lambda msg: None)
 
-    path = cache_path(url)
+    path = cache_path(url, **expected)
     if os.path.isfile(path):
         if _verify_cached(path, expected):
             return path
@@ -223,6 +244,7 @@ def download(url, sha256=None, md5=None, retries=None, backoff=None, progress=Tr
                         raise WeightsError(
                             f"download of {url} failed: {algo} mismatch (expected {digest}, "
                             f"got {got[algo]}); nothing was cached")
+                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
                 os.replace(tmp, path)
                 if not expected:
                     # the file first, then its record: a crash between the two leaves a

@@ -76,9 +76,10 @@ class TextTask(InferTask):
         self.records = {}
 
     # ------------------------------------------------------------------ reading
-    def expand(self, files):
+    def list_inputs(self, path):
+        """One entry per record (``<file>:<line>``) of every input file."""
         names = []
-        for path in files:
+        for path in super().list_inputs(path):
             for line, rec in self._parse(path):
                 name = f"{path}:{line}"
                 self.records[name] = rec
