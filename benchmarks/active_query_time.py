@@ -19,6 +19,15 @@ from _common import ROOT, write_page  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+READING = """Reading: a query's cost is the forward passes over the candidates (one pass for
+entropy, margin, least confidence, CoreSet, BADGE and POAL; 10 for BALD; 50 for noise
+stability), the selection itself (k-center distance updates, k-means++ seeding, POAL's
+Pareto search) adds seconds at most. Noise stability over the 50000-image pool therefore
+scores a random subset of candidates (`active.candidates: 10000`, as the reference code's
+10000), which takes minutes on one thread; scoring all 50000 would take about five times as
+long."""
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--candidates", type=int, default=10000)
@@ -66,7 +75,8 @@ def main():
             f"{args.labelled} labelled; SmallCNN width 16, depth 2 on 32x32x3; batches of 500; "
             f"one compute thread (`PPZOO_CPU_THREADS={os.environ.get('PPZOO_CPU_THREADS', 'all')}`). "
             "Wall time depends on the machine's other load (the 2 cores were shared); CPU time "
-            "is this process's.\n\n| step | wall s | CPU s |\n|---|---|---|\n" + "\n".join(rows))
+            "is this process's.\n\n| step | wall s | CPU s |\n|---|---|---|\n" + "\n".join(rows)
+            + "\n\n" + READING)
     write_page(os.path.join(ROOT, "docs", "benchmarks", "active_query_time.md"),
                "Active learning: query time per strategy on a CIFAR-10-sized pool",
                f"PPZOO_CPU_THREADS=1 python benchmarks/active_query_time.py --candidates "

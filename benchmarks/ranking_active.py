@@ -13,7 +13,7 @@ Parts (``--part``, default all):
   paired t-test over seeds.
 * ``synthetic``: the same loop on synthetic LETOR data with Zipf query frequencies
   (``ppzoo.ranking.synthetic``), and which queries each criterion picks (frequency
-  position 0 = rarest .. 1 = most frequent, documents per query).
+  percentile in the pool, 0 = rarest .. 1 = most frequent, documents per query).
 
 Runs are written under ``--work`` (default ``output/bench_ranking``) and read back from
 their own ``summary.json`` / ``active_state.json`` / ``metrics.jsonl``; a finished run is
@@ -37,6 +37,7 @@ from ppzoo.engine.trainer import build_trainer  # noqa: E402
 STRATEGIES = {  # name -> config
     "random": "active_random.yml",
     "RE": "active_re.yml",
+    "RE-norm": "active_re_norm.yml",
     "RE-vote": "active_re_vote.yml",
     "PV": "active_pv.yml",
     "RE+PV": "active_repv.yml",
@@ -63,7 +64,7 @@ def run_active(cfg_file, seed, work, opts=()):
     summary = os.path.join(work, "summary.json")
     if not os.path.isfile(summary):
         cfg = load_config(os.path.join(CFG_DIR, cfg_file), [f"seed={seed}", *opts])
-        resume = os.path.isfile(os.path.join(work, "active_state.json"))
+        resume = os.path.isdir(work)  # a run cut off, in round 0 or later
         build_trainer(cfg, work_dir=work, resume=resume).train()
     with open(os.path.join(work, "active_state.json"), encoding="utf-8") as f:
         return json.load(f)
@@ -165,10 +166,33 @@ def real_part(args):
         aubc.append(f"| {n} | " + " | ".join(
             "{:.4f} ± {:.4f}".format(*mean_sd([x[k] for x in src]))
             for src, k in ((a, "DCG@4"), (a, "NDCG@10"), (f, "DCG@4"), (f, "NDCG@10"))) + " |")
+    aubc.append("\n### Which queries each strategy picked (rounds 1-5, all seeds)\n")
+    aubc.append(picked_table(runs, args.seeds, *_real_pool_stats()))
     plot_curves(runs, args.seeds, STRATEGIES, budgets, os.path.join(DOCS, "ranking_active.png"),
                 "Active learning to rank, lambdarank data")
     dump_runs("real", runs)
     return budgets, curves, rel, "\n".join(aubc)
+
+
+def _real_pool_stats():
+    from ppzoo.ranking.data import read_ltr_file
+    pool = read_ltr_file(os.path.join(os.environ.get("PPZOO_DATA", os.path.join(ROOT, "..", "shared", "data")),
+                                      "ltr", "lambdarank", "rank.train"), num_features=300)
+    return (np.array([len(q) for q in pool]), np.array([q.labels.var() for q in pool]),
+            np.array([q.labels.mean() for q in pool]))
+
+
+def picked_table(runs, seeds, ndocs, label_var, label_mean):
+    """Documents, grade variance and mean grade of the queries each strategy chose (the
+    oracle's grades, looked at only after the runs)."""
+    lines = ["| strategy | documents per picked query | grade variance within the query | mean grade |",
+             "|---|---|---|---|",
+             f"| (pool) | {ndocs.mean():.1f} | {label_var.mean():.3f} | {label_mean.mean():.3f} |"]
+    for n in STRATEGIES:
+        sel = [u for s in range(seeds) for r in runs[(n, s)]["history"][1:] for u in r["selected"]]
+        lines.append(f"| {n} | {ndocs[sel].mean():.1f} | {label_var[sel].mean():.3f} | "
+                     f"{label_mean[sel].mean():.3f} |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -186,7 +210,8 @@ def make_synthetic(folder, seed=0):
 def synthetic_part(args):
     folder = os.path.join(args.work, "synthetic_data")
     train, freq = make_synthetic(folder)
-    pos = np.array([q.features[0, 0] for q in train])  # 0 = rarest .. 1 = most frequent
+    # frequency percentile: 0 = the rarest query of the pool .. 1 = the most frequent
+    pos = np.argsort(np.argsort(freq, kind="stable"), kind="stable") / (len(freq) - 1)
     ndocs = np.array([len(q) for q in train])
     opts = ["model.num_features=20", "train_dataset.num_features=20", "val_dataset.num_features=20",
             f"train_dataset.path={folder}/train.txt", f"val_dataset.path={folder}/test.txt",
@@ -194,7 +219,7 @@ def synthetic_part(args):
     runs = active_part("synthetic", args.syn_seeds, args.work, opts)
     budgets, curves = curves_table(runs, args.syn_seeds, STRATEGIES)
     rel = relative_table(runs, args.syn_seeds, STRATEGIES, budgets)
-    picks = ["| strategy | mean frequency position of picked queries | share from the rarest third | "
+    picks = ["| strategy | mean frequency percentile of picked queries | share from the rarest third | "
              "share from the most frequent third | documents per picked query |",
              "|---|---|---|---|---|",
              f"| (pool) | {pos.mean():.3f} | {np.mean(pos < 1 / 3):.3f} | {np.mean(pos > 2 / 3):.3f} "
@@ -295,7 +320,10 @@ def main():
                    f"test split.\n\n## Budget curves\n\n{curves}\n\n![curves]({os.path.splitext(page)[0]}.png)\n\n"
                    f"## Relative DCG@4 over random at equal budget\n\nMean over seeds of the per-seed "
                    f"relative difference, its sample std, and the paired t-test p-value (the paper "
-                   f"reports +1.38% for RE + alpha * PV).\n\n{rel}\n\n## More\n\n{extra}\n")
+                   f"reports +1.38% for RE + alpha * PV). p: two-sided paired t-test over the seeds, "
+                   f"not corrected for the {(len(STRATEGIES) - 1) * len(budgets)} comparisons of the table.\n\n{rel}\n\n"
+                   f"## More\n\n{extra}\n\nEvery run is stored under `--work`; the script reads "
+                   f"finished runs back instead of training them again.\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from ppzoo.active import ActiveLoop, Oracle, area_under_budget_curve
 from ppzoo.active.loop import ActiveLoopError
 from ppzoo.core import load_config
 from ppzoo.core.errors import ConfigError
+from ppzoo.engine.rundir import RunFolderError
 from ppzoo.engine.trainer import build_trainer
 from ppzoo.ranking.data import write_ltr_file
 from ppzoo.ranking.synthetic import make_queries
@@ -108,8 +109,8 @@ def test_resume_after_a_crash_mid_round_ends_as_an_uninterrupted_run(ltr_files, 
         build_trainer(_cfg(ltr_files, strategy), work_dir=cut).train()
     monkeypatch.setattr(ActiveLoop, "run_round", real_run_round)
     assert _state(cut)["round"] == 1
-    with pytest.raises(ConfigError, match="--resume"):
-        build_trainer(_cfg(ltr_files, strategy), work_dir=cut).train()
+    with pytest.raises(RunFolderError, match="--resume"):  # the engine's run-folder rule
+        build_trainer(_cfg(ltr_files, strategy), work_dir=cut)
     build_trainer(_cfg(ltr_files, strategy), work_dir=cut, resume=True).train()
     a, b = _state(full), _state(cut)
     assert a["labelled"] == b["labelled"]
@@ -117,6 +118,16 @@ def test_resume_after_a_crash_mid_round_ends_as_an_uninterrupted_run(ltr_files, 
     assert not os.path.exists(os.path.join(cut, "rounds", "round_002", "partial"))
     with open(os.path.join(full, "metrics.jsonl")) as f1, open(os.path.join(cut, "metrics.jsonl")) as f2:
         assert f1.read() == f2.read()
+
+
+def test_overwrite_moves_a_finished_run_aside(ltr_files, tmp_path):
+    work = str(tmp_path / "run")
+    cfg = _cfg(ltr_files, {"type": "RandomStrategy"}, budget=8)
+    build_trainer(cfg, work_dir=work).train()
+    first = _state(work)
+    build_trainer(cfg, work_dir=work, overwrite=True).train()
+    assert _state(work)["history"] == first["history"]
+    assert [n for n in os.listdir(tmp_path) if n.startswith("run.old-")]
 
 
 def test_active_config_errors(ltr_files, tmp_path):

@@ -161,3 +161,19 @@ def test_config_errors(tmp_path):
     cfg["active"]["ood"]["ratios"] = 0.2
     with pytest.raises(ConfigError, match="ratio"):
         run(cfg, tmp_path / "z")
+
+
+DATA = os.environ.get("PPZOO_DATA", os.path.join(ROOT, "..", "shared", "data"))
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(DATA, "cifar10", "train")),
+                    reason="CIFAR-10 not found under $PPZOO_DATA (../shared/data)")
+def test_cifar10_config_pool(tmp_path):
+    cfg = load_config(os.path.join(ROOT, "configs/active/cifar10_ood_poal.yml"))
+    for key in ("train_dataset", "val_dataset"):
+        cfg[key]["root"] = os.path.join(DATA, "cifar10", cfg[key]["root"].rsplit("/", 1)[-1])
+    t = ppzoo.build_trainer(cfg, work_dir=str(tmp_path / "c"))
+    assert t.pool_size == 3000 + round(0.3 / 0.7 * 3000) and t.is_ood.sum() == 1286
+    assert np.bincount(t.pool.labels[~t.is_ood]).min() > 400  # about 500 a class
+    assert len(t.val_dataset) == 6000 and set(t.val_dataset.labels.tolist()) == set(range(6))
+    assert t.pool.class_names == ["airplane", "automobile", "bird", "cat", "deer", "dog"]

@@ -162,3 +162,23 @@ def test_text_qa_export_infer_picks_the_dygraph_span(tmp_path, vocab):
     assert len(ds.features) > 1
     assert res[0]["answer"] == best[1] and res[0]["answer"] in ctx
     assert res[0]["score"] == pytest.approx(best[0], abs=1e-4)
+
+
+def test_weights_only_build_keeps_the_pretrained_architecture(tmp_path, vocab):
+    """Export and eval with --weights drop `pretrained` (no weights fetched); `encoder:` naming
+    the same folder still gives the model the pretrained architecture (no weight file read)."""
+    from ppzoo.engine.export import build_for_weights
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps(dict(vocab_size=ENCODER["vocab_size"], hidden_size=24,
+                                                    num_hidden_layers=3, num_attention_heads=2,
+                                                    intermediate_size=48)))
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\ngood cat\t1\n")
+    data = dict(type="GlueTSV", path=str(tmp_path / "dev.tsv"), text_a="sentence", label="label",
+                tokenizer=vocab)
+    cfg = {"trainer": {"type": "FineTuneTrainer"}, "val_dataset": data, "loss": {"type": "CrossEntropyLoss"},
+           "model": {"type": "TransformerClassifier", "num_classes": 2, "pretrained": str(hf),
+                     "encoder": str(hf)},
+           "train": {"input_keys": ["input_ids", "token_type_ids"]}, "output_dir": str(tmp_path)}
+    model = build_for_weights(cfg).model  # the folder holds no weights: reading them would fail
+    assert model.num_layers == 3 and model.hidden_size == 24

@@ -288,3 +288,15 @@ def test_export_and_infer_match_dygraph(tmp_path, model):
         got = np.array([d["score"] for d in ranked])
         np.testing.assert_allclose(got, ref[[d["doc"] for d in ranked]], atol=1e-5)
         assert (np.diff(got) <= 0).all()  # best first
+
+
+def test_synthetic_queries_have_a_frequency_structure():
+    queries, freq = make_queries(num_queries=120, num_features=6, seed=0)
+    ndocs = np.array([len(q) for q in queries])
+    assert np.corrcoef(np.log(freq), ndocs)[0, 1] > 0.5  # frequent queries have more documents
+    head = queries[int(np.argmax(freq))]
+    assert head.features[0, 0] == pytest.approx(1.0)  # feature 1: normalised log-frequency
+    test, _ = make_queries(num_queries=60, num_features=6, seed=1)
+    for split in (queries, test):
+        grades = np.bincount(np.concatenate([q.labels for q in split]), minlength=5)
+        assert len(grades) == 5 and (grades > 0).all()

@@ -38,6 +38,7 @@ from ..core.builder import DATASETS, TRAINERS
 from ..core.config import check_keys
 from ..core.errors import ConfigError, PPZooError
 from ..engine import checkpoint as ckpt
+from ..engine import rundir
 from ..engine.hooks import Hook
 from ..engine.trainer import Trainer, build_trainer, setup_logger
 from .strategies import STRATEGIES
@@ -165,7 +166,7 @@ class ActiveLoop(Trainer):
     #: keys of the ``active:`` section; subclasses add their own
     active_keys = ACTIVE_KEYS
 
-    def __init__(self, cfg, work_dir=None, resume=False, build_train=True):
+    def __init__(self, cfg, work_dir=None, resume=False, build_train=True, overwrite=False):
         super().__init__(cfg, work_dir=work_dir, resume=False, build_train=False)
         self.active_cfg = dict(cfg.get("active") or {})
         check_keys(self.active_cfg, self.active_keys, "active.", self.source)
@@ -194,6 +195,14 @@ class ActiveLoop(Trainer):
             if self.initial > self.pool_size:
                 raise ConfigError(f"{self.source}: active.initial={self.initial} exceeds the pool "
                                   f"of {self.pool_size} units")
+            # the engine's run-folder rule: a fresh run needs an unused folder (``overwrite``
+            # moves a used one aside), a resumed one a folder no live process holds
+            if resume and overwrite:
+                raise ConfigError("--resume and --overwrite exclude each other")
+            if resume:
+                rundir.check_not_in_use(self.work_dir)
+            else:
+                rundir.check_new_run_folder(self.work_dir, overwrite=overwrite)
             os.makedirs(self.work_dir, exist_ok=True)
             self.logger = setup_logger(self.work_dir, name="ppzoo.active", rank=self.rank)
 

@@ -78,10 +78,11 @@ class ActiveLearningTrainer(ActiveLoop):
     docs/active.md for the ``active:`` keys."""
     active_keys = ACTIVE_KEYS | {"ood", "candidates", "warm_start", "query_batch_size"}
 
-    def __init__(self, cfg, work_dir=None, resume=False, build_train=True):
+    def __init__(self, cfg, work_dir=None, resume=False, build_train=True, overwrite=False):
         a = dict(cfg.get("active") or {})
         cfg = _with_ood(cfg, a.get("ood"), cfg.get("_file_", "<config>"))
-        super().__init__(cfg, work_dir=work_dir, resume=resume, build_train=build_train)
+        super().__init__(cfg, work_dir=work_dir, resume=resume, build_train=build_train,
+                         overwrite=overwrite)
         a = self.active_cfg
         self.max_candidates = int(a["candidates"]) if a.get("candidates") else None
         self.warm_start = bool(a.get("warm_start", False))

@@ -15,11 +15,11 @@ in the config.  The interface is small:
     the config, the val dataset and its first sample as ``load`` returns it (before
     transforms; either may be None); ``export.reader`` / ``export.postprocess`` of the
     config are merged on top.
-``expand(files) -> list[str]`` (optional)
-    the inputs the files hold, default the files themselves; a task whose files hold many
-    records (text: one per line) returns one name per record, e.g. ``reviews.tsv:3``.
+``list_inputs(path) -> list[str]`` (optional)
+    the inputs under ``--input``, default its files; a task whose files hold many records
+    (text: one per line) returns one name per record, e.g. ``reviews.tsv:3``.
 ``read(path) -> dict``
-    one input (a file, or a name ``expand`` returned) as a sample dict, the same form the dataset's ``load`` returns
+    one input (a file, or a name ``list_inputs`` returned) as a sample dict, the same form the dataset's ``load`` returns
     (raise ``DataError`` naming the file when it cannot be read).
 ``preprocess(sample) -> dict``
     default: the val transforms saved in ``deploy.yml``.

@@ -64,6 +64,16 @@ def lock_is_live(info):
     return info["pid"] != os.getpid() and _pid_alive(info["pid"])
 
 
+def check_not_in_use(work_dir, info=None):
+    """Raise RunFolderError if a live process (another than this one) holds the folder's lock."""
+    info = info if info is not None else read_lock(work_dir)
+    if lock_is_live(info):
+        raise RunFolderError(
+            f"{work_dir} is in use by another run (pid {info['pid']} on {info['host']}, "
+            f"started {info.get('started', '?')}); wait for it to finish or choose another "
+            f"--save-dir (if that process is gone, delete {os.path.join(work_dir, LOCK_NAME)})")
+
+
 class RunLock:
     """``<work_dir>/.lock`` held by this process; released by ``release()``."""
 
@@ -82,12 +92,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 info = read_lock(self.work_dir)
-                if lock_is_live(info):
-                    raise RunFolderError(
-                        f"{self.work_dir} is in use by another run (pid {info['pid']} on "
-                        f"{info['host']}, started {info.get('started', '?')}); wait for it to "
-                        f"finish or choose another --save-dir (if that process is gone, delete "
-                        f"{self.path})") from None
+                check_not_in_use(self.work_dir, info)
                 if info and info.get("pid") != os.getpid():
                     self.stale = info
                 try:
@@ -140,10 +145,7 @@ def check_new_run_folder(work_dir, overwrite=False):
     entries = run_entries(work_dir)
     if not entries:
         return None
-    info = read_lock(work_dir)
-    if lock_is_live(info):
-        raise RunFolderError(f"{work_dir} is in use by another run (pid {info['pid']} on "
-                             f"{info['host']}); choose another --save-dir")
+    check_not_in_use(work_dir)
     if not overwrite:
         shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
         raise RunFolderError(
@@ -220,12 +222,6 @@ def check_resume(work_dir, cfg):
             f"{'; '.join(bad)} (allowed changes: train.epochs/iters, intervals, eval.*, "
             f"val_dataset, metrics, hooks, optimizer arguments; start a new run for the rest)")
     return ok
-
-
-def clean_temp_checkpoints(work_dir):
-    """Remove ``<ckpt>.tmp-<pid>`` folders left by killed processes."""
-    from .checkpoint import remove_stale_temps
-    remove_stale_temps(work_dir)
 
 
 def truncate_metrics(path, upto_iter):

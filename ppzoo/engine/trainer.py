@@ -152,11 +152,7 @@ class Trainer:
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite exclude each other")
         if resume:
-            info = rundir.read_lock(self.work_dir)
-            if rundir.lock_is_live(info):
-                raise rundir.RunFolderError(
-                    f"{self.work_dir} is in use by another run (pid {info['pid']} on "
-                    f"{info['host']}); it cannot be resumed while that run trains")
+            rundir.check_not_in_use(self.work_dir)
             return self._check_resume_folder()
         moved = rundir.check_new_run_folder(self.work_dir, overwrite=overwrite)
         if moved:

@@ -122,10 +122,21 @@ def build_encoder(pretrained=None, config=None, load_weights=True):
     """(PaddleNLP encoder, info dict) from a pretrained spec or a plain BERT config dict.
 
     ``config`` (BertConfig keywords) builds a randomly initialised BERT, for tests and for
-    training from scratch.  A local Hugging Face folder is converted on load.
+    training from scratch; a string ``config`` (a folder or ``pkg://`` spec) takes the
+    architecture of that folder's ``config.json``, also randomly initialised.  A local Hugging Face folder is converted on load.
     """
     import paddle
     from paddlenlp.transformers import BertConfig, BertModel
+    if pretrained is None and isinstance(config, str):
+        # the architecture of a pretrained folder, randomly initialised: what a model built
+        # to receive trained weights (export, eval --weights) needs when `pretrained` is dropped
+        path = resolve_path(config)
+        if path is None:
+            raise ConfigError(f"model.encoder {config!r}: a string names a local Hugging Face "
+                              "folder or pkg:// folder whose config.json gives the architecture")
+        hf = read_hf_config(path)
+        return BertModel(BertConfig(**paddle_bert_config(hf))), {"source": path,
+                                                                 "hidden_size": hf["hidden_size"]}
     if pretrained is None:
         if not config:
             raise ConfigError("model: give `pretrained` (a PaddleNLP name or a local folder) "

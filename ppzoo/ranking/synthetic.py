@@ -12,8 +12,8 @@ query the way it does in search data:
 * feature 1 is the query's normalised log-frequency (a query-level feature, as LETOR sets
   carry), the others are document features in [0, 1].
 
-Grades 0..4 come from the noisy relevance by fixed quantile cut points over all
-documents.  ``make_queries`` returns :class:`~ppzoo.ranking.data.Query` objects and the
+Grades 0..4 come from the noisy relevance by fixed cut points (quantiles of the shared
+model's relevance over a large reference sample), the same for every split.  ``make_queries`` returns :class:`~ppzoo.ranking.data.Query` objects and the
 frequencies; ``write_ltr_file`` stores them.
 """
 import numpy as np
@@ -24,14 +24,17 @@ GRADE_QUANTILES = (0.35, 0.7, 0.88, 0.97)
 
 
 def make_queries(num_queries=200, num_features=20, seed=0, zipf=1.1, min_docs=4, max_docs=30,
-                 tail_shift=1.5, noise=0.3):
+                 tail_shift=1.5, noise=0.3, world_seed=0):
+    """``world_seed`` fixes the shared relevance model and the grade cut points, so a train
+    and a test split drawn with different ``seed`` rank by the same function."""
+    world = np.random.default_rng(world_seed)
+    w = world.normal(size=num_features - 1)
+    w /= np.linalg.norm(w)
     rng = np.random.default_rng(seed)
     ranks = rng.permutation(num_queries) + 1
     freq = ranks.astype(np.float64) ** -float(zipf)
     logf = np.log(freq)
     pos = (logf - logf.min()) / max(logf.max() - logf.min(), 1e-12)  # 0 tail .. 1 head
-    w = rng.normal(size=num_features - 1)
-    w /= np.linalg.norm(w)
     rel, feats = [], []
     for q in range(num_queries):
         n = int(np.clip(round(min_docs + (max_docs - min_docs) * pos[q] + rng.normal(0, 2)),
@@ -42,7 +45,9 @@ def make_queries(num_queries=200, num_features=20, seed=0, zipf=1.1, min_docs=4,
         r = (x - 0.5) @ wq * 3.0 + rng.normal(0, noise, size=n)
         feats.append(np.hstack([np.full((n, 1), pos[q]), x]).astype(np.float32))
         rel.append(r)
-    cuts = np.quantile(np.concatenate(rel), GRADE_QUANTILES)
+    # cut points from a large reference sample of the world's documents, not of this split
+    ref = (world.uniform(size=(20000, num_features - 1)) - 0.5) @ w * 3.0 + world.normal(0, noise, 20000)
+    cuts = np.quantile(ref, GRADE_QUANTILES)
     queries = [Query(str(q), feats[q], np.searchsorted(cuts, rel[q]).astype(np.int64),
                      np.arange(1, len(rel[q]) + 1)) for q in range(num_queries)]
     return queries, freq

@@ -48,10 +48,11 @@ class _PaddleSegWrapper(nn.Layer):
         return list(outs) if self.training else outs[0]
 
 
-# ImageNet weights PaddleSeg's configs start these backbones from (its own URLs)
+# ImageNet weights PaddleSeg's configs start these backbones from: entries of the weights
+# table (ppzoo/hub/weights.yml) that hold PaddleSeg's own URLs
 BACKBONE_IMAGENET = {
-    "ResNet50_vd": "https://bj.bcebos.com/paddleseg/dygraph/resnet50_vd_ssld_v2.tar.gz",
-    "HRNet_W18": "https://bj.bcebos.com/paddleseg/dygraph/hrnet_w18_ssld.tar.gz",
+    "ResNet50_vd": "resnet50_vd_ssld_v2_paddleseg",
+    "HRNet_W18": "hrnet_w18_ssld_paddleseg",
 }
 
 

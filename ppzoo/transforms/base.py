@@ -42,8 +42,8 @@ class Compose:
         return len(self.transforms)
 
 
-#: "auto": OpenCV for PNG (lossless, so the same pixels as PIL, about 1.7x faster for a
-#: 480x360 frame), PIL for the rest; "pil": PIL for every file
+#: "auto": OpenCV for PNG (lossless, so the same pixels as PIL; 1.16x CamVid samples per
+#: CPU second in benchmarks/bench_data.py), PIL for the rest; "pil": PIL for every file
 IMAGE_BACKEND = "auto"
 _HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
