@@ -2,7 +2,7 @@
 of teacher replicas, for online distillation, edl and the student alone.
 
     PPZOO_CPU_THREADS=1 nice -n 5 python benchmarks/distill_sweep.py \
-        [--latency-ms 0 1 2 4 8] [--replicas 1 2 4] [--iters 40]
+        [--latency-ms 0 1 2 4 8] [--replicas 1 2 4] [--iters 30] [--repeats 3]
 
 The teacher's cost is set with ``distill.simulated_ms_per_sample``: a labelled benchmark
 knob that makes the teacher sleep that many milliseconds per sample after its forward
@@ -63,8 +63,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency-ms", type=float, nargs="+", default=[0, 1, 2, 4, 8])
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
-    ap.add_argument("--iters", type=int, default=40)
+    ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--teacher-width", type=int, default=64)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/distill_sweep.md"))
     args = ap.parse_args()
@@ -91,41 +92,56 @@ def main():
               "distill.worker_cpus=0.5", *quiet]
     edl = os.path.join(ROOT, "configs/distill/digits_edl.yml")
     online = os.path.join(ROOT, "configs/distill/digits_online.yml")
-    rows, k = [], 0
+    k = 0
 
     def name():
         nonlocal k
         k += 1
         return f"name=run{k}"
 
-    alone = load_config(edl, common + ["trainer.type=Trainer", name()])
-    alone.pop("distill")
-    alone["loss"] = {"type": "CrossEntropyLoss"}
-    alone_sps, _ = timed(alone, args.warmup)
-    print(f"alone {alone_sps:.1f} samples/s", flush=True)
-    for ms in args.latency_ms:
+    def cfg_of(cell):
+        kind, ms, r = cell
+        if kind == "alone":
+            c = load_config(edl, common + ["trainer.type=Trainer", name()])
+            c.pop("distill")
+            c["loss"] = {"type": "CrossEntropyLoss"}
+            return c
         lat = [f"distill.simulated_ms_per_sample={ms}"]
-        sps, _ = timed(load_config(online, common + lat + [name()]), args.warmup)
-        row = {"ms": ms, "online": sps}
-        print(f"{ms} ms online {sps:.1f}", flush=True)
-        for r in args.replicas:
-            cfg = load_config(edl, common + lat + [f"distill.num_workers={r}",
-                                                   f"distill.min_workers={r}",
-                                                   f"distill.max_in_flight={2 * r + 2}",
-                                                   name()])
-            sps, stats = timed(cfg, args.warmup)
-            row[r] = sps
-            print(f"{ms} ms edl x{r} {sps:.1f} {stats.get('per_worker')}", flush=True)
-        rows.append(row)
+        if kind == "online":
+            return load_config(online, common + lat + [name()])
+        return load_config(edl, common + lat + [f"distill.num_workers={r}",
+                                                f"distill.min_workers={r}",
+                                                f"distill.max_in_flight={2 * r + 2}", name()])
 
+    cells = [("alone", 0, 0)] + [(kind, ms, r) for ms in args.latency_ms
+                                 for kind, r in [("online", 0)] + [("edl", r)
+                                                                   for r in args.replicas]]
+    res = {c: [] for c in cells}
+    for rep in range(args.repeats):             # round robin: load changes hit every cell
+        for cell in cells:
+            sps, stats = timed(cfg_of(cell), args.warmup)
+            res[cell].append(sps)
+            print(f"repeat {rep} {cell} {sps:.1f} samples/s {stats.get('per_worker', '')}",
+                  flush=True)
+    med = {c: float(np.median(v)) for c, v in res.items()}
+
+    def fmt(c):
+        v = res[c]
+        return f"{med[c]:.0f}" + (f" [{min(v):.0f}-{max(v):.0f}]" if len(v) > 1 else "")
+
+    alone_sps = med[("alone", 0, 0)]
+    rows = [{"ms": ms, "online": med[("online", ms, 0)],
+             **{r: med[("edl", ms, r)] for r in args.replicas}} for ms in args.latency_ms]
     head = ("| teacher latency (simulated, ms/sample) | online | "
             + " | ".join(f"edl x{r}" for r in args.replicas)
             + " | " + " | ".join(f"edl x{r} / online" for r in args.replicas) + " |")
     lines = [head, "|" + "---|" * (2 + 2 * len(args.replicas))]
-    for row in rows:
-        lines.append(f"| {row['ms']:g} | {row['online']:.0f} | "
-                     + " | ".join(f"{row[r]:.0f}" for r in args.replicas) + " | "
-                     + " | ".join(f"{row[r] / row['online']:.2f}x" for r in args.replicas) + " |")
+    for ms in args.latency_ms:
+        on = med[("online", ms, 0)]
+        lines.append(f"| {ms:g} | {fmt(('online', ms, 0))} | "
+                     + " | ".join(fmt(("edl", ms, r)) for r in args.replicas) + " | "
+                     + " | ".join(f"{med[('edl', ms, r)] / on:.2f}x" for r in args.replicas)
+                     + " |")
     plot = os.path.splitext(args.out)[0] + ".png"
     try:
         import matplotlib
@@ -151,8 +167,9 @@ def main():
     body = (f"Student SmallCNN width 8 on the digits, batch 64; teacher SmallCNN width "
             f"{args.teacher_width} (Paddle Inference, 1 thread) plus the simulated latency; "
             f"{total} iterations per run, timed from iteration {args.warmup} to the "
-            f"last-but-one (start-up, eval and checkpoints excluded); one run per cell.\n\n"
-            f"Student alone: **{alone_sps:.0f} samples/s**.\n\n" + plot_line
+            f"last-but-one (start-up, eval and checkpoints excluded); median of "
+            f"{args.repeats} round-robin repeats per cell, [min-max] beside it.\n\n"
+            f"Student alone: **{fmt(('alone', 0, 0))} samples/s**.\n\n" + plot_line
             + "\n".join(lines) + "\n")
     cmd = "PPZOO_CPU_THREADS=1 nice -n 5 python benchmarks/distill_sweep.py " + " ".join(
         sys.argv[1:])

@@ -21,18 +21,9 @@ from ppzoo.distill import pool as pool_mod  # noqa: E402
 from ppzoo.distill.pool import TeacherPool, TeacherService, TeacherStartError  # noqa: E402
 from ppzoo.distill.reader import EDLReader  # noqa: E402
 from ppzoo.engine.export import build_for_weights, export_from_config  # noqa: E402
-from ppzoo.engine.hooks import Hook  # noqa: E402
 from ppzoo.engine.trainer import build_trainer  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="ppzoo",
-             runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
-    yield
-    ray.shutdown()
+from test_distill_edl import ROOT, _StopAt, ray_local  # noqa: E402,F401  (one Ray per module)
 
 
 @pytest.fixture(scope="module")
@@ -319,17 +310,6 @@ def test_ray_missing_is_one_config_error_before_the_model_is_built(tmp_path, tea
 
 
 # ------------------------------------------------------------------ the service
-class _StopAt(Hook):
-    priority = 90
-
-    def __init__(self, at):
-        self.at = at
-
-    def after_iter(self, trainer):
-        if trainer.iter == self.at:
-            trainer.stop_requested = True
-
-
 def test_service_is_shared_by_two_students_and_outlives_them(ray_local, teacher, tmp_path):
     svc = TeacherService("svc-test", teacher["dir"], worker_cpus=0.5)
     try:
