@@ -44,8 +44,8 @@ def teacher(tmp_path_factory):
     return {"dir": export_dir, "x": x, "expect": expect, "cfg": cfg}
 
 
-def _batches(x, size=8):
-    return [{"image": x[i:i + size]} for i in range(0, len(x), size)]
+def _batches(x, size=8, key="image"):
+    return [{key: x[i:i + size]} for i in range(0, len(x), size)]
 
 
 class _Capture(logging.Handler):
@@ -190,6 +190,48 @@ def test_teacher_that_raises_is_retried_then_one_clear_error(ray_local):
     reader = EDLReader(_FakePool([_Flaky.remote(100)]), ["x"], request_size=3, max_retries=2)
     with pytest.raises(DataError, match="teacher blew up"):
         list(reader.read([{"x": x}]))
+
+
+class _Tap:
+    """A worker handle whose calls are remembered, to make some of them 'unavailable'."""
+
+    def __init__(self, actor, refs):
+        self.actor, self.refs = actor, refs
+
+    @property
+    def infer(self):
+        tap = self
+
+        class _M:
+            @staticmethod
+            def remote(*args):
+                ref = tap.actor.infer.remote(*args)
+                tap.refs.append(ref)
+                return ref
+        return _M
+
+
+def test_temporarily_unavailable_worker_is_kept_while_it_answers_again(ray_local, monkeypatch):
+    from ray.exceptions import ActorUnavailableError
+    refs0 = []
+    pool = _FakePool([_Tap(_Flaky.remote(0), refs0), _Flaky.remote(0)])
+    real_get, failed = ray.get, []
+
+    def get(ref, *a, **k):      # the first two answers of worker 0: "temporarily unavailable"
+        if any(ref == r for r in refs0) and len(failed) < 2:
+            failed.append(ref)
+            raise ActorUnavailableError("connection reset", b"0" * 16)
+        return real_get(ref, *a, **k)
+
+    monkeypatch.setattr(ray, "get", get)
+    x = np.arange(96, dtype=np.float32).reshape(48, 2)
+    reader = EDLReader(pool, ["x"], request_size=2, max_in_flight=4, replace_after_s=60,
+                       request_timeout_s=30)
+    out = np.concatenate([b["teacher"].numpy() for b in reader.read(_batches(x, 8, "x"))])
+    np.testing.assert_array_equal(out, x * 2)
+    assert reader.unavailable == 2 and reader.resent == 2
+    assert sorted(pool.workers) == [0, 1]                  # not replaced
+    assert reader.per_worker[0] > 0                         # and it got work again
 
 
 def test_zero_teachers_logs_while_waiting_and_continues_when_one_joins(ray_local, teacher):

@@ -255,7 +255,7 @@ class TeacherPool:
         import ray
         names = service_worker_names(self.service)
         for name, wid in names.items():
-            if wid not in self.workers and wid not in self.dead:
+            if wid not in self.workers:     # new, or restarted by Ray after a failure
                 try:
                     self.workers[wid] = ray.get_actor(name, namespace=NAMESPACE)
                 except ValueError:      # gone between listing and lookup

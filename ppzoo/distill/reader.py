@@ -65,7 +65,8 @@ class EDLReader:
     first answer wins and later copies are dropped (``late_dropped``).  The slow copy
     no longer counts against ``max_in_flight``, so a hung worker cannot stall the
     student.  A worker that timed out or was reported temporarily unavailable gets no
-    new request while others are healthy; if it answers again it is trusted again, if
+    new request while it holds unanswered calls and others are healthy, then one at a
+    time as a probe; if it answers again it is trusted again, if
     it stays silent for ``replace_after_s`` it is killed (freeing its resources) and
     replaced.  A teacher that raises is retried on other workers, up to
     ``max_retries`` times per request, then a ``DataError`` stops training.
@@ -197,7 +198,9 @@ class EDLReader:
                 if rid not in requests:      # answered by an earlier copy meanwhile
                     continue
                 holders = {inflight.get(r, stale.get(r, (0, None)))[1] for r in requests[rid].refs}
-                healthy = [w for w in live if w not in trouble] or live
+                # a worker in trouble gets one request at a time (a probe) once its
+                # earlier calls came back; one still holding unanswered calls gets none
+                healthy = [w for w in live if w not in trouble or load[w] == 0] or live
                 choice = [w for w in healthy if w not in holders] or healthy
                 wid = min(choice, key=lambda w: (load[w], (w + self.rank) % max(len(live), 1)))
                 try:
