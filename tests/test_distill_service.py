@@ -399,3 +399,42 @@ def test_service_is_shared_by_two_students_and_outlives_them(ray_local, teacher,
             TeacherPool.connect("svc-test")
     finally:
         svc.stop()
+
+
+def test_service_survives_a_killed_student_process_and_serves_its_resume(ray_local, teacher,
+                                                                        tmp_path):
+    """A real student process (tools/train.py) joins the service through the cluster's
+    address, is SIGKILLed mid-run, and is resumed: the same loaded workers serve both."""
+    import subprocess
+    import sys
+    svc = TeacherService("svc-kill", teacher["dir"], worker_cpus=0.5)
+    try:
+        svc.scale(1)
+        before = svc.info()
+        cmd = [sys.executable, os.path.join(ROOT, "tools/train.py"),
+               "-c", os.path.join(ROOT, "configs/distill/digits_service.yml"), "--opts",
+               "distill.service=svc-kill", f"output_dir={tmp_path}",
+               f"distill.ray_address={ray.get_runtime_context().gcs_address}",
+               "distill.simulated_ms_per_sample=2", "train.iters=40",
+               "train.checkpoint_interval=3", "train.eval_interval=1000"]
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        run_dir = tmp_path / "distill_digits_service"
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            assert pool_mod.wait_for(lambda: (run_dir / "latest").exists(), timeout=120)
+        finally:
+            proc.kill()
+            proc.wait()
+        mid = svc.info()
+        assert {w: i["pid"] for w, i in mid.items()} == {w: i["pid"] for w, i in before.items()}
+        assert mid[0]["served"] > 0
+        done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True,
+                              timeout=240)
+        assert done.returncode == 0, done.stderr[-2000:]
+        after = svc.info()
+        assert after[0]["pid"] == before[0]["pid"]                       # not reloaded
+        assert after[0]["loaded_at"] == before[0]["loaded_at"]
+        assert after[0]["served"] > mid[0]["served"]
+    finally:
+        svc.stop()
