@@ -220,7 +220,7 @@ class TeacherPool:
         self.retired = []                   # ids killed after they stopped answering
         self._next_id = 0
         self._loading = {}                  # ready() ref -> worker id, for workers still loading
-        self.loaded = set()                 # ids of workers known to have loaded the teacher
+        self.loaded = {}                    # worker id -> when it was seen to have loaded
         self.min_workers = int(min_workers)
         if _connect:
             init_ray(ray_address or "auto", None, connect_timeout_s)
@@ -287,22 +287,23 @@ class TeacherPool:
             new.append(wid)
         if wait and new:
             self._await_ready(new, names)
-            self.loaded.update(new)
+            self.loaded.update({w: time.time() for w in new})
         else:
             self._loading.update({self.workers[w].ready.remote(): w for w in new})
         return new
 
-    def is_loaded(self, wid):
-        """True once worker ``wid`` has loaded the teacher (a service's workers always
-        have); until then the reader gives its requests the start-up deadline."""
-        if not self.owned or wid in self.loaded:
-            return True
-        if self._loading:
+    def loaded_since(self, wid):
+        """When worker ``wid`` was first seen to have loaded the teacher (0 for a
+        service's workers, loaded before any student came), or None while it is still
+        loading: the reader's deadlines for a worker start when it has loaded."""
+        if not self.owned:
+            return 0.0
+        if wid not in self.loaded and self._loading:
             import ray
             done, _ = ray.wait(list(self._loading), num_returns=len(self._loading), timeout=0)
             for ref in done:
-                self.loaded.add(self._loading.pop(ref))
-        return wid in self.loaded
+                self.loaded[self._loading.pop(ref)] = time.time()
+        return self.loaded.get(wid)
 
     def _await_ready(self, wids, names=None):
         """Wait until ``wids`` loaded the model; replace a worker that dies while starting

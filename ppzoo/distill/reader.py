@@ -68,8 +68,9 @@ class EDLReader:
     new request while it holds unanswered calls and others are healthy, then one at a
     time as a probe; if it answers again it is trusted again, if
     it stays silent for ``replace_after_s`` it is killed (freeing its resources) and
-    replaced.  A teacher that raises is retried on other workers, up to
-    ``max_retries`` times per request, then a ``DataError`` stops training.
+    replaced.  A teacher that raises (or a worker that dies) is retried on other workers,
+    up to ``max_retries`` times per request, then a ``DataError`` stops training; missed
+    deadlines do not count (a hung worker is handled by replacement, not by giving up).
     """
 
     def __init__(self, pool, input_keys, request_size=32, max_in_flight=4, prefetch=2,
@@ -163,9 +164,9 @@ class EDLReader:
                 requests[rid].refs.discard(ref)
             return rid, wid, sent
 
-        def retry(rid, why):
+        def retry(rid, why, count=True):
             req = requests[rid]
-            req.tries += 1
+            req.tries += int(count)
             if req.tries > self.max_retries:
                 raise DataError(f"teacher request {rid} failed {req.tries} times, last: {why}; "
                                 f"giving up (distill.max_retries)")
@@ -232,15 +233,19 @@ class EDLReader:
             # move calls past their deadline aside and send the request again
             limit = self.timeout()
             for ref, (rid, wid, sent) in list(inflight.items()):
-                if now - sent > limit and (now - sent > self.first_timeout_s or
-                                           wid in answered or self.pool.is_loaded(wid)):
+                start = sent
+                if now - sent > limit and wid not in answered:
+                    since = self.pool.loaded_since(wid)   # the clock starts once loaded
+                    start = max(sent, since) if since is not None else \
+                        sent + self.first_timeout_s - limit
+                if now - start > limit:
                     stale[ref] = inflight.pop(ref)
-                    trouble.setdefault(wid, sent + limit)
+                    trouble.setdefault(wid, start + limit)
                     self.timeouts += 1
                     if rid in requests and not any(r in inflight for r in requests[rid].refs):
                         self._log(f"teacher request {rid} on worker {wid} passed its "
                                   f"{limit:.2f} s deadline; sent again")
-                        retry(rid, f"no answer within {limit:.2f} s")
+                        retry(rid, f"no answer within {limit:.2f} s", count=False)
             for wid, since in list(trouble.items()):
                 if now - since > self.replace_after_s and wid in self.pool.workers:
                     self._log(f"teacher worker {wid} silent for {now - since:.1f} s; replaced")
