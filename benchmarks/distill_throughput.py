@@ -54,7 +54,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/distill.md"))
     args = ap.parse_args()
     import paddle
-    paddle.set_num_threads(1) if hasattr(paddle, "set_num_threads") else None
+    from ppzoo.engine.cpu import tune_cpu
+    tune_cpu(1)     # paddle.base.core.set_num_threads: one thread for the student's kernels
     from ppzoo.core.config import load_config
     from ppzoo.engine.export import export_from_config
     from ppzoo.engine.trainer import build_trainer

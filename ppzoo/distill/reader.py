@@ -42,6 +42,13 @@ def _to_tensor(soft):
     return paddle.to_tensor(soft)
 
 
+class _Request:
+    __slots__ = ("pending", "part", "inputs", "tries", "refs")
+
+    def __init__(self, pending, part, inputs):
+        self.pending, self.part, self.inputs, self.tries, self.refs = pending, part, inputs, 0, set()
+
+
 class _Pending:
     __slots__ = ("batch", "parts", "left")
 
@@ -50,10 +57,26 @@ class _Pending:
 
 
 class EDLReader:
-    """Soft labels from an elastic :class:`~ppzoo.distill.pool.TeacherPool`."""
+    """Soft labels from an elastic :class:`~ppzoo.distill.pool.TeacherPool`.
+
+    Deadlines: a request unanswered after ``request_timeout_s`` (default: adaptive,
+    ``timeout_factor`` x the median answer time so far, at least ``min_timeout_s``;
+    ``first_timeout_s`` until the first answers) is sent again to another worker; the
+    first answer wins and later copies are dropped (``late_dropped``).  The slow copy
+    no longer counts against ``max_in_flight``, so a hung worker cannot stall the
+    student.  A worker that timed out or was reported temporarily unavailable gets no
+    new request while it holds unanswered calls and others are healthy, then one at a
+    time as a probe; if it answers again it is trusted again, if
+    it stays silent for ``replace_after_s`` it is killed (freeing its resources) and
+    replaced.  A teacher that raises (or a worker that dies) is retried on other workers,
+    up to ``max_retries`` times per request, then a ``DataError`` stops training; missed
+    deadlines do not count (a hung worker is handled by replacement, not by giving up).
+    """
 
     def __init__(self, pool, input_keys, request_size=32, max_in_flight=4, prefetch=2,
-                 control_file=None, poll_s=1.0, logger=None, max_retries=20):
+                 control_file=None, poll_s=1.0, logger=None, max_retries=5,
+                 request_timeout_s=None, first_timeout_s=60.0, min_timeout_s=1.0,
+                 timeout_factor=10.0, replace_after_s=30.0, wait_log_s=5.0, rank=0):
         self.pool, self.input_keys = pool, list(input_keys)
         self.request_size = int(request_size)
         self.max_in_flight = max(int(max_in_flight), 1)
@@ -61,19 +84,33 @@ class EDLReader:
         self.control_file, self.poll_s = control_file, float(poll_s)
         self.logger = logger
         self.max_retries = int(max_retries)
-        self.resent = 0            # requests sent again after a worker died or left
+        self.request_timeout_s = None if request_timeout_s is None else float(request_timeout_s)
+        self.first_timeout_s, self.min_timeout_s = float(first_timeout_s), float(min_timeout_s)
+        self.timeout_factor, self.replace_after_s = float(timeout_factor), float(replace_after_s)
+        self.wait_log_s, self.rank = float(wait_log_s), int(rank)
+        self.resent = 0            # requests sent again (worker died, left, timed out, raised)
+        self.timeouts = 0          # requests that passed their deadline
+        self.late_dropped = 0      # answers that came after another copy was answered
+        self.unavailable = 0       # calls answered with "temporarily unavailable"
         self.per_worker = collections.Counter()   # samples answered, by worker id
         self.wait_s = 0.0          # time the student spent waiting for soft labels
+        self.latencies = collections.deque(maxlen=64)
         self._last_poll = 0.0
         self._control_value = None
 
     # -------------------------------------------------------------- elasticity
     def _poll_control(self):
-        """``echo N > <control_file>`` resizes the pool to N workers while training runs."""
+        """``echo N > <control_file>`` resizes the pool to N workers while training runs;
+        a service's worker list is refreshed at the same pace."""
         now = time.time()
-        if not self.control_file or now - self._last_poll < self.poll_s:
+        if now - self._last_poll < self.poll_s:
             return
         self._last_poll = now
+        if not self.pool.owned:
+            self.pool.refresh()
+            return
+        if not self.control_file:
+            return
         try:
             with open(self.control_file, encoding="utf-8") as f:
                 text = f.read().strip()
@@ -94,19 +131,48 @@ class EDLReader:
         if self.logger:
             self.logger.info(msg)
 
+    def timeout(self):
+        """The current per-request deadline in seconds."""
+        if self.request_timeout_s is not None:
+            return self.request_timeout_s
+        if len(self.latencies) < 3:
+            return self.first_timeout_s
+        return max(self.min_timeout_s, self.timeout_factor * float(np.median(self.latencies)))
+
     # -------------------------------------------------------------- reading
     def read(self, batches):
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
         it = iter(batches)
         exhausted = False
         pending = collections.deque()        # _Pending, in student order
         queue = collections.deque()          # request ids waiting for a worker
-        requests = {}                        # rid -> (pending, part, inputs, tries)
-        inflight = {}                        # ObjectRef -> (rid, wid)
-        load = collections.Counter()         # requests in flight per worker
+        requests = {}                        # rid -> _Request (until answered)
+        inflight = {}                        # ObjectRef -> (rid, wid, sent at): within deadline
+        stale = {}                           # ObjectRef -> (rid, wid, sent at): past it / answered
+        load = collections.Counter()         # calls outstanding per worker (both kinds)
+        trouble = {}                         # wid -> time it first missed a deadline
+        answered = set()                     # workers that answered (past their start-up)
         next_rid = 0
+        last_wait_log = time.time()
+
+        def settle(ref):
+            rid, wid, sent = inflight.pop(ref, None) or stale.pop(ref)
+            load[wid] -= 1
+            if rid in requests:
+                requests[rid].refs.discard(ref)
+            return rid, wid, sent
+
+        def retry(rid, why, count=True):
+            req = requests[rid]
+            req.tries += int(count)
+            if req.tries > self.max_retries:
+                raise DataError(f"teacher request {rid} failed {req.tries} times, last: {why}; "
+                                f"giving up (distill.max_retries)")
+            queue.appendleft(rid)
+            self.resent += 1
+
         while True:
             self._poll_control()
             while not exhausted and len(pending) < self.prefetch:
@@ -121,17 +187,31 @@ class EDLReader:
                 p = _Pending(batch, len(starts))
                 pending.append(p)
                 for part, s in enumerate(starts):
-                    requests[next_rid] = (p, part, [x[s:s + self.request_size] for x in inputs], 0)
+                    requests[next_rid] = _Request(p, part,
+                                                  [x[s:s + self.request_size] for x in inputs])
                     queue.append(next_rid)
                     next_rid += 1
             while queue and len(inflight) < self.max_in_flight:
                 live = self.pool.ensure_alive()
                 if not live:
                     break
-                wid = min(live, key=lambda w: (load[w], w))
                 rid = queue.popleft()
-                ref = self.pool.workers[wid].infer.remote(rid, requests[rid][2])
-                inflight[ref] = (rid, wid)
+                if rid not in requests:      # answered by an earlier copy meanwhile
+                    continue
+                holders = {inflight.get(r, stale.get(r, (0, None)))[1] for r in requests[rid].refs}
+                # a worker in trouble gets one request at a time (a probe) once its
+                # earlier calls came back; one still holding unanswered calls gets none
+                healthy = [w for w in live if w not in trouble or load[w] == 0] or live
+                choice = [w for w in healthy if w not in holders] or healthy
+                wid = min(choice, key=lambda w: (load[w], (w + self.rank) % max(len(live), 1)))
+                try:
+                    ref = self.pool.workers[wid].infer.remote(rid, requests[rid].inputs)
+                except RayActorError:
+                    self.pool.mark_dead(wid)
+                    queue.appendleft(rid)
+                    continue
+                inflight[ref] = (rid, wid, time.time())
+                requests[rid].refs.add(ref)
                 load[wid] += 1
             if pending and pending[0].left == 0:
                 p = pending.popleft()
@@ -141,36 +221,83 @@ class EDLReader:
                 continue
             if not pending and exhausted:
                 return
-            if not inflight:
-                time.sleep(0.05)     # no live worker: wait for one to be added
+            now = time.time()
+            if not inflight and not stale:
+                if now - last_wait_log >= self.wait_log_s:
+                    last_wait_log = now
+                    self._log(f"waiting for teacher workers: {len(self.pool.workers)} live, "
+                              f"{len(queue)} requests queued (add workers: control file "
+                              f"{self.control_file}, or tools/teacher_serve.py scale N)")
+                time.sleep(0.05)
                 continue
+            # move calls past their deadline aside and send the request again
+            limit = self.timeout()
+            for ref, (rid, wid, sent) in list(inflight.items()):
+                start = sent
+                if now - sent > limit and wid not in answered:
+                    since = self.pool.loaded_since(wid)   # the clock starts once loaded
+                    start = max(sent, since) if since is not None else \
+                        sent + self.first_timeout_s - limit
+                if now - start > limit:
+                    stale[ref] = inflight.pop(ref)
+                    trouble.setdefault(wid, start + limit)
+                    self.timeouts += 1
+                    if rid in requests and not any(r in inflight for r in requests[rid].refs):
+                        self._log(f"teacher request {rid} on worker {wid} passed its "
+                                  f"{limit:.2f} s deadline; sent again")
+                        retry(rid, f"no answer within {limit:.2f} s", count=False)
+            for wid, since in list(trouble.items()):
+                if now - since > self.replace_after_s and wid in self.pool.workers:
+                    self._log(f"teacher worker {wid} silent for {now - since:.1f} s; replaced")
+                    self.pool.replace(wid)
+                    trouble.pop(wid)
+            refs = list(inflight) + list(stale)
             t0 = time.time()
-            done, _ = ray.wait(list(inflight), num_returns=1, timeout=self.poll_s)
-            if done and len(inflight) > 1:   # collect everything else already answered
-                more, _ = ray.wait([r for r in inflight if r not in done],
-                                   num_returns=len(inflight) - 1, timeout=0)
+            wait_s = min(self.poll_s, max(limit / 4, 0.01))
+            done, _ = ray.wait(refs, num_returns=1, timeout=wait_s)
+            if done and len(refs) > 1:   # collect everything else already answered
+                more, _ = ray.wait([r for r in refs if r not in done],
+                                   num_returns=len(refs) - 1, timeout=0)
                 done += more
             self.wait_s += time.time() - t0
             for ref in done:
-                rid, wid = inflight.pop(ref)
-                load[wid] -= 1
+                rid, wid, sent = settle(ref)
                 try:
                     _, soft = ray.get(ref)
+                except ActorUnavailableError:
+                    # maybe back soon (restarting, network): not dead; keep it, send elsewhere
+                    self.unavailable += 1
+                    trouble.setdefault(wid, time.time())
+                    if rid in requests and not requests[rid].refs:
+                        retry(rid, f"worker {wid} temporarily unavailable")
+                    continue
                 except RayActorError:
                     self.pool.mark_dead(wid)
-                    p, part, inputs, tries = requests[rid]
-                    if tries >= self.max_retries:
-                        raise DataError(f"teacher request {rid} failed on {tries + 1} workers; "
-                                        f"giving up") from None
-                    requests[rid] = (p, part, inputs, tries + 1)
-                    queue.appendleft(rid)
-                    self.resent += 1
-                    self._log(f"teacher worker {wid} died or left; request {rid} sent again")
+                    trouble.pop(wid, None)
+                    if rid in requests and not requests[rid].refs:
+                        self._log(f"teacher worker {wid} died or left; request {rid} sent again")
+                        retry(rid, f"worker {wid} died")
                     continue
-                p, part, inputs, _ = requests.pop(rid)
-                p.parts[part] = soft
-                p.left -= 1
-                self.per_worker[wid] += len(inputs[0])
+                except RayTaskError as err:
+                    cause = str(err).strip().splitlines()[-1][:300]
+                    if rid in requests and not requests[rid].refs:
+                        self._log(f"teacher worker {wid} raised on request {rid} ({cause}); "
+                                  f"sent again")
+                        retry(rid, cause)
+                    continue
+                trouble.pop(wid, None)
+                answered.add(wid)
+                if rid not in requests:
+                    self.late_dropped += 1
+                    continue
+                req = requests.pop(rid)
+                for other in req.refs:      # copies still out: their answers are dropped
+                    if other in inflight:
+                        stale[other] = inflight.pop(other)
+                self.latencies.append(time.time() - sent)
+                req.pending.parts[req.part] = soft
+                req.pending.left -= 1
+                self.per_worker[wid] += len(req.inputs[0])
 
     def close(self):
         self.pool.shutdown()

@@ -20,7 +20,10 @@ from .reader import EDLReader, OfflineSource, OnlineSource, check_mode, write_so
 DISTILL_KEYS = {"mode", "teacher_dir", "topk", "num_workers", "worker_cpus", "worker_gpus",
                 "cpu_threads", "device", "use_mkldnn", "request_size", "max_in_flight",
                 "prefetch", "ray_address", "ray_num_cpus", "min_workers", "control_file",
-                "soft_label_dir", "record_ids"}
+                "soft_label_dir", "record_ids", "service", "simulated_ms_per_sample",
+                "request_timeout_s", "first_timeout_s", "min_timeout_s", "timeout_factor",
+                "replace_after_s", "max_retries", "start_timeout_s", "start_retries",
+                "connect_timeout_s", "wait_log_s"}
 
 
 class IndexedDataset(paddle.io.Dataset):
@@ -60,7 +63,14 @@ class DistillTrainer(Trainer):
         check_keys(self.dcfg, DISTILL_KEYS, "distill.", self.source)
         self.mode = self.dcfg.get("mode", "edl")
         check_mode(self.mode, self.source)
-        if self.mode != "offline" or not self.dcfg.get("soft_label_dir"):
+        if self.mode == "edl" or (self.mode == "offline" and self.dcfg.get("num_workers")):
+            from .pool import require_ray
+            require_ray(self.source)          # before the model and data are built
+        if self.dcfg.get("service") and self.mode != "edl":
+            raise ConfigError(f"{self.source}: distill.service needs mode edl")
+        if self.dcfg.get("service"):
+            pass                              # the service holds the teacher
+        elif self.mode != "offline" or not self.dcfg.get("soft_label_dir"):
             if not self.dcfg.get("teacher_dir"):
                 raise ConfigError(f"{self.source}: distill.teacher_dir (an exported teacher) "
                                   f"is required for mode {self.mode}")
@@ -75,10 +85,13 @@ class DistillTrainer(Trainer):
         self.train_loader = _SourceLoader(self.soft_source, base)
 
     def _teacher_dir(self):
+        from .pool import check_teacher_dir
         path = self.dcfg["teacher_dir"]
-        if not self.dcfg.get("ray_address") and not os.path.isdir(path):
-            raise ConfigError(f"{self.source}: distill.teacher_dir not found: {path} "
-                              f"(export the teacher with tools/export.py)")
+        if not self.dcfg.get("ray_address") or os.path.isdir(path):
+            try:
+                check_teacher_dir(path)
+            except ConfigError as err:
+                raise ConfigError(f"{self.source}: {err}") from None
         return path
 
     def _runner(self):
@@ -86,21 +99,36 @@ class DistillTrainer(Trainer):
         d = self.dcfg
         return TeacherRunner(self._teacher_dir(), cpu_threads=d.get("cpu_threads", 1),
                              device=d.get("device", "cpu"), topk=d.get("topk"),
-                             use_mkldnn=d.get("use_mkldnn", True))
+                             use_mkldnn=d.get("use_mkldnn", True),
+                             simulated_ms_per_sample=d.get("simulated_ms_per_sample", 0.0))
 
     def _pool_reader(self):
         from .pool import TeacherPool
         d = self.dcfg
-        pool = TeacherPool(self._teacher_dir(), num_workers=d.get("num_workers", 1),
-                           worker_cpus=d.get("worker_cpus", 1), cpu_threads=d.get("cpu_threads", 1),
-                           device=d.get("device", "cpu"), topk=d.get("topk"),
-                           use_mkldnn=d.get("use_mkldnn", True), ray_address=d.get("ray_address"),
-                           ray_num_cpus=d.get("ray_num_cpus"), worker_gpus=d.get("worker_gpus", 0),
-                           min_workers=d.get("min_workers", 1))
+        if d.get("service"):
+            pool = TeacherPool.connect(d["service"], ray_address=d.get("ray_address"),
+                                       connect_timeout_s=d.get("connect_timeout_s", 10.0),
+                                       logger=self.logger)
+        else:
+            pool = TeacherPool(
+                self._teacher_dir(), num_workers=d.get("num_workers", 1),
+                worker_cpus=d.get("worker_cpus", 1), cpu_threads=d.get("cpu_threads", 1),
+                device=d.get("device", "cpu"), topk=d.get("topk"),
+                use_mkldnn=d.get("use_mkldnn", True), ray_address=d.get("ray_address"),
+                ray_num_cpus=d.get("ray_num_cpus"), worker_gpus=d.get("worker_gpus", 0),
+                min_workers=d.get("min_workers", 1),
+                simulated_ms_per_sample=d.get("simulated_ms_per_sample", 0.0),
+                start_timeout_s=d.get("start_timeout_s", 120.0),
+                start_retries=d.get("start_retries", 2),
+                connect_timeout_s=d.get("connect_timeout_s", 10.0), logger=self.logger)
         control = d.get("control_file", os.path.join(self.work_dir, "teachers"))
+        opt = {k: d[k] for k in ("request_timeout_s", "first_timeout_s", "min_timeout_s",
+                                 "timeout_factor", "replace_after_s", "max_retries",
+                                 "wait_log_s") if d.get(k) is not None}
         return EDLReader(pool, self.input_keys, request_size=d.get("request_size", 32),
                          max_in_flight=d.get("max_in_flight", 4), prefetch=d.get("prefetch", 2),
-                         control_file=control, logger=self.logger)
+                         control_file=control, logger=self.logger,
+                         rank=int(getattr(self, "rank", 0) or 0), **opt)
 
     def _make_source(self, collate):
         if self.mode == "online":
@@ -146,7 +174,10 @@ class DistillTrainer(Trainer):
             src = self.soft_source
             self.teacher_stats = {"mode": self.mode, "wait_s": round(src.wait_s, 3)}
             if isinstance(src, EDLReader):
-                self.teacher_stats.update(resent=src.resent, per_worker=dict(src.per_worker))
+                self.teacher_stats.update(resent=src.resent, per_worker=dict(src.per_worker),
+                                          timeouts=src.timeouts, late_dropped=src.late_dropped,
+                                          unavailable=src.unavailable,
+                                          retired=list(src.pool.retired))
                 try:
                     self.teacher_stats["teacher_cpu_s"] = {
                         w: c - cpu0.get(w, 0.0) for w, c in src.pool.cpu_seconds().items()}

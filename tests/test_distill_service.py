@@ -1,0 +1,466 @@
+"""EDL-Dist under faults and as a shared service: deadlines (a SIGSTOPped teacher does not
+stall the student; a paused one that answers again is kept), teachers that raise or die
+while starting, every configuration error as one clear error within a bound, and a named
+teacher service shared by two students that survives a student and serves its resume."""
+import importlib.util
+import logging
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import paddle
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from ppzoo.core.config import load_config  # noqa: E402
+from ppzoo.core.errors import ConfigError, DataError, WeightsError  # noqa: E402
+from ppzoo.distill import pool as pool_mod  # noqa: E402
+from ppzoo.distill.pool import TeacherPool, TeacherService, TeacherStartError  # noqa: E402
+from ppzoo.distill.reader import EDLReader  # noqa: E402
+from ppzoo.engine.export import build_for_weights, export_from_config  # noqa: E402
+from ppzoo.engine.trainer import build_trainer  # noqa: E402
+
+from test_distill_edl import ROOT, _StopAt, ray_local  # noqa: E402,F401  (one Ray per module)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """An (untrained, seeded) SmallCNN teacher exported like tools/export.py, and inputs."""
+    work = tmp_path_factory.mktemp("teacher")
+    cfg = load_config(os.path.join(ROOT, "configs/distill/digits_teacher.yml"),
+                      ["model.width=8", f"output_dir={work}", "seed=3"])
+    tr = build_for_weights(cfg)
+    weights = str(work / "w.pdparams")
+    paddle.save(tr.model.state_dict(), weights)
+    export_dir = str(work / "inference")
+    export_from_config(cfg, weights, export_dir)
+    ds = tr.val_dataset
+    x = np.stack([ds[i]["image"] for i in range(96)]).astype(np.float32)
+    tr.model.eval()
+    expect = tr.model(paddle.to_tensor(x)).numpy()
+    return {"dir": export_dir, "x": x, "expect": expect, "cfg": cfg}
+
+
+def _batches(x, size=8, key="image"):
+    return [{key: x[i:i + size]} for i in range(0, len(x), size)]
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def _logger():
+    log = logging.getLogger(f"distill-test-{time.time()}")
+    log.setLevel(logging.INFO)
+    cap = _Capture()
+    log.addHandler(cap)
+    return log, cap
+
+
+# ------------------------------------------------------------------ deadlines
+def test_sigstopped_teacher_neither_stalls_nor_is_replaced_when_it_answers_again(
+        ray_local, teacher):
+    """Worker A is paused (SIGSTOP) while the student reads: the reader re-sends A's
+    requests to B within the deadline, every sample gets exactly the teacher's soft label
+    in order, and the run finishes within a bound.  A resumes (SIGCONT) before
+    ``replace_after_s``: it is kept, its late answers are dropped, it gets work again."""
+    pool = TeacherPool(teacher["dir"], num_workers=2, worker_cpus=0.5)
+    try:
+        pids = {w: ray.get(a.ready.remote())[0] for w, a in pool.workers.items()}
+        a = 0
+        reader = EDLReader(pool, ["image"], request_size=8, max_in_flight=4, prefetch=2,
+                           request_timeout_s=1.0, replace_after_s=60.0)
+        batches = _batches(teacher["x"])
+        out = []
+        t0 = time.time()
+        os.kill(pids[a], signal.SIGSTOP)
+        try:
+            for i, b in enumerate(reader.read(batches)):
+                out.append(b["teacher"].numpy())
+                if i == 5:
+                    os.kill(pids[a], signal.SIGCONT)
+                    time.sleep(1.5)      # A answers its old requests: late duplicates
+        finally:
+            os.kill(pids[a], signal.SIGCONT)
+        elapsed = time.time() - t0
+        assert elapsed < 40, elapsed     # 12 batches; without deadlines this never ends
+        got = np.concatenate(out)
+        np.testing.assert_allclose(got, teacher["expect"], atol=1e-4, rtol=0)
+        assert reader.timeouts >= 1 and reader.resent >= 1
+        assert reader.late_dropped >= 1
+        assert sorted(pool.workers) == [0, 1] and pool.retired == []   # A kept
+        assert sum(reader.per_worker.values()) == len(teacher["x"])    # each sample once
+    finally:
+        pool.shutdown()
+
+
+def test_hung_teacher_is_killed_and_replaced(ray_local, teacher):
+    pool = TeacherPool(teacher["dir"], num_workers=2, worker_cpus=0.5, min_workers=2)
+    try:
+        pid = ray.get(pool.workers[0].ready.remote())[0]
+        reader = EDLReader(pool, ["image"], request_size=8, request_timeout_s=0.5,
+                           replace_after_s=1.0)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            got = []
+            for b in reader.read(_batches(teacher["x"]) * 2):
+                got.append(b["teacher"].numpy())
+                time.sleep(0.1)
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        np.testing.assert_allclose(np.concatenate(got)[:96], teacher["expect"], atol=1e-4)
+        assert pool.retired[:1] == [0] and len(pool.retired) <= 2     # see the next test
+        assert 0 not in pool.workers and len(pool.workers) == 2
+        # the replaced worker was killed: its process is gone (frees its reservation)
+        assert pool_mod.wait_for(lambda: not _alive(pid), timeout=30)
+    finally:
+        pool.shutdown()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:     # a zombie counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@ray.remote
+class _Flaky:
+    """Raises on its first ``fail`` calls, then answers like a teacher (logits = 2x)."""
+
+    def __init__(self, fail):
+        self.fail, self.calls = fail, 0
+
+    def ready(self):
+        return os.getpid(), None
+
+    def infer(self, rid, inputs):
+        self.calls += 1
+        if self.calls <= self.fail:
+            raise ValueError("teacher blew up")
+        return rid, np.asarray(inputs[0], np.float32) * 2
+
+
+class _FakePool:
+    owned = True
+
+    def __init__(self, actors):
+        self.workers = dict(enumerate(actors))
+        self.retired, self.dead = [], []
+
+    def ensure_alive(self):
+        return sorted(self.workers)
+
+    def mark_dead(self, wid):
+        self.workers.pop(wid, None)
+
+    replace = mark_dead
+
+    def refresh(self):
+        pass
+
+    def loaded_since(self, wid):
+        return 0.0
+
+    def shutdown(self):
+        pass
+
+
+def test_teacher_that_raises_is_retried_then_one_clear_error(ray_local):
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    reader = EDLReader(_FakePool([_Flaky.remote(2)]), ["x"], request_size=3, max_retries=3)
+    out = np.concatenate([b["teacher"].numpy() for b in reader.read([{"x": x}])])
+    np.testing.assert_array_equal(out, x * 2)
+    assert reader.resent == 2
+    reader = EDLReader(_FakePool([_Flaky.remote(100)]), ["x"], request_size=3, max_retries=2)
+    with pytest.raises(DataError, match="teacher blew up"):
+        list(reader.read([{"x": x}]))
+
+
+class _Tap:
+    """A worker handle whose calls are remembered, to make some of them 'unavailable'."""
+
+    def __init__(self, actor, refs):
+        self.actor, self.refs = actor, refs
+
+    @property
+    def infer(self):
+        tap = self
+
+        class _M:
+            @staticmethod
+            def remote(*args):
+                ref = tap.actor.infer.remote(*args)
+                tap.refs.append(ref)
+                return ref
+        return _M
+
+
+def test_temporarily_unavailable_worker_is_kept_while_it_answers_again(ray_local, monkeypatch):
+    from ray.exceptions import ActorUnavailableError
+    refs0 = []
+    pool = _FakePool([_Tap(_Flaky.remote(0), refs0), _Flaky.remote(0)])
+    real_get, failed = ray.get, []
+
+    def get(ref, *a, **k):      # the first two answers of worker 0: "temporarily unavailable"
+        if any(ref == r for r in refs0) and len(failed) < 2:
+            failed.append(ref)
+            raise ActorUnavailableError("connection reset", b"0" * 16)
+        return real_get(ref, *a, **k)
+
+    monkeypatch.setattr(ray, "get", get)
+    x = np.arange(96, dtype=np.float32).reshape(48, 2)
+    reader = EDLReader(pool, ["x"], request_size=2, max_in_flight=4, replace_after_s=60,
+                       request_timeout_s=30)
+    out = np.concatenate([b["teacher"].numpy() for b in reader.read(_batches(x, 8, "x"))])
+    np.testing.assert_array_equal(out, x * 2)
+    assert reader.unavailable == 2 and reader.resent == 2
+    assert sorted(pool.workers) == [0, 1]                  # not replaced
+    assert reader.per_worker[0] > 0                         # and it got work again
+
+
+def test_zero_teachers_logs_while_waiting_and_continues_when_one_joins(ray_local, teacher):
+    pool = TeacherPool(teacher["dir"], num_workers=0, worker_cpus=0.5, min_workers=0)
+    log, cap = _logger()
+    reader = EDLReader(pool, ["image"], request_size=16, wait_log_s=0.3, logger=log)
+    result = {}
+
+    def consume():
+        result["out"] = [b["teacher"].numpy() for b in reader.read(_batches(teacher["x"], 32))]
+
+    th = threading.Thread(target=consume, daemon=True)
+    th.start()
+    try:
+        time.sleep(1.5)
+        assert sum("waiting for teacher workers" in ln for ln in cap.lines) >= 2
+        pool.add(1)
+        th.join(60)
+        assert not th.is_alive()
+        np.testing.assert_allclose(np.concatenate(result["out"]), teacher["expect"], atol=1e-4)
+    finally:
+        pool.shutdown()
+
+
+@ray.remote
+class _DiesWhileStarting:
+    def __init__(self, *args):
+        os._exit(1)
+
+    def ready(self):
+        return os.getpid(), None
+
+
+def test_worker_dying_during_start_up_is_started_again(ray_local, teacher):
+    class _Once(TeacherPool):
+        died = 0
+
+        def _start(self, name=None):
+            if self.died < 1:
+                self.died += 1
+                return _DiesWhileStarting.options(num_cpus=0.5).remote()
+            return super()._start(name)
+
+    pool = _Once(teacher["dir"], num_workers=1, worker_cpus=0.5)
+    try:
+        assert pool.died == 1 and len(pool.workers) == 1
+        assert ray.get(pool.workers[0].ready.remote())[1] is None
+    finally:
+        pool.shutdown()
+
+    class _Always(TeacherPool):
+        def _start(self, name=None):
+            return _DiesWhileStarting.options(num_cpus=0.5).remote()
+
+    with pytest.raises(TeacherStartError, match="died while starting"):
+        _Always(teacher["dir"], num_workers=1, start_retries=1)
+
+
+# ------------------------------------------------------------------ clear errors
+def _student(tmp_path, teacher_dir, *opts):
+    return load_config(os.path.join(ROOT, "configs/distill/digits_edl.yml"),
+                       [f"distill.teacher_dir={teacher_dir}", f"output_dir={tmp_path}",
+                        "train.iters=2", *opts])
+
+
+def test_not_an_export_folder_is_one_config_error_at_once(tmp_path):
+    (tmp_path / "junk").mkdir()
+    t0 = time.time()
+    with pytest.raises(ConfigError, match="not an exported model"):
+        build_trainer(_student(tmp_path / "run", tmp_path / "junk"))
+    assert time.time() - t0 < 20
+
+
+def test_truncated_params_is_one_weights_error(ray_local, teacher, tmp_path):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(teacher["dir"], bad)
+    p = bad / "model.pdiparams"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 3])
+    t0 = time.time()
+    with pytest.raises(WeightsError, match="cannot be loaded"):
+        TeacherPool(str(bad), num_workers=1, worker_cpus=0.5)
+    assert time.time() - t0 < 60
+
+
+def test_unreachable_ray_address_fails_within_the_connect_timeout(ray_local):
+    import socket
+    silent = socket.socket()          # accepts connections, never answers (not Ray)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    try:
+        t0 = time.time()
+        with pytest.raises(ConfigError, match="no Ray cluster answers within 1 s"):
+            pool_mod.check_address(f"127.0.0.1:{silent.getsockname()[1]}", timeout_s=1.0)
+        with pytest.raises(ConfigError, match="no Ray cluster answers"):
+            pool_mod.check_address("ray://127.0.0.1:1", timeout_s=1.0)   # refused
+        assert time.time() - t0 < 5
+    finally:
+        silent.close()
+    with pytest.raises(ConfigError, match="host:port"):
+        pool_mod.check_address("nonsense")
+    # a real Ray head passes the check
+    pool_mod.check_address(ray.get_runtime_context().gcs_address, timeout_s=5.0)
+
+
+def test_ray_missing_is_one_config_error_before_the_model_is_built(tmp_path, teacher,
+                                                                    monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    import ppzoo.engine.trainer as engine
+    built = []
+    monkeypatch.setattr(engine.Trainer, "_build_training",
+                        lambda self, resume: built.append(1))
+    with pytest.raises(ConfigError, match="needs Ray"):
+        build_trainer(_student(tmp_path, teacher["dir"]))
+    assert not built
+
+
+# ------------------------------------------------------------------ the service
+def test_service_is_shared_by_two_students_and_outlives_them(ray_local, teacher, tmp_path):
+    svc = TeacherService("svc-test", teacher["dir"], worker_cpus=0.5)
+    try:
+        svc.scale(2)
+        pids = {w: i["pid"] for w, i in svc.info().items()}
+        loaded = {w: i["loaded_at"] for w, i in svc.info().items()}
+        # two student ranks connect by name: one set of teacher processes serves both
+        ranks = [EDLReader(TeacherPool.connect("svc-test"), ["image"], request_size=8, rank=r)
+                 for r in (0, 1)]
+        for r in ranks:
+            assert sorted(r.pool.workers) == sorted(pids)
+            got = np.concatenate([b["teacher"].numpy() for b in r.read(_batches(teacher["x"]))])
+            np.testing.assert_allclose(got, teacher["expect"], atol=1e-4)
+            assert set(r.per_worker) == set(pids)            # balanced over both workers
+            r.close()                                       # a student leaving kills nothing
+        assert {w: i["pid"] for w, i in svc.info().items()} == pids
+        # a student trains on the service, stops (as if killed), resumes: same workers
+        opts = ["distill.service=svc-test", "distill.record_ids=true", "train.iters=6",
+                "train.checkpoint_interval=3", "train.eval_interval=100"]
+        first = build_trainer(_student(tmp_path / "s", teacher["dir"], *opts))
+        first.register_hook(_StopAt(3))
+        first.train()
+        served = sum(i["served"] for i in svc.info().values())
+        second = build_trainer(_student(tmp_path / "s", teacher["dir"], *opts), resume=True)
+        second.train()
+        assert second.iter == 6
+        ids = first.trained_ids + second.trained_ids
+        assert len(ids) == len(set(ids))
+        info = svc.info()
+        assert {w: i["pid"] for w, i in info.items()} == pids                # not reloaded
+        assert {w: i["loaded_at"] for w, i in info.items()} == loaded
+        assert sum(i["served"] for i in info.values()) > served
+        # the tool sees and stops the same service
+        import sys
+        sys.path.insert(0, os.path.join(ROOT, "tools"))
+        import teacher_serve
+        cfg = _student(tmp_path / "t", teacher["dir"], "distill.service=svc-test")
+        status = teacher_serve.run(cfg, "status", out=lambda s: None)
+        assert {w: s["pid"] for w, s in status["workers"].items()} == pids
+        teacher_serve.run(cfg, "scale", 1, out=lambda s: None)
+        assert len(pool_mod.service_worker_names("svc-test")) == 1
+        teacher_serve.run(cfg, "stop", out=lambda s: None)
+        assert pool_mod.wait_for(lambda: not pool_mod.service_worker_names("svc-test"), 30)
+        with pytest.raises(ConfigError, match="no teacher service"):
+            TeacherPool.connect("svc-test")
+    finally:
+        svc.stop()
+
+
+def test_service_survives_a_killed_student_process_and_serves_its_resume(ray_local, teacher,
+                                                                        tmp_path):
+    """A real student process (tools/train.py) joins the service through the cluster's
+    address, is SIGKILLed mid-run, and is resumed: the same loaded workers serve both."""
+    import subprocess
+    import sys
+    svc = TeacherService("svc-kill", teacher["dir"], worker_cpus=0.5)
+    try:
+        svc.scale(1)
+        before = svc.info()
+        cmd = [sys.executable, os.path.join(ROOT, "tools/train.py"),
+               "-c", os.path.join(ROOT, "configs/distill/digits_service.yml"), "--opts",
+               "distill.service=svc-kill", f"output_dir={tmp_path}",
+               f"distill.ray_address={ray.get_runtime_context().gcs_address}",
+               "distill.simulated_ms_per_sample=2", "train.iters=40",
+               "train.checkpoint_interval=3", "train.eval_interval=1000"]
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        run_dir = tmp_path / "distill_digits_service"
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            assert pool_mod.wait_for(lambda: (run_dir / "latest").exists(), timeout=120)
+        finally:
+            proc.kill()
+            proc.wait()
+        mid = svc.info()
+        assert {w: i["pid"] for w, i in mid.items()} == {w: i["pid"] for w, i in before.items()}
+        assert mid[0]["served"] > 0
+        done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True,
+                              timeout=240)
+        assert done.returncode == 0, done.stderr[-2000:]
+        after = svc.info()
+        assert after[0]["pid"] == before[0]["pid"]                       # not reloaded
+        assert after[0]["loaded_at"] == before[0]["loaded_at"]
+        assert after[0]["served"] > mid[0]["served"]
+    finally:
+        svc.stop()
+
+
+def test_the_only_teacher_hung_is_replaced_and_training_goes_on(ray_local, teacher):
+    """One worker, SIGSTOPped: its requests pass many deadlines (which do not count as
+    failures); after ``replace_after_s`` it is killed, a new worker loads and serves."""
+    pool = TeacherPool(teacher["dir"], num_workers=1, worker_cpus=0.5, min_workers=1)
+    try:
+        pid = ray.get(pool.workers[0].ready.remote())[0]
+        reader = EDLReader(pool, ["image"], request_size=16, request_timeout_s=0.5,
+                           replace_after_s=3.0, max_retries=2)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            got = np.concatenate([b["teacher"].numpy()
+                                  for b in reader.read(_batches(teacher["x"], 32))])
+        finally:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        np.testing.assert_allclose(got, teacher["expect"], atol=1e-4)
+        # the hung worker first; a loaded machine may, rarely, also find its fresh
+        # replacement too slow once (its first forward at a new batch shape)
+        assert pool.retired[:1] == [0] and len(pool.retired) <= 2 and reader.timeouts > 2
+    finally:
+        pool.shutdown()

@@ -1,0 +1,124 @@
+"""Run EDL-Dist teachers as a service that outlives students:
+python tools/teacher_serve.py -c CFG start|status|scale N|stop [--opts k=v ...].
+
+The service is a set of named, detached Ray actors ``<service>/teacher-<i>`` (namespace
+``ppzoo``) holding the exported teacher of ``distill.teacher_dir``.  Students (every
+data-parallel rank, any number of jobs) use it with ``distill.service: <service>`` and
+find the same loaded workers after a crash or a resume.
+
+``start`` joins the Ray cluster at ``distill.ray_address`` (default: the cluster of this
+machine, ``auto``); when there is none and no address was given, it starts a local head
+node first (``ray start --head``; stop it with ``ray stop``).  Then it starts
+``distill.num_workers`` workers (or ``--workers N``).  ``scale N`` adds or removes
+workers; ``status`` lists them (pid, samples served, loaded since); ``stop`` kills them.
+The service name is ``distill.service`` (default: ``<config name>-teachers``).
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import time
+
+import _common  # noqa: F401
+from _common import main_guard
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("-c", "--config", required=True, help="a distillation config (distill: ...)")
+    p.add_argument("command", choices=["start", "status", "scale", "stop"])
+    p.add_argument("n", nargs="?", type=int, help="scale: the number of workers")
+    p.add_argument("--workers", type=int, default=None, help="start: workers (default "
+                   "distill.num_workers)")
+    p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE")
+    return p.parse_args(argv)
+
+
+def service_name(cfg):
+    d = cfg.get("distill") or {}
+    return d.get("service") or f"{cfg.get('name', 'distill')}-teachers"
+
+
+def _ensure_cluster(address, num_cpus=None, connect_timeout_s=10.0):
+    """Join ``address`` or this machine's cluster; start a local head when there is none."""
+    from ppzoo.core.errors import ConfigError
+    from ppzoo.distill.pool import init_ray
+    try:
+        init_ray(address or "auto", None, connect_timeout_s)
+        return
+    except ConfigError:
+        if address and address != "auto":
+            raise
+    ray_cli = shutil.which("ray")
+    if not ray_cli:
+        raise ConfigError("no Ray cluster on this machine and no 'ray' command to start one")
+    cmd = [ray_cli, "start", "--head", "--disable-usage-stats", "--include-dashboard=false"]
+    if num_cpus:
+        cmd.append(f"--num-cpus={int(num_cpus)}")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if out.returncode:
+        raise ConfigError(f"'ray start --head' failed: {out.stderr.strip().splitlines()[-1:]}")
+    init_ray("auto", None, connect_timeout_s)
+
+
+def run(cfg, command, n=None, workers=None, out=print):
+    """The tool's work, callable in-process (tests): returns the status as a dict."""
+    from ppzoo.core.errors import ConfigError
+    from ppzoo.distill.pool import TeacherService, require_ray
+    d = dict(cfg.get("distill") or {})
+    require_ray("teacher_serve")
+    name = service_name(cfg)
+    if command == "start":
+        if not d.get("teacher_dir"):
+            raise ConfigError("distill.teacher_dir (an exported teacher) is required to start "
+                              "a teacher service")
+        _ensure_cluster(d.get("ray_address"), d.get("ray_num_cpus"),
+                        d.get("connect_timeout_s", 10.0))
+    else:
+        from ppzoo.distill.pool import init_ray
+        init_ray(d.get("ray_address") or "auto", None, d.get("connect_timeout_s", 10.0))
+    svc = TeacherService(
+        name, d.get("teacher_dir") or "", ray_address=d.get("ray_address") or "auto",
+        worker_cpus=d.get("worker_cpus", 1), worker_gpus=d.get("worker_gpus", 0),
+        cpu_threads=d.get("cpu_threads", 1), device=d.get("device", "cpu"), topk=d.get("topk"),
+        use_mkldnn=d.get("use_mkldnn", True),
+        simulated_ms_per_sample=d.get("simulated_ms_per_sample", 0.0),
+        start_timeout_s=d.get("start_timeout_s", 120.0), start_retries=d.get("start_retries", 2),
+        connect_timeout_s=d.get("connect_timeout_s", 10.0))
+    if command == "start":
+        target = workers if workers is not None else int(d.get("num_workers", 1))
+        if len(svc.workers) >= target:
+            out(f"service {name}: already running with {len(svc.workers)} workers")
+        else:
+            svc.scale(target)
+    elif command == "scale":
+        if n is None or n < 0:
+            raise ConfigError("scale needs the number of workers, e.g. scale 4")
+        svc.scale(n)
+    elif command == "stop":
+        k = len(svc.workers)
+        svc.stop()
+        out(f"service {name}: stopped {k} workers")
+        return {"service": name, "workers": {}}
+    info = svc.info()
+    now = time.time()
+    status = {"service": name, "workers": {
+        w: {"pid": i["pid"], "served": i["served"], "up_s": round(now - i["loaded_at"], 1),
+            "error": i["error"]} for w, i in sorted(info.items())}}
+    silent = sorted(set(svc.workers) - set(info))
+    if silent:
+        status["not_answering"] = silent
+    out(json.dumps(status, indent=1))
+    return status
+
+
+@main_guard
+def main(argv=None):
+    args = parse_args(argv)
+    from ppzoo.core import load_config
+    cfg = load_config(args.config, args.opts)
+    run(cfg, args.command, args.n, args.workers)
+
+
+if __name__ == "__main__":
+    main()
