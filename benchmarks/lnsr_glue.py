@@ -257,7 +257,10 @@ def summarize(rows, out_md, out_png, args):
             lines.append(f"| {task} | {m} | {len(v)} | {metric} | {v.mean():.4f} | {std:.4f} | {ratio} |")
     lines += ["", "std is the sample standard deviation over seeds. Step time / plain: the median over a "
               "method's runs of each run's median step time, over the same for plain on that task "
-              "(a shared machine: the ratio is noisy).", "",
+              "(a shared machine: the ratio is noisy, and it compares runs made at different times "
+              "and loads when a method's runs come from another invocation than plain's; the "
+              "ratios of the variant rows, run on an idle machine after plain ran under load, "
+              "are not step costs).", "",
               "Each method against plain fine-tuning, paired by seed (same seed: same subsample, "
               "initial head and batch order): mean difference of the metric, two-sided p of the "
               "paired t-test and of the exact Wilcoxon signed-rank test (with n seeds its smallest "
