@@ -51,6 +51,9 @@ class AttentionLSTM(nn.Layer):
         return (out * w.unsqueeze(-1)).sum(1)
 
     def forward(self, feature, mask, audio=None, audio_mask=None):
+        return self.outputs(feature, mask, audio, audio_mask)
+
+    def outputs(self, feature, mask, audio=None, audio_mask=None):
         pooled = [self.pool(0, feature, mask)]
         if audio is not None:
             pooled.append(self.pool(1, audio, audio_mask))
@@ -59,8 +62,8 @@ class AttentionLSTM(nn.Layer):
         y = self.dropout(F.relu(self.bn2(self.fc2(y))))
         return self.fc_cls(y), F.sigmoid(self.fc_iou(y)).squeeze(-1)
 
-    def export_forward(self, *inputs):
-        logits, iou = self.forward(*inputs)
+    def export_forward(self, feature, mask, audio=None, audio_mask=None):
+        logits, iou = self.outputs(feature, mask, audio, audio_mask)
         return F.softmax(logits, axis=1), iou
 
 
