@@ -2,4 +2,4 @@
 sequences, AttentionLSTM proposal classification with IoU regression, proposal and event
 metrics, and the inference tasks that chain them (PaddleVideo's FootballAction and
 BasketballAction pipeline)."""
-from . import bmn, attention_lstm, postprocess, datasets, metrics, trainer, infer  # noqa: F401
+from . import bmn, attention_lstm, postprocess, datasets, metrics, trainer, infer, features  # noqa: F401,E501

@@ -145,7 +145,7 @@ class EventF1(Metric):
         out = []
         for x in ev:
             if isinstance(x, dict):
-                x = (x["start"], x["end"], x.get("label", x.get("class_id")))
+                x = (x["start"], x["end"], x["class_id"] if "class_id" in x else x["label"])
             out.append((float(x[0]), float(x[1]), int(x[2])))
         return out
 

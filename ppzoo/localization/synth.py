@@ -60,3 +60,60 @@ def make_feature_videos(out_dir, num_videos=4, duration=240.0, fps=5, dim=32, nu
     with open(label_path, "w", encoding="utf-8") as f:
         json.dump({"fps": fps, "gts": gts}, f)
     return label_path, feat_dir
+
+
+CLASS_COLOURS = np.array([[128, 128, 128], [220, 40, 40], [40, 200, 40], [40, 40, 220],
+                          [230, 220, 40], [200, 40, 200], [40, 210, 210], [250, 140, 20],
+                          [120, 60, 20], [20, 20, 20]], np.uint8)
+
+
+def write_event_video(path, duration, events, fps=4, size=64, seed=0):
+    """An MP4 with planted events: a noisy grey pitch with a moving bright square as
+    background; during an event of class ``c`` the frame turns to class ``c``'s colour
+    (with noise).  Returns the number of frames written."""
+    import av
+    rng = np.random.default_rng(seed)
+    n = int(round(duration * fps))
+    tmp = f"{path}.tmp-{os.getpid()}.mp4"
+    with av.open(tmp, "w") as c:
+        st = c.add_stream("mpeg4", rate=fps)
+        st.width = st.height = size
+        st.pix_fmt = "yuv420p"
+        st.bit_rate = 400000
+        for i in range(n):
+            t = i / fps
+            img = np.clip(rng.normal(110, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+            x = int((np.sin(t / 3.0) * 0.4 + 0.5) * (size - 12))
+            img[20:32, x:x + 12] = 240
+            for s, e, cls in events:
+                if s <= t < e:
+                    col = CLASS_COLOURS[cls % len(CLASS_COLOURS)].astype(np.float64)
+                    img = np.clip(col + rng.normal(0, 15, (size, size, 3)), 0, 255).astype(np.uint8)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    os.replace(tmp, path)
+    return n
+
+
+def make_event_videos(out_dir, num_videos=2, duration=120.0, num_classes=4, events_per_video=8,
+                      length=(4.0, 9.0), fps=4, size=64, seed=0, prefix="game"):
+    """Generated match videos and their FootballAction-format labels; returns
+    ``(label path, [video paths])``."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    gts, paths = [], []
+    for v in range(num_videos):
+        name = f"{prefix}_{seed}_{v:02d}"
+        events = plant_events(rng, duration, num_classes, events_per_video, length)
+        path = os.path.join(out_dir, name + ".mp4")
+        write_event_video(path, duration, events, fps, size, seed=seed * 1000 + v)
+        paths.append(path)
+        gts.append({"url": f"mp4/{name}.mp4", "total_frames": duration,
+                    "actions": [{"label_ids": [c], "label_names": [str(c)], "start_id": s,
+                                 "end_id": e} for s, e, c in events]})
+    label_path = os.path.join(out_dir, "labels.json")
+    with open(label_path, "w", encoding="utf-8") as f:
+        json.dump({"fps": fps, "gts": gts}, f)
+    return label_path, paths
