@@ -219,3 +219,67 @@ def test_event_f1_hand_case():
     m.reset()
     m.update([(0, 5, 0)], [(0, 5, 0)])
     assert m.accumulate()["F1@0.5"] == 0.0
+
+
+# ------------------------------------------------------------------ readers and bad input
+def _write(path, obj):
+    path.write_text(json.dumps(obj))
+    return str(path)
+
+
+def test_annotation_formats_read_as_they_are(tmp_path):
+    from ppzoo.localization.annotations import read_annotations
+    anet = _write(tmp_path / "anet.json", {"database": {"v1": {
+        "duration": 100.0, "subset": "validation",
+        "annotations": [{"segment": [1.5, 8.0], "label": "corner"}]}}})
+    got = read_annotations(anet, class_names=["background", "goal", "corner"])
+    assert got == {"v1": {"duration": 100.0, "subset": "validation", "events": [(1.5, 8.0, 2)]}}
+    # PaddleVideo's BMN label file: entries at the top level, labels as "3.0"
+    pv = _write(tmp_path / "pv.json", {"m_10_50": {"duration_second": 40.0, "subset": "train",
+                                                   "annotations": [{"segment": [3.0, 9.0],
+                                                                    "label": "3.0"}]}})
+    assert read_annotations(pv)["m_10_50"]["events"] == [(3.0, 9.0, 3)]
+    fa = _write(tmp_path / "fa.json", {"fps": 5, "gts": [{"url": "a/b/match1.mp4", "total_frames": 5400,
+                                                          "actions": [{"label_ids": [4], "label_names": ["x"],
+                                                                       "start_id": 100, "end_id": 104}]}]})
+    assert read_annotations(fa)["match1"]["events"] == [(100.0, 104.0, 4)]
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"fps": 5, "gts": [{"url": "m.mp4", "actions": [{"label_ids": [1], "start_id": 9, "end_id": 3}]}]},
+     "before start_id"),
+    ({"fps": 5, "gts": [{"url": "m.mp4", "actions": [{"label_ids": [9], "start_id": 1, "end_id": 3}]}]},
+     "outside 0..7"),
+    ({"fps": 5, "gts": [{"url": "m.mp4", "actions": [{"start_id": 1, "end_id": 3}]}]}, "label_ids"),
+    ({"database": {"v": {"annotations": [{"segment": [1]}]}}}, "segment"),
+])
+def test_bad_annotations_name_the_file_and_entry(tmp_path, bad, match):
+    from ppzoo.localization.annotations import read_annotations
+    path = _write(tmp_path / "bad.json", bad)
+    with pytest.raises(DataError, match=match) as err:
+        read_annotations(path, class_names="football")
+    assert "bad.json" in str(err.value)
+
+
+def test_window_dataset_and_its_errors(tmp_path):
+    from ppzoo.core.errors import ConfigError
+    from ppzoo.localization.datasets import BMNWindowDataset, ProposalDataset
+    feats = tmp_path / "f"
+    feats.mkdir()
+    np.save(feats / "m.npy", np.zeros((100, 4), np.float32))
+    lab = _write(tmp_path / "l.json", {"fps": 1, "gts": [{"url": "m.mp4", "actions": [
+        {"label_ids": [2], "start_id": 12, "end_id": 18}, {"label_ids": [1], "start_id": 45, "end_id": 52}]}]})
+    ds = BMNWindowDataset(lab, str(feats), tscale=20, dscale=20, window=20, window_step=10, fps=1)
+    # windows [0,20) [10,30) hold the first event whole; [40,60) the second; [30,50) [50,70) cut it
+    assert [w0 for _, w0, _ in ds.items] == [0, 10, 40]
+    s = ds[1]
+    assert s["feature"].shape == (4, 20) and s["gt_iou_map"].shape == (20, 20)
+    np.testing.assert_allclose(s["segments"][0], [0.1, 0.4, 2])
+    assert (s["segments"][1:] == -1).all()
+    with pytest.raises(ConfigError, match="must equal tscale"):
+        BMNWindowDataset(lab, str(feats), tscale=20, dscale=20, window=30, fps=1)
+    with pytest.raises(DataError, match="no feature file m.npy"):
+        BMNWindowDataset(lab, str(tmp_path), tscale=20, dscale=20, window=20, fps=1)
+    np.save(feats / "m.npy", np.zeros((100,), np.float32))
+    with pytest.raises(DataError, match="m.npy: features must be"):
+        ProposalDataset(lab, str(feats), fps=1)
