@@ -25,7 +25,7 @@ def tiny_bmn_cfg(train, val, epochs=4):
     for key, (lab, feat), step in (("train_dataset", train, 4), ("val_dataset", val, 8)):
         cfg[key].update(annotations=lab, feature_dir=feat, fps=FPS, tscale=T, dscale=T,
                         window=T, window_step=step)
-    cfg["lr_scheduler"] = None
+    cfg["lr_scheduler"]["milestones"] = [1000]  # the preset's schedule, decaying after the run
     cfg["train"].update(epochs=epochs, batch_size=8, log_interval=10)
     cfg["eval"]["batch_size"] = 16
     cfg["export"]["postprocess"].update(window_step=T // 2, min_len=2)
