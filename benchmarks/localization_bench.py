@@ -37,20 +37,10 @@ from ppzoo.localization.features import export_extractor, extract_videos  # noqa
 from ppzoo.localization.metrics import EventF1  # noqa: E402
 from ppzoo.localization.annotations import read_annotations  # noqa: E402
 from ppzoo.localization.pipeline import Localizer  # noqa: E402
-from ppzoo.localization.synth import make_event_videos, write_event_video  # noqa: E402
+from ppzoo.localization.synth import (TINY_RECOGNIZER, make_event_videos,  # noqa: E402
+                                     write_event_video)
 
 T = 40
-SMALL_TSM = {
-    "model": {"type": "Recognizer2D",
-              "backbone": {"type": "ResNetTSM", "depth": 18, "num_seg": 4, "base_width": 8,
-                           "stage_blocks": [1, 1, 1, 1]},
-              "head": {"type": "TSNHead", "num_classes": 4, "in_channels": 64, "num_seg": 4}},
-    "val_dataset": {"transforms": [
-        {"type": "Scale", "short_size": 32}, {"type": "VideoCenterCrop", "target_size": 32},
-        {"type": "VideoNormalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}]},
-}
-
-
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -98,33 +88,27 @@ def accuracy_run(seed, args, work):
     test_lab, test_videos = make_event_videos(os.path.join(work, "test"), args.test_videos,
                                               seed=seed + 100, **kw)
     paddle.seed(seed)
-    rec = build_model(SMALL_TSM["model"])
+    rec = build_model(TINY_RECOGNIZER["model"])
     wfile = os.path.join(work, "tsm.pdparams")
     paddle.save(rec.state_dict(), wfile)
     fmodel = os.path.join(work, "features_model")
-    export_extractor(dict(SMALL_TSM), fmodel, weights=wfile)
+    export_extractor(dict(TINY_RECOGNIZER), fmodel, weights=wfile)
     feat = os.path.join(work, "features")
     extract_videos(fmodel, [os.path.join(work, "train", f) for f in sorted(os.listdir(
         os.path.join(work, "train"))) if f.endswith(".mp4")] + test_videos, feat, 1,
         echo=None, bar=False)
     out = {"seed": seed}
     t0 = time.time()
-    cfg = bmn_cfg(train_lab, feat, args.bmn_epochs)
-    cfg["seed"] = seed
-    cfg["val_dataset"]["annotations"] = test_lab
-    tr = build_trainer(cfg, work_dir=os.path.join(work, "bmn"))
-    tr.train()
-    out.update({f"window {k}": v for k, v in tr.evaluate().items()})
-    export_model(tr.model, cfg, os.path.join(work, "bmn_export"), dataset=tr.val_dataset,
-                 input_keys=["feature"])
-    cfg = lstm_cfg(train_lab, feat, args.lstm_epochs)
-    cfg["seed"] = seed
-    cfg["val_dataset"]["annotations"] = test_lab
-    tr = build_trainer(cfg, work_dir=os.path.join(work, "lstm"))
-    tr.train()
-    out.update({f"proposal {k}": v for k, v in tr.evaluate().items()})
-    export_model(tr.model, cfg, os.path.join(work, "lstm_export"), dataset=tr.val_dataset,
-                 input_keys=["feature", "mask"])
+    for name, make, epochs, prefix in (("bmn", bmn_cfg, args.bmn_epochs, "window"),
+                                       ("lstm", lstm_cfg, args.lstm_epochs, "proposal")):
+        cfg = make(train_lab, feat, epochs)
+        cfg["seed"] = seed
+        cfg["val_dataset"]["annotations"] = test_lab   # scored on the held-out videos
+        tr = build_trainer(cfg, work_dir=os.path.join(work, name))
+        tr.train()
+        out.update({f"{prefix} {k}": v for k, v in tr.evaluate().items()})
+        export_model(tr.model, cfg, os.path.join(work, f"{name}_export"), dataset=tr.val_dataset,
+                     input_keys=cfg["train"]["input_keys"])
     out["train_seconds"] = time.time() - t0
     loc = Localizer(os.path.join(work, "bmn_export"), os.path.join(work, "lstm_export"), fmodel)
     gts = read_annotations(test_lab)

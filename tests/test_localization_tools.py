@@ -12,7 +12,7 @@ import pytest
 from ppzoo.core.errors import ConfigError, DataError
 from ppzoo.engine import build_trainer
 from ppzoo.engine.export import export_model
-from ppzoo.localization.synth import make_event_videos
+from ppzoo.localization.synth import TINY_RECOGNIZER, make_event_videos
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -23,16 +23,7 @@ import localize  # noqa: E402
 from test_localization_train import tiny_bmn_cfg, tiny_lstm_cfg  # noqa: E402
 
 FPS = 1
-RECOGNIZER = {
-    "name": "tiny_tsm",
-    "model": {"type": "Recognizer2D",
-              "backbone": {"type": "ResNetTSM", "depth": 18, "num_seg": 4, "base_width": 8,
-                           "stage_blocks": [1, 1, 1, 1]},
-              "head": {"type": "TSNHead", "num_classes": 4, "in_channels": 64, "num_seg": 4}},
-    "val_dataset": {"transforms": [
-        {"type": "Scale", "short_size": 32}, {"type": "VideoCenterCrop", "target_size": 32},
-        {"type": "VideoNormalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}]},
-}
+RECOGNIZER = dict(TINY_RECOGNIZER, name="tiny_tsm")
 
 
 @pytest.fixture(scope="module")

@@ -53,13 +53,21 @@ def make_feature_videos(out_dir, num_videos=4, duration=240.0, fps=5, dim=32, nu
         events = plant_events(rng, duration, num_classes, events_per_video, length)
         np.save(os.path.join(feat_dir, name + ".npy"),
                 feature_sequence(rng, duration, fps, dim, events, prototypes, strength))
-        gts.append({"url": f"mp4/{name}.mp4", "total_frames": duration,
-                    "actions": [{"label_ids": [c], "label_names": [str(c)], "start_id": s,
-                                 "end_id": e} for s, e, c in events]})
+        gts.append(_label_entry(name, duration, events))
+    return _write_labels(out_dir, fps, gts), feat_dir
+
+
+def _label_entry(name, duration, events):
+    return {"url": f"mp4/{name}.mp4", "total_frames": duration,
+            "actions": [{"label_ids": [c], "label_names": [str(c)], "start_id": s, "end_id": e}
+                        for s, e, c in events]}
+
+
+def _write_labels(out_dir, fps, gts):
     label_path = os.path.join(out_dir, "labels.json")
     with open(label_path, "w", encoding="utf-8") as f:
         json.dump({"fps": fps, "gts": gts}, f)
-    return label_path, feat_dir
+    return label_path
 
 
 CLASS_COLOURS = np.array([[128, 128, 128], [220, 40, 40], [40, 200, 40], [40, 40, 220],
@@ -110,10 +118,18 @@ def make_event_videos(out_dir, num_videos=2, duration=120.0, num_classes=4, even
         path = os.path.join(out_dir, name + ".mp4")
         write_event_video(path, duration, events, fps, size, seed=seed * 1000 + v)
         paths.append(path)
-        gts.append({"url": f"mp4/{name}.mp4", "total_frames": duration,
-                    "actions": [{"label_ids": [c], "label_names": [str(c)], "start_id": s,
-                                 "end_id": e} for s, e, c in events]})
-    label_path = os.path.join(out_dir, "labels.json")
-    with open(label_path, "w", encoding="utf-8") as f:
-        json.dump({"fps": fps, "gts": gts}, f)
-    return label_path, paths
+        gts.append(_label_entry(name, duration, events))
+    return _write_labels(out_dir, fps, gts), paths
+
+
+#: A small random-weight TSM recognizer (64-d features from 32 px frames) for generated
+#: videos: what tests and the benchmark extract features with.
+TINY_RECOGNIZER = {
+    "model": {"type": "Recognizer2D",
+              "backbone": {"type": "ResNetTSM", "depth": 18, "num_seg": 4, "base_width": 8,
+                           "stage_blocks": [1, 1, 1, 1]},
+              "head": {"type": "TSNHead", "num_classes": 4, "in_channels": 64, "num_seg": 4}},
+    "val_dataset": {"transforms": [
+        {"type": "Scale", "short_size": 32}, {"type": "VideoCenterCrop", "target_size": 32},
+        {"type": "VideoNormalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}]},
+}
