@@ -283,3 +283,30 @@ def test_window_dataset_and_its_errors(tmp_path):
     np.save(feats / "m.npy", np.zeros((100,), np.float32))
     with pytest.raises(DataError, match="m.npy: features must be"):
         ProposalDataset(lab, str(feats), fps=1)
+
+
+def test_proposal_dataset_with_audio_feeds_a_two_stream_attention_lstm(tmp_path):
+    from ppzoo.localization.attention_lstm import AttentionLSTM, AttentionLSTMLoss
+    from ppzoo.localization.datasets import ProposalDataset
+    (tmp_path / "f").mkdir()
+    (tmp_path / "a").mkdir()
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "f" / "m.npy", rng.normal(size=(200, 6)).astype(np.float32))   # 5 fps
+    np.save(tmp_path / "a" / "m.npy", rng.normal(size=(40, 3)).astype(np.float32))    # 1 fps
+    lab = _write(tmp_path / "l.json", {"fps": 5, "gts": [{"url": "m.mp4", "actions": [
+        {"label_ids": [2], "start_id": 10, "end_id": 16}]}]})
+    ds = ProposalDataset(lab, str(tmp_path / "f"), fps=5, max_len=40, audio_dir=str(tmp_path / "a"),
+                         per_event=2, background_per_video=2)
+    s = ds[0]   # the event itself: 30 image steps, 6 audio steps
+    assert s["label"] == 2 and s["iou"] == pytest.approx(1.0)
+    assert s["feature"].shape == (40, 6) and s["mask"].sum() == 30
+    assert s["audio"].shape == (8, 3) and s["audio_mask"].sum() == 6
+    np.testing.assert_array_equal(s["audio"][:6], np.load(tmp_path / "a" / "m.npy")[10:16])
+    paddle.seed(0)
+    model = AttentionLSTM(feature_dim=6, num_classes=3, lstm_size=4, fc_dims=[8, 8], audio_dim=3)
+    batch = {k: paddle.to_tensor(np.stack([ds[i][k] for i in range(4)]))
+             for k in ("feature", "mask", "audio", "audio_mask", "label", "iou")}
+    out = model(batch["feature"], batch["mask"], batch["audio"], batch["audio_mask"])
+    loss, _ = AttentionLSTMLoss()(out, batch)
+    loss.backward()
+    assert out[0].shape == [4, 3] and model.lstms[1].weight_ih_l0.grad is not None

@@ -148,16 +148,27 @@ class ProposalDataset(_FeatureVideos):
     event it overlaps most when that IoU is at least ``pos_iou``, else 0 (background);
     ``iou`` is that IoU (the regression target).  Feature slices are cut to
     ``max_len`` steps and padded; ``mask`` marks the real steps.
+
+    ``audio_dir`` adds a second stream (``audio``, ``audio_mask``): ``<video>.npy`` (or a
+    PaddleVideo ``.pkl``'s ``audio_feature``) at ``audio_fps`` steps per second (1 in
+    FootballAction), cut to ``audio_max_len`` (default ``max_len`` at the audio rate);
+    feed it with ``train.input_keys: [feature, mask, audio, audio_mask]`` and the model's
+    ``audio_dim``.
     """
 
     def __init__(self, annotations, feature_dir, fps, annotation_format="auto", subset=None,
                  class_names=None, max_len=300, per_event=8, jitter=0.4,
-                 background_per_video=8, pos_iou=0.5, seed=0):
+                 background_per_video=8, pos_iou=0.5, audio_dir=None, audio_fps=1.0,
+                 audio_max_len=None, seed=0):
         super().__init__(annotations, feature_dir, annotation_format, subset, class_names,
                          fps, None, seed)
         if not self.fps:
             raise ConfigError("ProposalDataset needs fps (feature steps per second)")
         self.max_len, self.pos_iou = int(max_len), float(pos_iou)
+        self.audio_dir, self.audio_fps = audio_dir, float(audio_fps)
+        self.audio_max_len = int(audio_max_len or max(1, round(self.max_len * self.audio_fps /
+                                                                self.fps)))
+        self._audio = {}
         rng = np.random.default_rng(int(seed))
         self.items = []
         for name in self.names:
@@ -188,8 +199,15 @@ class ProposalDataset(_FeatureVideos):
     def load(self, idx):
         name, (s, e), lab, iou = self.items[idx]
         feat, mask = proposal_features(self.features(name), s, e, self.fps, self.max_len)
-        return {"feature": feat, "mask": mask, "label": np.int64(lab),
-                "iou": np.float32(iou), "target": np.asarray([lab, iou], np.float32)}
+        out = {"feature": feat, "mask": mask, "label": np.int64(lab),
+               "iou": np.float32(iou), "target": np.asarray([lab, iou], np.float32)}
+        if self.audio_dir:
+            if name not in self._audio:
+                self._audio[name] = read_features(find_feature_file(self.audio_dir, name),
+                                                  key="audio_feature")
+            out["audio"], out["audio_mask"] = proposal_features(
+                self._audio[name], s, e, self.audio_fps, self.audio_max_len)
+        return out
 
 
 def proposal_features(feats, start_s, end_s, fps, max_len):
