@@ -310,3 +310,20 @@ def test_proposal_dataset_with_audio_feeds_a_two_stream_attention_lstm(tmp_path)
     loss, _ = AttentionLSTMLoss()(out, batch)
     loss.backward()
     assert out[0].shape == [4, 3] and model.lstms[1].weight_ih_l0.grad is not None
+
+
+def test_window_dataset_on_activitynet_videos_resamples_to_tscale(tmp_path):
+    from ppzoo.localization.datasets import BMNWindowDataset
+    (tmp_path / "f").mkdir()
+    np.save(tmp_path / "f" / "v1.npy", np.arange(50, dtype=np.float32)[:, None].repeat(3, 1))
+    np.save(tmp_path / "f" / "v2.npy", np.ones((10, 3), np.float32))
+    lab = _write(tmp_path / "anet.json", {"database": {
+        "v1": {"duration": 100.0, "subset": "training", "annotations": [{"segment": [20, 60], "label": 1}]},
+        "v2": {"duration": 20.0, "subset": "validation", "annotations": [{"segment": [5, 10], "label": 1}]}}})
+    ds = BMNWindowDataset(lab, str(tmp_path / "f"), tscale=25, dscale=25, subset="training")
+    assert len(ds) == 1
+    s = ds[0]
+    # 50 steps averaged pairwise onto 25: linear interpolation at the bin centres
+    np.testing.assert_allclose(s["feature"][0], np.arange(25) * 2 + 0.5)
+    np.testing.assert_allclose(s["segments"][0], [0.2, 0.6, 1])
+    assert s["gt_iou_map"][9, 5] == pytest.approx(1.0)   # [5/25, 15/25] = [0.2, 0.6]
