@@ -327,3 +327,16 @@ def test_window_dataset_on_activitynet_videos_resamples_to_tscale(tmp_path):
     np.testing.assert_allclose(s["feature"][0], np.arange(25) * 2 + 0.5)
     np.testing.assert_allclose(s["segments"][0], [0.2, 0.6, 1])
     assert s["gt_iou_map"][9, 5] == pytest.approx(1.0)   # [5/25, 15/25] = [0.2, 0.6]
+
+
+def test_select_events_hand_case():
+    from ppzoo.localization.infer import select_events
+    props = np.array([[10, 20, 0.9], [11, 21, 0.8], [40, 45, 0.5], [60, 70, 0.4], [80, 90, 0.3]])
+    probs = np.array([[0.1, 0.9, 0.0], [0.2, 0.0, 0.8], [0.9, 0.1, 0.0],
+                      [0.0, 0.05, 0.95], [0.3, 0.7, 0.0]])
+    ious = np.array([0.5, 0.7, 0.9, 0.6, 0.05])
+    ev = select_events(props, probs, ious, {"score_thresh": 0.5, "iou_thresh": 0.1,
+                                            "nms_thresh": 0.01, "nms_delta": 2.0}, ["bg", "a", "b"])
+    # #2 is background; #1 (IoU 0.7) suppresses the overlapping #0; #4's IoU is under 0.1
+    assert [(e["start"], e["end"], e["label"]) for e in ev] == [(11, 21, "b"), (60, 70, "b")]
+    assert ev[0]["score"] == pytest.approx(0.8) and ev[0]["iou"] == pytest.approx(0.7)

@@ -80,11 +80,11 @@ def select_events(proposals, probs, ious, post, label_names=None):
     cls = probs.argmax(1)
     score = probs[np.arange(len(cls)), cls]
     keep = cls != int(post["background"])
-    rows = np.stack([props[:, 0], props[:, 1], ious, np.arange(len(props))], 1)[keep]
-    if not len(rows):
+    cand = np.flatnonzero(keep)
+    if not len(cand):
         return []
-    kept = NMS(post["nms_thresh"], post["nms_delta"])(rows[:, :3])
-    idx = [int(rows[np.flatnonzero((rows[:, :3] == k).all(1))[0], 3]) for k in kept]
+    rows = np.stack([props[cand, 0], props[cand, 1], ious[cand]], 1)
+    idx = cand[NMS(post["nms_thresh"], post["nms_delta"]).keep_indices(rows)]
     events = []
     for i in sorted(idx, key=lambda j: props[j, 0]):
         if score[i] > post["score_thresh"] and ious[i] > post["iou_thresh"]:

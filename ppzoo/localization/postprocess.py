@@ -129,6 +129,11 @@ class NMS:
 
     def __call__(self, props):
         props = np.asarray(props, np.float64).reshape(-1, 3)
+        return props[self.keep_indices(props)]
+
+    def keep_indices(self, props):
+        """Row indices of the kept proposals, best first."""
+        props = np.asarray(props, np.float64).reshape(-1, 3)
         s = np.maximum(props[:, 0] - self.delta, 0.0)
         e = props[:, 1] + self.delta
         order = np.argsort(-props[:, 2], kind="stable")
@@ -139,7 +144,7 @@ class NMS:
             rest = order[1:]
             iou = segment_iou(np.stack([s[rest], e[rest]], 1), (s[i], e[i]))
             order = rest[iou <= self.thresh]
-        return props[keep]
+        return np.asarray(keep, dtype=np.int64)
 
 
 @PROPOSAL_POSTPROCESS.register()
