@@ -8,6 +8,7 @@ Evaluation is off and checkpoints are written only at the end (as a bare loop wo
 """
 import argparse
 import os
+import shutil
 import statistics
 import time
 
@@ -29,6 +30,7 @@ def make_cfg(steps, batch_size, width):
 
 
 def run_trainer(cfg, work_dir):
+    shutil.rmtree(work_dir, ignore_errors=True)  # a rerun replaces the previous round
     trainer = ppzoo.Trainer(cfg, work_dir=work_dir)
     it = iter(trainer.train_loader)  # warm-up: one batch through the loader and a step
     trainer.train_step(next(it))

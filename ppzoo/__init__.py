@@ -9,5 +9,7 @@ __version__ = "0.1.0"
 from . import core  # noqa: F401
 from . import transforms, datasets, models, losses, metrics  # noqa: F401,E402
 from . import segmentation, pssl, video, distill, nlp, regularizers  # noqa: F401,E402
+from . import active, ranking  # noqa: F401,E402
+from . import continual  # noqa: F401,E402
 from .engine import Trainer, build_trainer  # noqa: F401,E402
 from . import localization  # noqa: F401,E402

@@ -1,6 +1,5 @@
 """EDL-Dist on a local Ray: soft labels equal the teacher's, a killed teacher loses and
 duplicates no sample, a teacher added mid-run gets work, online and edl agree."""
-import copy
 import os
 
 import numpy as np
@@ -125,7 +124,10 @@ def test_offline_soft_labels_are_written_once_and_reused(teacher, tmp_path):
     np.testing.assert_allclose(logits[[0, 5]], model(paddle.to_tensor(x)).numpy(), atol=1e-4)
     tr.train()
     mtime = os.path.getmtime(os.path.join(path, "logits.npy"))
-    build_trainer(copy.deepcopy(cfg)).train()
+    # a second run (its own folder: a used run folder is refused) reads the same labels
+    again = _student_cfg(tmp_path / "again", teacher, "offline", "train.iters=3",
+                         f"distill.soft_label_dir={path}")
+    build_trainer(again).train()
     assert os.path.getmtime(os.path.join(path, "logits.npy")) == mtime
 
 

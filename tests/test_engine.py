@@ -225,6 +225,13 @@ def test_a_second_run_into_a_locked_folder_fails_and_a_stale_lock_is_taken_over(
     assert json.loads((run / ".lock").read_text())["pid"] == os.getpid()
     t.train()
     assert not (run / ".lock").exists()                              # released at the end
+    # a trainer of this process that took the lock over keeps it when the first one lets go
+    from ppzoo.engine.rundir import RunLock
+    first, second = RunLock(str(run)).acquire(), RunLock(str(run)).acquire()
+    first.release()
+    assert (run / ".lock").exists()
+    second.release()
+    assert not (run / ".lock").exists()
 
 
 def test_resume_checks_the_config_before_writing_anything(digits_cfg, tmp_path):
@@ -364,3 +371,82 @@ def test_best_is_saved_without_optimizer_state(digits_cfg, tmp_path):
     assert (tmp_path / "run" / "latest" / "model.pdopt").is_file()
     assert not (tmp_path / "run" / "best" / "model.pdopt").exists()
     assert t.iter == 23
+
+
+# ---------------------------------------------------------------- data paths
+def test_sample_rng_depends_only_on_seed_epoch_and_index():
+    from ppzoo.datasets.base import sample_rng
+    draws = {(s, e, i): sample_rng(s, e, i).random(4) for s in (0, 7) for e in (0, 1) for i in range(50)}
+    for key in [(7, 1, 3), (0, 0, 0), (0, 1, 49)]:                   # any order, any interleaving
+        np.testing.assert_array_equal(sample_rng(*key).random(4), draws[key])
+    firsts = np.array([v[0] for v in draws.values()])
+    assert len(set(firsts.tolist())) == len(firsts)                  # every sample its own stream
+    assert abs(firsts.mean() - 0.5) < 0.06 and abs(np.corrcoef(firsts[:-1], firsts[1:])[0, 1]) < 0.15
+    old = sample_rng(3, 2, 1, kind="seedsequence").random(3)
+    np.testing.assert_array_equal(old, np.random.default_rng([3, 2, 1]).random(3))
+
+
+def _png(path, arr, mode=None):
+    from PIL import Image
+    Image.fromarray(arr, mode).save(path) if mode else Image.fromarray(arr).save(path)
+
+
+def test_png_through_opencv_gives_the_pixels_pil_gives(tmp_path, monkeypatch):
+    from PIL import Image
+    from ppzoo.transforms import base as tb
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    _png(tmp_path / "rgb.png", rgb)
+    _png(tmp_path / "gray.png", rgb[..., 0])
+    _png(tmp_path / "rgba.png", np.concatenate([rgb, rgb[..., :1]], axis=2))
+    Image.fromarray(rgb[..., 0] % 5).convert("P").save(tmp_path / "pal.png")
+    for name in ("rgb", "gray", "rgba", "pal"):
+        for mode in ("RGB", "L"):
+            path = str(tmp_path / f"{name}.png")
+            monkeypatch.setattr(tb, "IMAGE_BACKEND", "auto")
+            fast = tb.read_image(path, mode)
+            monkeypatch.setattr(tb, "IMAGE_BACKEND", "pil")
+            slow = tb.read_image(path, mode)
+            assert fast.dtype == np.uint8 and fast.shape == slow.shape, (name, mode)
+            np.testing.assert_array_equal(fast, slow, err_msg=f"{name} {mode}")
+
+
+@pytest.mark.parametrize("backend", ["auto", "pil"])
+def test_16_bit_images_are_refused(tmp_path, monkeypatch, backend):
+    from PIL import Image
+    from ppzoo.transforms import base as tb
+    monkeypatch.setattr(tb, "IMAGE_BACKEND", backend)
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((4, 4), 4000, np.uint16)).save(path)
+    with pytest.raises(DataError, match=r"deep.png.*8-bit images"):
+        tb.read_image(str(path), "RGB")
+
+
+def test_dataset_cache_keeps_decoded_resized_samples_and_changes_nothing(tmp_path):
+    rng = np.random.default_rng(1)
+    os.makedirs(tmp_path / "a")
+    for i in range(6):
+        _png(tmp_path / "a" / f"{i}.png", rng.integers(0, 256, (20, 16, 3), dtype=np.uint8))
+    tf = [{"type": "Resize", "size": [10, 8]}, {"type": "RandomCrop", "size": 6},
+          {"type": "RandomHorizontalFlip"}, {"type": "Normalize"}, {"type": "ToCHW"}]
+    plain = ppzoo.core.DATASETS.build({"type": "ImageFolder", "root": str(tmp_path), "transforms": tf})
+    cached = ppzoo.core.DATASETS.build({"type": "ImageFolder", "root": str(tmp_path), "transforms": tf,
+                                        "cache": True})
+    loads = []
+    orig = cached.load
+    cached.load = lambda i: loads.append(i) or orig(i)
+    assert cached.transforms.deterministic_prefix() == 1
+    for epoch in range(3):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(plain)):
+            np.testing.assert_array_equal(plain[i]["image"], cached[i]["image"])
+    assert sorted(loads) == list(range(6))                          # decoded and resized once
+    assert cached._cache[0]["image"].shape == (10, 8, 3)
+
+
+def test_importing_the_zoo_pulls_no_heavy_optional_package():
+    code = ("import sys, ppzoo; print(sorted(m for m in ('sklearn', 'paddlenlp', 'paddleseg', 'ray', "
+            "'skimage', 'flwr') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]

@@ -17,7 +17,7 @@ def test_train_and_eval_tools_with_lnsr(tmp_path):
     data = dict(type="GlueTSV", path=str(tmp_path / "train.tsv"), text_a="sentence", label="label",
                 tokenizer=str(tmp_path), max_seq_len=8)
     cfg = {"trainer": {"type": "FineTuneTrainer"},
-           "regularizer": {"type": "LNSR", "sigma": 0.05, "layer": 0},
+           "regularizer": {"type": "LNSR", "sigma": 0.05, "layer": 0, "weight": 0.1},
            "model": {"type": "TransformerClassifier", "num_classes": 2,
                      "encoder": dict(vocab_size=11, hidden_size=16, num_hidden_layers=2,
                                      num_attention_heads=2, intermediate_size=32)},
@@ -43,7 +43,7 @@ def test_every_lnsr_config_loads_and_names_registered_components():
     from ppzoo.core.builder import DATASETS, LOSSES, METRICS, MODELS, TRAINERS
     from ppzoo.regularizers import REGULARIZERS
     files = sorted(glob.glob(os.path.join(ROOT, "configs", "lnsr", "*.yml")))
-    assert len(files) == 36
+    assert len(files) == 42  # 7 tasks (mrpc2rte: the domain shift) x 6 methods
     for f in files:
         cfg = load_config(f)
         REGULARIZERS.build(cfg["regularizer"], key_path="regularizer")
@@ -51,3 +51,16 @@ def test_every_lnsr_config_loads_and_names_registered_components():
         assert DATASETS.get(cfg["train_dataset"]["type"]) and LOSSES.get(cfg["loss"]["type"])
         assert all(METRICS.get(m["type"]) for m in cfg["metrics"])
         assert cfg["train"]["input_keys"] == ["input_ids", "token_type_ids"]
+
+
+def test_benchmark_checks_every_task_before_training(tmp_path):
+    """A task without configs, or whose data is absent, stops the benchmark before any run,
+    naming what is missing, and writes no runs file."""
+    env = dict(os.environ, PPZOO_DATA=str(tmp_path / "no_data"))
+    out = subprocess.run([sys.executable, "benchmarks/lnsr_glue.py", "--tasks", "nosuchtask", "sst2",
+                          "--methods", "plain", "--seeds", "0", "--out", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode != 0
+    assert "configs/lnsr/nosuchtask_plain.yml" in out.stderr
+    assert "glue/SST-2/train.tsv" in out.stderr
+    assert not list(tmp_path.glob("*_runs.jsonl"))

@@ -118,7 +118,7 @@ def test_squad_features_windows_and_perfect_prediction(tmp_path, vocab):
         SquadQA(str(bad), tokenizer=vocab)
 
 
-@pytest.mark.parametrize("reg", [{"type": "NoRegularizer"}, {"type": "LNSR", "sigma": 0.05}, {"type": "L2SP"},
+@pytest.mark.parametrize("reg", [{"type": "NoRegularizer"}, {"type": "LNSR", "sigma": 0.05}, {"type": "L2SP", "allow_weight_decay": True},
                                  {"type": "Mixout", "p": 0.1}, {"type": "SMART"}], ids=lambda r: r["type"])
 def test_qa_fine_tunes_through_the_trainer(tmp_path, vocab, reg):
     """Every regularizer fine-tunes extractive QA.  SMART's proximal term holds the model near

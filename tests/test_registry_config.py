@@ -115,3 +115,28 @@ def test_opts_can_add_a_leaf_but_the_trainer_rejects_unknown_ones(digits_cfg, tm
     import ppzoo
     with pytest.raises(ConfigError, match="did you mean 'pretrained'"):
         ppzoo.Trainer(cfg, work_dir=str(tmp_path / "r"))
+
+
+def test_argument_kinds_are_checked_against_annotations_and_defaults():
+    reg = Registry("kinds_test")
+
+    @reg.register()
+    class Thing:
+        def __init__(self, n: int = 1, rate: float = 0.5, name: str = "a", flag=False, size=3,
+                     anything=None, mode="x"):
+            self.args = (n, rate, name, flag, size, anything, mode)
+
+    ok = reg.build({"type": "Thing", "n": 2, "rate": 1, "name": "b", "flag": True, "size": 0.5,
+                    "anything": "whatever", "mode": 3})
+    assert ok.args == (2, 1, "b", True, 0.5, "whatever", 3)
+    assert reg.build({"type": "Thing", "size": "auto", "n": None}).args[4] == "auto"
+    for key, value, want in (("n", "two", "an integer"), ("n", 2.5, "an integer"),
+                             ("rate", "fast", "a number"), ("name", 3, "a string"),
+                             ("flag", "yes", "true or false"), ("size", "big", "a number"),
+                             ("n", True, "an integer")):
+        with pytest.raises(ConfigError, match=rf"thing\.{key}={value!r}: Thing expects {want}"):
+            reg.build({"type": "Thing", key: value}, key_path="thing")
+    # paddle's own classes: a default of the wrong kind is caught the same way
+    with pytest.raises(ConfigError, match=r"optimizer\.momentum='fast': Momentum expects"):
+        build_optimizer({"type": "Momentum", "momentum": "fast"},
+                        paddle.nn.Linear(2, 2).parameters(), 0.1)

@@ -158,3 +158,31 @@ def test_confidence_moves_with_the_mask(tmp_path):
     assert (s["mask"][:, -6:] == 1).all() and (s["mask"][:, :-6] == 0).all()
     np.testing.assert_allclose(s["confidence"][s["mask"] == 1], 1.0)
     np.testing.assert_allclose(s["confidence"][s["mask"] == 0], 0.2)
+
+
+def test_paddleseg_style_augmentations():
+    from ppzoo.segmentation.transforms import RandomDistort, RandomPaddingCrop, ResizeStepScaling
+    from ppzoo.core.errors import ConfigError
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (20, 16, 3)).astype(np.uint8)
+    mask = np.zeros((20, 16, 1), np.int32)
+    mask[:10] = 7
+    scales = set()
+    for _ in range(20):
+        s = ResizeStepScaling(0.5, 2.0, 0)({"image": img.copy(), "mask": mask.copy()}, rng)
+        f = s["image"].shape[0] / 20
+        assert 0.45 <= f <= 2.05 and s["mask"].shape[:2] == s["image"].shape[:2]
+        assert set(np.unique(s["mask"])) <= {0, 7}  # nearest neighbour for labels
+        scales.add(round(f, 2))
+    assert len(scales) > 5  # a continuous range when scale_step_size is 0
+    # crop_size is (width, height) as in PaddleSeg; smaller images are padded bottom/right
+    s = RandomPaddingCrop([30, 24], label_padding_value=1001)({"image": img.copy(), "mask": mask.copy()}, rng)
+    assert s["image"].shape == (24, 30, 3) and s["mask"].shape == (24, 30, 1)
+    assert (s["mask"][20:] == 1001).all() and (s["mask"][:, 16:] == 1001).all()
+    assert (s["image"][20:] == 128).all()
+    d = RandomDistort(0.2, 1.0, 0.2, 1.0, 0.2, 1.0)
+    out = d({"image": img.copy()}, np.random.default_rng(1))["image"]
+    assert out.dtype == np.uint8 and out.shape == img.shape and not np.array_equal(out, img)
+    assert np.array_equal(out, d({"image": img.copy()}, np.random.default_rng(1))["image"])  # seeded
+    with pytest.raises(ConfigError, match="before Normalize"):
+        d({"image": img.astype(np.float32)}, rng)

@@ -18,7 +18,7 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_paper_models_train_step(config):
     """Each paper config's model, with its classes cut to 3, takes a training step."""
     paddle.seed(0)
-    cfg = load_config(os.path.join(CONFIGS, f"{config}.yml"), ["model.num_classes=3"])
+    cfg = load_config(os.path.join(CONFIGS, f"{config}.yml"), ["model.num_classes=3", "model.backbone_pretrained=null"])
     m = MODELS.build(cfg["model"], key_path="model")
     loss_fn = SegCrossEntropyLoss()
     opt = paddle.optimizer.SGD(0.01, parameters=m.parameters())
@@ -33,3 +33,38 @@ def test_paper_models_train_step(config):
     m.eval()
     with paddle.no_grad():
         assert m(x).shape == [1, 3, 32, 32]
+
+
+@pytest.mark.parametrize("config", ["pspnet_r50_pssl", "deeplabv3_r50_pssl", "ocrnet_hrnetw18_pssl"])
+def test_paper_pssl_configs_follow_paddlesegs_recipe(config, tmp_path, monkeypatch):
+    """ImageNet backbone by default (resolved through the hub, not downloaded here), the
+    backbone at 0.1x the learning rate, PaddleSeg's PSSL augmentation on released labels."""
+    import numpy as np
+    from PIL import Image
+    from ppzoo.core.builder import DATASETS, build_optimizer
+    import ppzoo.hub.load as hub_load
+    from ppzoo.segmentation.models import BACKBONE_IMAGENET
+    path = os.path.join(os.path.dirname(CONFIGS), "pssl", f"{config}.yml")
+    cfg = load_config(path)
+    assert cfg["model"]["backbone_pretrained"] == "imagenet" and cfg["model"]["num_classes"] == 1001
+    seen = []
+    monkeypatch.setattr(hub_load, "load_pretrained", lambda net, src, **kw: seen.append(src))
+    m = MODELS.build(cfg["model"], key_path="model")
+    assert seen == [BACKBONE_IMAGENET[cfg["model"]["backbone"]]]
+    named = list(m.named_parameters())
+    opt = build_optimizer(cfg["optimizer"], named, 0.01)
+    backbone = {id(p) for n, p in named if n.startswith("net.backbone.")}
+    groups = opt._param_groups
+    mults = {g["learning_rate"]: {id(p) for p in g["params"]} for g in groups}
+    assert mults[0.1] == backbone and backbone and len(named) > len(backbone)
+    # the released-format pipeline: one image + label through the config's transforms
+    (tmp_path / "p" / "train" / "n01").mkdir(parents=True)
+    (tmp_path / "i" / "train" / "n01").mkdir(parents=True)
+    Image.fromarray(np.zeros((120, 90, 3), np.uint8)).save(tmp_path / "i" / "train" / "n01" / "n01_1.JPEG", "JPEG")
+    np.savez(tmp_path / "p" / "train" / "n01" / "n01_1.JPEG_eiseg.npz", np.ones((120, 90), np.uint8))
+    (tmp_path / "p" / "train.txt").write_text("train/n01/n01_1.JPEG_eiseg.npz\n")
+    (tmp_path / "p" / "imagenet_lsvrc_2015_synsets.txt").write_text("n00\nn01\n")
+    ds = DATASETS.build(dict(cfg["train_dataset"], pssl_root=str(tmp_path / "p"), imagenet_root=str(tmp_path / "i")))
+    s = ds[0]
+    assert s["image"].shape == (3, 256, 256) and s["mask"].shape[:2] == (256, 256)
+    assert set(np.unique(s["mask"])) <= {1, 1001}  # class 1 (from the synsets), padding ignored

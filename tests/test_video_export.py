@@ -39,6 +39,7 @@ def _infer_cli(model_dir, path):
                           model_dir, "--input", path, "--topk", "2"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+    assert "onednn" not in (res.stdout + res.stderr).lower(), res.stdout  # no oneDNN chatter
     return res.stdout
 
 

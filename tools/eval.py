@@ -4,7 +4,9 @@
 
 ``--weights`` is a ``.pdparams`` file or a checkpoint folder (``best/``, ``latest/``).
 Prints every metric (and the per-class table of ClassificationReport) and, with
-``--output``, writes them as JSON.
+``--output``, writes them as JSON.  A val set without labels (a dataset whose
+``has_labels`` is false, e.g. FSD-10's test array) is predicted instead, and the dataset
+writes its predictions to ``--output`` (default ``submission.csv``).
 """
 import argparse
 import json
@@ -63,6 +65,8 @@ def main(argv=None):
     if not trainer.metrics:
         raise ConfigError(f"{args.config}: the config lists no 'metrics'")
     file = load_weights(trainer.model, args.weights)
+    if getattr(trainer.val_dataset, "has_labels", True) is False:
+        return _predict_unlabelled(trainer, args.output or "submission.csv", file)
     results = trainer.evaluate()
     print(f"weights: {file}")
     print(f"samples: {len(trainer.val_dataset)}")
@@ -88,6 +92,21 @@ def main(argv=None):
                 os.remove(tmp)
         print(f"results written to {args.output}")
     return results
+
+
+def _predict_unlabelled(trainer, output, weights):
+    import numpy as np
+    import paddle
+    if not hasattr(trainer.val_dataset, "write_predictions"):
+        from ppzoo.core import ConfigError
+        raise ConfigError(f"{type(trainer.val_dataset).__name__} has no labels and cannot write predictions")
+    trainer.model.eval()
+    with paddle.no_grad():
+        scores = [np.asarray(trainer.predict(b)) for b in trainer.val_loader]
+    path = trainer.val_dataset.write_predictions(output, np.concatenate(scores))
+    print(f"weights: {weights}")
+    print(f"samples: {len(trainer.val_dataset)} (no labels: predictions written to {path})")
+    return {"predictions": path}
 
 
 if __name__ == "__main__":

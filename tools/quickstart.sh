@@ -10,7 +10,7 @@ OUT=${OUT:-output/quickstart_digits}
 CFG=configs/quickstart/digits.yml
 
 echo "== train"
-$PY tools/train.py -c $CFG --save-dir "$OUT"
+$PY tools/train.py -c $CFG --save-dir "$OUT" --overwrite   # a previous run moves to $OUT.old-<time>
 echo "== eval best/"
 $PY tools/eval.py -c $CFG --weights "$OUT/best" --output "$OUT/eval.json"
 echo "== export"

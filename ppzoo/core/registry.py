@@ -179,6 +179,8 @@ def _expected_kind(param):
 def _fits(value, kind):
     if value is None or not isinstance(value, (str, bool, int, float)):
         return True  # None, built objects, lists and mappings are the component's to check
+    if value == "auto" and kind in ("int", "number"):
+        return True  # a builder fills it in (e.g. an LR schedule's T_max: the run's iterations)
     if kind == "bool":
         return isinstance(value, bool) or value in (0, 1)
     if kind == "int":

@@ -55,8 +55,8 @@ def _check_label(label, num_classes, where):
 class ImageFolder(BaseDataset):
     """``root/<class name>/<image>``: one sub-folder per class, sorted by name."""
 
-    def __init__(self, root, transforms=None, mode="RGB", extensions=IMG_EXTENSIONS):
-        super().__init__(transforms)
+    def __init__(self, root, transforms=None, mode="RGB", extensions=IMG_EXTENSIONS, cache=False):
+        super().__init__(transforms, cache=cache)
         if not os.path.isdir(root):
             raise DataError(f"ImageFolder root not found: {root}")
         self.mode = mode
@@ -90,8 +90,8 @@ class ImageList(BaseDataset):
     """
 
     def __init__(self, list_file, root=None, transforms=None, mode="RGB", class_names=None,
-                 num_classes=None, delimiter=None):
-        super().__init__(transforms)
+                 num_classes=None, delimiter=None, cache=False):
+        super().__init__(transforms, cache=cache)
         if not os.path.isfile(list_file):
             raise DataError(f"list file not found: {list_file}")
         root = root if root is not None else os.path.dirname(os.path.abspath(list_file))

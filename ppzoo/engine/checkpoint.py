@@ -20,7 +20,8 @@ def atomic_save_paddle(obj, path):
     os.replace(tmp, path)
 
 
-def save_checkpoint(ckpt_dir, model_state, opt_state=None, state=None):
+def save_checkpoint(ckpt_dir, model_state, opt_state=None, state=None, extra=None):
+    """``extra`` ({file name: object}) adds further ``paddle.save`` files to the folder."""
     parent = os.path.dirname(os.path.abspath(ckpt_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{ckpt_dir}.tmp-{os.getpid()}"
@@ -32,6 +33,8 @@ def save_checkpoint(ckpt_dir, model_state, opt_state=None, state=None):
         paddle.save(opt_state, os.path.join(tmp, "model.pdopt"))
     with open(os.path.join(tmp, "state.json"), "w", encoding="utf-8") as f:
         json.dump(state or {}, f, indent=1)
+    for fname, obj in (extra or {}).items():
+        paddle.save(obj, os.path.join(tmp, fname))
     old = f"{ckpt_dir}.old"
     if os.path.exists(old):
         shutil.rmtree(old)

@@ -339,11 +339,19 @@ def _swap_into_place(tmp, save_dir):
 def build_for_weights(cfg):
     """The trainer (model, metrics, val data, no training data) that ``--weights`` will fill.
 
-    ``pretrained:`` is dropped: the weights file replaces every parameter, so fetching
-    pretrained weights first would only cost time (or a download).
+    ``pretrained:`` is dropped, also inside the model (e.g. a backbone's ImageNet weights):
+    the weights file replaces every parameter, so fetching pretrained weights first would
+    only cost time (or a download).
     """
     from .trainer import build_trainer
-    cfg = {k: v for k, v in cfg.items() if k != "pretrained"}
+
+    def drop(node):
+        if isinstance(node, dict):
+            return {k: drop(v) for k, v in node.items() if k not in ("pretrained", "pretrained_strict")}
+        if isinstance(node, list):
+            return [drop(v) for v in node]
+        return node
+    cfg = {k: (drop(v) if k == "model" else v) for k, v in cfg.items() if k != "pretrained"}
     return build_trainer(cfg, build_train=False)
 
 

@@ -15,8 +15,11 @@ in the config.  The interface is small:
     the config, the val dataset and its first sample as ``load`` returns it (before
     transforms; either may be None); ``export.reader`` / ``export.postprocess`` of the
     config are merged on top.
+``expand(files) -> list[str]`` (optional)
+    the inputs the files hold, default the files themselves; a task whose files hold many
+    records (text: one per line) returns one name per record, e.g. ``reviews.tsv:3``.
 ``read(path) -> dict``
-    one input file as a sample dict, the same form the dataset's ``load`` returns
+    one input (a file, or a name ``expand`` returned) as a sample dict, the same form the dataset's ``load`` returns
     (raise ``DataError`` naming the file when it cannot be read).
 ``preprocess(sample) -> dict``
     default: the val transforms saved in ``deploy.yml``.
@@ -185,6 +188,11 @@ class InferTask:
     def deploy_fields(cls, cfg, dataset, sample):
         return {}
 
+    def list_inputs(self, path):
+        """The inputs under ``path``: one per file (tasks whose files hold several samples
+        return one entry per sample)."""
+        return list_inputs(path, self.extensions)
+
     def read(self, path):
         raise NotImplementedError
 
@@ -297,7 +305,7 @@ def run_inference(model_dir, input_path, batch_size=8, output=None, echo=print,
     use_mkldnn = use_mkldnn and task_cls.onednn_supported
     predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads, use_mkldnn=use_mkldnn)
     task = build_task(predictor.deploy, **task_options)
-    files = list_inputs(input_path, task.extensions)
+    files = task.list_inputs(input_path)
     batch_size = max(1, int(batch_size))
     if output:
         is_file = output.lower().endswith((".json", ".jsonl"))

@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import time
+import uuid
 
 from ..core.errors import PPZooError
 
@@ -63,6 +64,16 @@ def lock_is_live(info):
     return info["pid"] != os.getpid() and _pid_alive(info["pid"])
 
 
+def check_not_in_use(work_dir, info=None):
+    """Raise RunFolderError if a live process (another than this one) holds the folder's lock."""
+    info = info if info is not None else read_lock(work_dir)
+    if lock_is_live(info):
+        raise RunFolderError(
+            f"{work_dir} is in use by another run (pid {info['pid']} on {info['host']}, "
+            f"started {info.get('started', '?')}); wait for it to finish or choose another "
+            f"--save-dir (if that process is gone, delete {os.path.join(work_dir, LOCK_NAME)})")
+
+
 class RunLock:
     """``<work_dir>/.lock`` held by this process; released by ``release()``."""
 
@@ -74,18 +85,14 @@ class RunLock:
 
     def acquire(self):
         me = {"pid": os.getpid(), "host": socket.gethostname(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": uuid.uuid4().hex}
+        self.token = me["token"]
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 info = read_lock(self.work_dir)
-                if lock_is_live(info):
-                    raise RunFolderError(
-                        f"{self.work_dir} is in use by another run (pid {info['pid']} on "
-                        f"{info['host']}, started {info.get('started', '?')}); wait for it to "
-                        f"finish or choose another --save-dir (if that process is gone, delete "
-                        f"{self.path})") from None
+                check_not_in_use(self.work_dir, info)
                 if info and info.get("pid") != os.getpid():
                     self.stale = info
                 try:
@@ -104,7 +111,7 @@ class RunLock:
             return
         self.held = False
         info = read_lock(self.work_dir)
-        if info and info.get("pid") == os.getpid():
+        if info and info.get("token") == self.token:  # not a lock a later trainer took over
             try:
                 os.remove(self.path)
             except OSError:
@@ -138,10 +145,7 @@ def check_new_run_folder(work_dir, overwrite=False):
     entries = run_entries(work_dir)
     if not entries:
         return None
-    info = read_lock(work_dir)
-    if lock_is_live(info):
-        raise RunFolderError(f"{work_dir} is in use by another run (pid {info['pid']} on "
-                             f"{info['host']}); choose another --save-dir")
+    check_not_in_use(work_dir)
     if not overwrite:
         shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
         raise RunFolderError(
@@ -220,12 +224,6 @@ def check_resume(work_dir, cfg):
     return ok
 
 
-def clean_temp_checkpoints(work_dir):
-    """Remove ``<ckpt>.tmp-<pid>`` folders left by killed processes."""
-    from .checkpoint import remove_stale_temps
-    remove_stale_temps(work_dir)
-
-
 def truncate_metrics(path, upto_iter):
     """Keep the records of iterations ``<= upto_iter`` (a resumed run replays the rest)."""
     if not os.path.isfile(path):
@@ -252,16 +250,19 @@ def truncate_metrics(path, upto_iter):
     return dropped
 
 
-def remove_failed_start(work_dir, created):
+def remove_failed_start(work_dir, created, fresh=False):
     """After a start that failed: leave the folder as it was (the error was reported).
 
-    Only the log the failed start opened is removed, and the folder if this start made it."""
-    if not os.path.isdir(work_dir) or [n for n in run_entries(work_dir) if n != "train.log"]:
+    Only what the failed start wrote is removed: its log, and for a fresh (not resumed) run
+    the config it saved; the folder too if this start made it."""
+    written = {"train.log", "config.yml"} if fresh else {"train.log"}
+    if not os.path.isdir(work_dir) or [n for n in run_entries(work_dir) if n not in written]:
         return
     if created:
         shutil.rmtree(work_dir, ignore_errors=True)
     else:
-        try:
-            os.remove(os.path.join(work_dir, "train.log"))
-        except OSError:
-            pass
+        for name in written:
+            try:
+                os.remove(os.path.join(work_dir, name))
+            except OSError:
+                pass

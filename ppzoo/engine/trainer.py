@@ -143,7 +143,7 @@ class Trainer:
             self._release_lock()
             if owns_dir:
                 close_logger(getattr(self, "logger", None))
-                rundir.remove_failed_start(self.work_dir, created)
+                rundir.remove_failed_start(self.work_dir, created, fresh=not resume)
             raise
 
     def _prepare_run_dir(self, resume, overwrite):
@@ -152,16 +152,17 @@ class Trainer:
         if resume and overwrite:
             raise ConfigError("--resume and --overwrite exclude each other")
         if resume:
-            info = rundir.read_lock(self.work_dir)
-            if rundir.lock_is_live(info):
-                raise rundir.RunFolderError(
-                    f"{self.work_dir} is in use by another run (pid {info['pid']} on "
-                    f"{info['host']}); it cannot be resumed while that run trains")
-            return rundir.check_resume(self.work_dir, self.cfg)
+            rundir.check_not_in_use(self.work_dir)
+            return self._check_resume_folder()
         moved = rundir.check_new_run_folder(self.work_dir, overwrite=overwrite)
         if moved:
             self._moved_to = moved
         return []
+
+    def _check_resume_folder(self):
+        """The config changes a resume into ``work_dir`` allows (refuses the rest).  Trainers
+        whose folder holds other state than ``latest/`` (task or round sequences) override it."""
+        return rundir.check_resume(self.work_dir, self.cfg)
 
     def __del__(self):
         try:
@@ -247,6 +248,13 @@ class Trainer:
             self.register_hook(EvalHook(tc.get("eval_interval", default_eval),
                                         metric=ec.get("best_metric"), mode=ec.get("mode", "max")))
         self.register_hook(CheckpointHook(tc.get("checkpoint_interval", default_eval)))
+        unit = "epoch" if "epochs" in tc else "tenth of train.iters"
+        said = [f"{what} every {tc.get(key, default_eval)} iterations"
+                + ("" if key in tc else f" (default: each {unit}; set train.{key})")
+                for key, what in (("eval_interval", "evaluating"),
+                                  ("checkpoint_interval", "saving latest/"))
+                if key != "eval_interval" or self.val_loader is not None]
+        self.logger.info(f"{self.total_iters} iterations; " + ", ".join(said))
         if tc.get("early_stop"):
             self.register_hook(EarlyStoppingHook(**dict(tc["early_stop"])))
         if tc.get("visualdl"):

@@ -15,8 +15,9 @@ def markdown_table(table):
             "|---|---|---|---|---|---|"]
     for name, e in table.items():
         model = ", ".join(f"{k}: {v}" for k, v in e["model"].items())
-        algo = "sha256" if "sha256" in e else "md5"
-        rows.append(f"| `{name}` | {model} | {e.get('dataset', '')} | {algo} `{e[algo]}` | "
+        algo = "sha256" if "sha256" in e else "md5" if "md5" in e else None
+        digest = f"{algo} `{e[algo]}`" if algo else f"none published: {e.get('hash_note', '')}"
+        rows.append(f"| `{name}` | {model} | {e.get('dataset', '')} | {digest} | "
                     f"[{e['source']}]({e['url']}) | {e['licence']} |")
     return "\n".join(rows)
 

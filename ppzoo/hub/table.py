@@ -37,12 +37,17 @@ def check_entry(name, entry, path):
     if not re.match(r"^(https?|file)://", str(entry["url"])):
         raise ConfigError(f"{where}: url must be http(s):// or file://, got {entry['url']!r}")
     algos = [a for a in _HEX if a in entry]
-    if len(algos) != 1:
-        raise ConfigError(f"{where}: give exactly one of sha256 or md5, got {algos or 'none'}")
-    algo = algos[0]
-    digest = str(entry[algo]).lower()
-    if not re.fullmatch(f"[0-9a-f]{{{_HEX[algo]}}}", digest):
-        raise ConfigError(f"{where}: {algo} must be {_HEX[algo]} hex digits, got {entry[algo]!r}")
+    if len(algos) > 1 or (not algos and not entry.get("hash_note")):
+        raise ConfigError(f"{where}: give exactly one of sha256 or md5 (or, where the publisher "
+                          f"gives no hash, a hash_note saying how the file is verified), "
+                          f"got {algos or 'none'}")
+    if not algos:
+        algo = None
+    else:
+        algo = algos[0]
+        digest = str(entry[algo]).lower()
+        if not re.fullmatch(f"[0-9a-f]{{{_HEX[algo]}}}", digest):
+            raise ConfigError(f"{where}: {algo} must be {_HEX[algo]} hex digits, got {entry[algo]!r}")
     if algo == "md5" and not entry.get("hash_note"):
         # md5 is only accepted where the publisher gives nothing stronger; say so.
         raise ConfigError(f"{where}: an md5 entry needs a hash_note saying why not sha256")

@@ -6,8 +6,9 @@ centre-cropped to ``target_size`` and normalised; groups of ``num_seg`` consecut
 sampled frames go through the recognizer's backbone (the temporal shift mixes
 neighbouring frames, as in PaddleVideo's FootballAction extractor), and each frame's
 feature is the spatial average of the last stage: ``(L, C)`` per video, one step per
-sampled frame.  (``ppzoo/video`` decodes whole clips; this reader is the streaming one
-long videos need.)
+sampled frame.  (``ppzoo.video.transforms.open_video`` reads a list of sampled frame
+indices of a clip at once; :func:`sample_frames` streams a whole match at a fixed rate
+in one decoding pass, by timestamps.  One reader for both is a possible follow-up.)
 
 The backbone is exported once as a ``frame_features`` model (:func:`export_extractor`);
 :func:`extract_video` runs it through Paddle Inference.

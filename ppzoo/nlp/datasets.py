@@ -154,6 +154,57 @@ def normalize_answer(s):
     return " ".join(s.split())
 
 
+def qa_features(tok, ex, ex_idx, max_seq_len, max_query_len, doc_stride):
+    """The windows (features) of one SQuAD-style example ``{question, context, answers}``:
+    ``[CLS] question [SEP] context window [SEP]``, windows ``doc_stride`` tokens apart."""
+    ctx = ex["context"]
+    words, word_chars = [], []  # whitespace words and their char span
+    for m in re.finditer(r"\S+", ctx):
+        words.append(m.group())
+        word_chars.append((m.start(), m.end()))
+    tokens, tok_word = [], []
+    for w, word in enumerate(words):
+        for piece in tok.tokenize(word):
+            tokens.append(piece)
+            tok_word.append(w)
+    span = None
+    if ex["answers"]:
+        a = ex["answers"][0]
+        s, e = a["answer_start"], a["answer_start"] + len(a["text"])
+        ws = [w for w, (cs, ce) in enumerate(word_chars) if cs < e and ce > s]
+        if ws:
+            ts = tok_word.index(ws[0])
+            te = len(tok_word) - 1 - tok_word[::-1].index(ws[-1])
+            span = (ts, te)
+    q_tokens = tok.tokenize(ex["question"])[:max_query_len]
+    room = max_seq_len - len(q_tokens) - 3
+    if room <= 0:
+        raise ConfigError(f"SquadQA: max_seq_len {max_seq_len} leaves no room for the context")
+    feats, begin = [], 0
+    while True:
+        window = tokens[begin:begin + room]
+        ids = tok.convert_tokens_to_ids(["[CLS]"] + q_tokens + ["[SEP]"] + window + ["[SEP]"])
+        offset = len(q_tokens) + 2
+        tt = [0] * offset + [1] * (len(window) + 1)
+        start = end = 0
+        if span and span[0] >= begin and span[1] < begin + len(window):
+            start, end = span[0] - begin + offset, span[1] - begin + offset
+        feats.append({"example": ex_idx, "input_ids": ids, "token_type_ids": tt,
+                      "start": start, "end": end, "offset": offset,
+                      "tok_word": tok_word[begin:begin + len(window)]})
+        if begin + room >= len(tokens):
+            break
+        begin += min(room, doc_stride)
+    return feats
+
+
+def span_text(context, feat, start, end):
+    """The context words a token span [start, end] of a window ``feat`` covers."""
+    ws, we = feat["tok_word"][start - feat["offset"]], feat["tok_word"][end - feat["offset"]]
+    spans = [m.span() for m in re.finditer(r"\S+", context)]
+    return context[spans[ws][0]:spans[we][1]]
+
+
 @DATASETS.register()
 class SquadQA(_TextDataset):
     """SQuAD-format JSON (``data[].paragraphs[].{context, qas[].{id, question, answers}}``).
@@ -200,46 +251,8 @@ class SquadQA(_TextDataset):
         return self._features
 
     def _featurize(self, ex_idx, ex):
-        tok = self.tokenizer
-        ctx = ex["context"]
-        words, word_chars = [], []  # whitespace words and their char span
-        for m in re.finditer(r"\S+", ctx):
-            words.append(m.group())
-            word_chars.append((m.start(), m.end()))
-        tokens, tok_word = [], []
-        for w, word in enumerate(words):
-            for piece in tok.tokenize(word):
-                tokens.append(piece)
-                tok_word.append(w)
-        span = None
-        if ex["answers"]:
-            a = ex["answers"][0]
-            s, e = a["answer_start"], a["answer_start"] + len(a["text"])
-            ws = [w for w, (cs, ce) in enumerate(word_chars) if cs < e and ce > s]
-            if ws:
-                ts = tok_word.index(ws[0])
-                te = len(tok_word) - 1 - tok_word[::-1].index(ws[-1])
-                span = (ts, te)
-        q_tokens = tok.tokenize(ex["question"])[:self.max_query_len]
-        room = self.max_seq_len - len(q_tokens) - 3
-        if room <= 0:
-            raise ConfigError(f"SquadQA: max_seq_len {self.max_seq_len} leaves no room for the context")
-        feats, begin = [], 0
-        while True:
-            window = tokens[begin:begin + room]
-            ids = tok.convert_tokens_to_ids(["[CLS]"] + q_tokens + ["[SEP]"] + window + ["[SEP]"])
-            offset = len(q_tokens) + 2
-            tt = [0] * offset + [1] * (len(window) + 1)
-            start = end = 0
-            if span and span[0] >= begin and span[1] < begin + len(window):
-                start, end = span[0] - begin + offset, span[1] - begin + offset
-            feats.append({"example": ex_idx, "input_ids": ids, "token_type_ids": tt,
-                          "start": start, "end": end, "offset": offset,
-                          "tok_word": tok_word[begin:begin + len(window)]})
-            if begin + room >= len(tokens):
-                break
-            begin += min(room, self.doc_stride)
-        return feats
+        return qa_features(self.tokenizer, ex, ex_idx, self.max_seq_len, self.max_query_len,
+                           self.doc_stride)
 
     def __len__(self):
         return len(self.features)
@@ -253,7 +266,4 @@ class SquadQA(_TextDataset):
     def answer_text(self, feat_idx, start, end):
         """The context words a predicted token span [start, end] of a feature covers."""
         f = self.features[feat_idx]
-        ex = self.examples[f["example"]]
-        ws, we = f["tok_word"][start - f["offset"]], f["tok_word"][end - f["offset"]]
-        spans = [m.span() for m in re.finditer(r"\S+", ex["context"])]
-        return ex["context"][spans[ws][0]:spans[we][1]]
+        return span_text(self.examples[f["example"]]["context"], f, start, end)

@@ -92,6 +92,18 @@ def token_f1(pred, gold):
     return 2 * prec * rec / (prec + rec)
 
 
+def best_span(logits, feat, max_answer_len=30):
+    """(score, start, end) of the best context span of a window: start + end logit, at most
+    ``max_answer_len`` tokens; positions index the window's tokens."""
+    lo, hi = feat["offset"], feat["offset"] + len(feat["tok_word"])
+    s, e = logits[lo:hi, 0], logits[lo:hi, 1]
+    score = s[:, None] + e[None, :]
+    length = np.arange(len(s))[None, :] - np.arange(len(s))[:, None]
+    score = np.where((length >= 0) & (length < int(max_answer_len)), score, -np.inf)
+    i, j = np.unravel_index(np.argmax(score), score.shape)
+    return float(score[i, j]), lo + int(i), lo + int(j)
+
+
 @METRICS.register()
 class SquadMetric(Metric):
     """SQuAD exact match and F1 (percent) of the best span per question over its windows.
@@ -115,19 +127,13 @@ class SquadMetric(Metric):
         if self.dataset is None:
             raise RuntimeError("SquadMetric needs bind_dataset(SquadQA) before update")
         out, label = np.asarray(output), np.asarray(label)
-        n = self.max_answer_len
         for logits, lab in zip(out, label):
             feat = self.dataset.features[int(lab[2])]
-            lo, hi = feat["offset"], feat["offset"] + len(feat["tok_word"])
-            s, e = logits[lo:hi, 0], logits[lo:hi, 1]
-            score = s[:, None] + e[None, :]
-            length = np.arange(len(s))[None, :] - np.arange(len(s))[:, None]
-            score = np.where((length >= 0) & (length < n), score, -np.inf)
-            i, j = np.unravel_index(np.argmax(score), score.shape)
-            text = self.dataset.answer_text(int(lab[2]), lo + i, lo + j)
+            score, i, j = best_span(logits, feat, self.max_answer_len)
+            text = self.dataset.answer_text(int(lab[2]), i, j)
             ex = feat["example"]
-            if ex not in self.best or score[i, j] > self.best[ex][0]:
-                self.best[ex] = (float(score[i, j]), text)
+            if ex not in self.best or score > self.best[ex][0]:
+                self.best[ex] = (score, text)
 
     def accumulate(self):
         em = f1 = 0.0

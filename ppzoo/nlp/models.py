@@ -39,10 +39,11 @@ class _EncoderModel(nn.Layer):
     def embed(self, input_ids, token_type_ids=None):
         return self.encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
 
-    def run_from(self, hidden, mask, start):
-        """The outputs of layers ``start+1 .. L`` given the output ``hidden`` of layer ``start``."""
+    def run_from(self, hidden, mask, start, end=None):
+        """The outputs of layers ``start+1 .. end`` (default ``L``) given the output ``hidden``
+        of layer ``start``; each layer runs once."""
         outs = []
-        for layer in self.encoder.encoder.layers[start:]:
+        for layer in self.encoder.encoder.layers[start:end]:
             hidden = layer(hidden, mask)
             outs.append(hidden)
         return outs

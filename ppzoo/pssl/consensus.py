@@ -1,7 +1,10 @@
-"""Consensus of explanations -> a pseudo label map with background, ignore and confidence.
+"""Consensus of explanations -> a pseudo label map (with, as ppzoo extensions, an
+ignore band and a per-pixel confidence).
 
 The paper's point: a single explainer of a single classifier is noisy; normalising the
 maps of several explainers x classifiers and aggregating them gives a steadier mask.
+PaddleSeg's released labels are binary (object / background): the paper-faithful setting
+is one threshold (``bg_threshold`` unset) and no confidence weights in training.
 """
 import numpy as np
 
@@ -58,15 +61,17 @@ class Consensus:
     """Turns member maps of one image into (label, confidence).
 
     rule ``threshold``: a pixel is foreground of its strongest present class when that
-    class's consensus saliency >= ``fg_threshold``, background below ``bg_threshold``,
-    ignored in between.  rule ``top_fraction``: each present class claims its top
+    class's consensus saliency >= ``fg_threshold``, else background.  Extension: with
+    ``bg_threshold`` below ``fg_threshold`` pixels in between are ignored (an ignore band).
+    rule ``top_fraction`` (extension): each present class claims its top
     ``fg_fraction`` of pixels, pixels outside every class's top ``1 - bg_fraction`` are
     background, the rest ignored.  ``confidence`` is the fraction of members whose own
-    label (same rule) agrees with the consensus label at that pixel.
+    label (same rule) agrees with the consensus label at that pixel (extension: used as a
+    per-pixel loss weight only when generation writes it).
     """
 
     def __init__(self, num_classes, background=None, ignore_index=255, normalise="minmax",
-                 aggregate="mean", rule="threshold", fg_threshold=0.5, bg_threshold=0.3,
+                 aggregate="mean", rule="threshold", fg_threshold=0.5, bg_threshold=None,
                  fg_fraction=0.3, bg_fraction=0.4, superpixels=None):
         self.num_classes = int(num_classes)
         self.background = self.num_classes if background is None else int(background)
@@ -74,20 +79,28 @@ class Consensus:
         self.norm, self.agg, self.rule = normalise, aggregate, rule
         if rule not in ("threshold", "top_fraction"):
             raise ConfigError(f"consensus.rule must be 'threshold' or 'top_fraction', got {rule!r}")
-        self.fg_t, self.bg_t = float(fg_threshold), float(bg_threshold)
+        self.fg_t = float(fg_threshold)
+        self.bg_t = self.fg_t if bg_threshold is None else float(bg_threshold)
         if self.bg_t > self.fg_t:
             raise ConfigError(f"consensus.bg_threshold ({bg_threshold}) must be <= fg_threshold ({fg_threshold})")
         self.fg_f, self.bg_f = float(fg_fraction), float(bg_fraction)
         self.superpixels = dict(superpixels) if superpixels else None
 
+    @property
+    def has_ignore_band(self):
+        return self.rule == "threshold" and self.bg_t < self.fg_t or self.rule == "top_fraction"
+
     def label(self, sal, present):
-        """``sal`` (C,H,W) normalised maps; ``present`` class ids -> label map (H,W)."""
+        """``sal`` (P,H,W) normalised maps of the ``present`` class ids, in that order ->
+        label map (H,W)."""
         h, w = sal.shape[1:]
         lab = np.full((h, w), self.background, np.int64)
         present = [int(c) for c in present]
         if not present:
             return lab
-        s = sal[present]
+        s = np.asarray(sal)
+        if len(s) != len(present):
+            raise ConfigError(f"consensus: {len(s)} maps for {len(present)} present classes")
         best = s.argmax(0)
         top = s.max(0)
         cls = np.asarray(present)[best]
@@ -106,7 +119,8 @@ class Consensus:
         return lab
 
     def __call__(self, member_maps, present, image_hwc=None):
-        """``member_maps`` (M,C,H,W) raw saliency -> (label, confidence, consensus map)."""
+        """``member_maps`` (M,P,H,W) raw saliency of the P ``present`` classes ->
+        (label, confidence, consensus map (P,H,W))."""
         norm = normalise(member_maps, self.norm)
         if self.superpixels and image_hwc is not None:
             norm = np.stack([superpixel_smooth(m, image_hwc, **self.superpixels) for m in norm])

@@ -1,3 +1,3 @@
 """Semantic segmentation: models (a small CPU net, PaddleSeg's PSPNet/DeepLabV3/OCRNet),
 CamVid, mIoU, weighted cross-entropy and the segmentation trainer."""
-from . import datasets, infer, losses, metrics, models, trainer  # noqa: F401
+from . import datasets, infer, losses, metrics, models, trainer, transforms  # noqa: F401

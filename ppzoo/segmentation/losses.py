@@ -4,6 +4,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..core.builder import LOSSES
+from ..core.errors import ConfigError, DataError
 
 
 @LOSSES.register()
@@ -22,28 +23,58 @@ class SegCrossEntropyLoss(nn.Layer):
                  background_index=None, background_weight=None, coefs=None):
         super().__init__()
         self.ignore_index = int(ignore_index)
-        w = list(class_weights) if class_weights is not None else None
-        if background_weight is not None:
-            if w is None:
-                w = [1.0] * int(num_classes)
-            w[int(background_index)] = float(background_weight)
-        self.weights = w
+        if background_weight is not None and background_index is None:
+            raise ConfigError("SegCrossEntropyLoss: background_weight needs background_index")
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.class_weights = None if class_weights is None else [float(v) for v in class_weights]
+        if self.class_weights is not None and self.num_classes and len(self.class_weights) != self.num_classes:
+            raise ConfigError(f"SegCrossEntropyLoss: class_weights has {len(self.class_weights)} entries "
+                              f"for num_classes={self.num_classes}")
+        self.background_index = None if background_index is None else int(background_index)
+        self.background_weight = None if background_weight is None else float(background_weight)
         self.coefs = coefs
+        self._w = {}
+
+    def weights(self, c):
+        """The per-class weights for ``c`` logit channels (None: all 1)."""
+        if self.class_weights is None and self.background_weight is None:
+            return None
+        if c not in self._w:
+            if self.num_classes is not None and c != self.num_classes:
+                raise ConfigError(f"SegCrossEntropyLoss(num_classes={self.num_classes}) got logits with {c} channels")
+            w = list(self.class_weights) if self.class_weights is not None else [1.0] * c
+            if len(w) != c:
+                raise ConfigError(f"SegCrossEntropyLoss: class_weights has {len(w)} entries, logits have {c} channels")
+            if self.background_weight is not None:
+                if not 0 <= self.background_index < c:
+                    raise ConfigError(f"SegCrossEntropyLoss: background_index {self.background_index} "
+                                      f"outside 0..{c - 1}")
+                w[self.background_index] = self.background_weight
+            self._w[c] = paddle.to_tensor(w, dtype="float32")
+        return self._w[c]
 
     def single(self, logits, label, confidence=None):
+        """sum_p conf_p w_{y_p} (-log softmax(logits_p)_{y_p}) / sum_p conf_p w_{y_p} over the
+        pixels not ignored, on Paddle's fused ``cross_entropy`` (no (B,C,H,W) log-softmax
+        is kept for the backward pass)."""
         c = logits.shape[1]
         label = label.astype("int64")
-        valid = (label != self.ignore_index).astype("float32")
-        safe = paddle.where(label == self.ignore_index, paddle.zeros_like(label), label)
-        logp = F.log_softmax(logits, axis=1)
-        nll = -paddle.take_along_axis(logp, safe.unsqueeze(1), axis=1).squeeze(1)
-        pw = valid
-        if self.weights is not None:
-            wt = paddle.to_tensor(self.weights, dtype="float32")
-            pw = pw * paddle.gather(wt, safe.flatten()).reshape(safe.shape)
+        w = self.weights(c)
+        valid = label != self.ignore_index
+        if bool(((label < 0) | (label >= c)).logical_and(valid).any()):
+            bad = paddle.masked_select(label, ((label < 0) | (label >= c)).logical_and(valid))
+            raise DataError(f"segmentation label value {int(bad[0])} outside 0..{c - 1} and not the "
+                            f"ignore value {self.ignore_index}")
+        nll = F.cross_entropy(logits, label.unsqueeze(1), weight=w, ignore_index=self.ignore_index,
+                              reduction="none", axis=1).squeeze(1)  # already w_y * nll, 0 if ignored
+        pw = valid.astype("float32")
+        if w is not None:
+            safe = paddle.where(valid, label, paddle.zeros_like(label))
+            pw = pw * paddle.gather(w, safe.flatten()).reshape(safe.shape)
         if confidence is not None:
-            pw = pw * confidence.astype("float32")
-        return (nll * pw).sum() / paddle.clip(pw.sum(), min=1e-6)
+            conf = confidence.astype("float32")
+            nll, pw = nll * conf, pw * conf
+        return nll.sum() / paddle.clip(pw.sum(), min=1e-6)
 
     def forward(self, logits, label, confidence=None):
         outs = logits if isinstance(logits, (list, tuple)) else [logits]

@@ -48,13 +48,28 @@ class _PaddleSegWrapper(nn.Layer):
         return list(outs) if self.training else outs[0]
 
 
+# ImageNet weights PaddleSeg's configs start these backbones from (its own URLs)
+BACKBONE_IMAGENET = {
+    "ResNet50_vd": "https://bj.bcebos.com/paddleseg/dygraph/resnet50_vd_ssld_v2.tar.gz",
+    "HRNet_W18": "https://bj.bcebos.com/paddleseg/dygraph/hrnet_w18_ssld.tar.gz",
+}
+
+
 def _backbone(name, pretrained):
+    """A PaddleSeg backbone; ``pretrained`` (a path, URL, zoo name, or ``imagenet`` for
+    PaddleSeg's published ImageNet weights of that backbone) loads through ppzoo's hub, so
+    it is cached, verified where a hash is known, and reported like every other load."""
     from paddleseg.models import backbones
     if name == "ResNet50_vd":
-        return backbones.ResNet50_vd(output_stride=8, pretrained=pretrained)
-    if name == "HRNet_W18":
-        return backbones.HRNet_W18(pretrained=pretrained)
-    raise ConfigError(f"model.backbone: unknown backbone {name!r} (ResNet50_vd, HRNet_W18)")
+        net = backbones.ResNet50_vd(output_stride=8, pretrained=None)
+    elif name == "HRNet_W18":
+        net = backbones.HRNet_W18(pretrained=None)
+    else:
+        raise ConfigError(f"model.backbone: unknown backbone {name!r} (ResNet50_vd, HRNet_W18)")
+    if pretrained:
+        from ..hub.load import load_pretrained
+        load_pretrained(net, BACKBONE_IMAGENET[name] if pretrained == "imagenet" else pretrained)
+    return net
 
 
 @MODELS.register()

@@ -43,6 +43,8 @@ def _geom(sample, fn_img, fn_mask):
 class Resize:
     """Resize to ``size`` (h, w) or an int for a square; masks use nearest neighbour."""
 
+    deterministic = True  # draws nothing from rng: a dataset cache may keep its output
+
     def __init__(self, size):
         self.size = _pair(size)
 
@@ -53,6 +55,8 @@ class Resize:
 @TRANSFORMS.register()
 class ResizeShort:
     """Resize so the short side is ``short_size``, keeping the aspect ratio."""
+
+    deterministic = True  # draws nothing from rng: a dataset cache may keep its output
 
     def __init__(self, short_size):
         self.short = int(short_size)
@@ -66,6 +70,8 @@ class ResizeShort:
 
 @TRANSFORMS.register()
 class CenterCrop:
+    deterministic = True  # draws nothing from rng: a dataset cache may keep its output
+
     def __init__(self, size):
         self.size = _pair(size)
 

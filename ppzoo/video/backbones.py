@@ -52,7 +52,7 @@ class ConvBN(nn.Layer):
 
 
 class _Block(nn.Layer):
-    def __init__(self, cin, width, stride, kind, shift, num_seg, shift_ratio, vd, act):
+    def __init__(self, cin, width, stride, kind, shift, num_seg, shift_ratio, vd, act, first=False):
         super().__init__()
         self.shift, self.num_seg, self.shift_ratio, self.act = shift, num_seg, shift_ratio, act
         expansion = 4 if kind == "bottleneck" else 1
@@ -65,9 +65,13 @@ class _Block(nn.Layer):
             self.conv0 = ConvBN(cin, width, 3, stride, act=act)
             self.conv1 = ConvBN(width, cout, 3)
             self.conv2 = None
+        # PaddleVideo: the first block of every stage has a 1x1 projection shortcut (also
+        # 64 -> 64 in ResNet-18/34); ResNet-vd's average pooling is only in bottleneck
+        # shortcuts (PaddleVideo's ResNetTweaksTSM basic blocks use a strided 1x1 conv).
         self.short = None
-        if stride != 1 or cin != cout:
-            self.short = ConvBN(cin, cout, 1, stride, avg_down=vd and stride != 1)
+        if first or stride != 1 or cin != cout:
+            self.short = ConvBN(cin, cout, 1, stride,
+                                avg_down=vd and stride != 1 and kind == "bottleneck")
         self.out_channels = cout
 
     def forward(self, x):
@@ -85,11 +89,14 @@ class ResNetTSM(nn.Layer):
 
     ``shift: false`` gives the TSN backbone; ``vd: true, act: leaky_relu`` the PP-TSM
     one (PaddleVideo's ResNetTweaksTSM).  ``stage_blocks``/``base_width`` shrink the net
-    for tests.
+    for tests.  ``pretrained``: ImageNet weights for the backbone alone (a path, URL or zoo
+    name: paddle.vision's ``resnet<depth>_imagenet``, PaddleVideo's ImageNet files), with
+    ``pretrained_strict`` as for the recognizers.
     """
 
     def __init__(self, depth=50, num_seg=8, shift=True, shift_ratio=None, vd=False, act="relu",
-                 in_channels=3, base_width=64, stage_blocks=None):
+                 in_channels=3, base_width=64, stage_blocks=None, pretrained=None,
+                 pretrained_strict=False):
         super().__init__()
         if int(depth) not in DEPTHS:
             raise ConfigError(f"ResNetTSM.depth: {depth} is not one of {sorted(DEPTHS)}")
@@ -113,7 +120,7 @@ class ResNetTSM(nn.Layer):
             layer = []
             for i in range(n):
                 blk = _Block(cin, w * 2 ** s, 2 if (i == 0 and s > 0) else 1, kind, bool(shift),
-                             self.num_seg, ratio, bool(vd), act)
+                             self.num_seg, ratio, bool(vd), act, first=i == 0)
                 cin = blk.out_channels
                 layer.append(blk)
             stages.append(nn.Sequential(*layer))
@@ -122,6 +129,9 @@ class ResNetTSM(nn.Layer):
         for m in self.sublayers():
             if isinstance(m, nn.Conv2D):
                 nn.initializer.KaimingNormal()(m.weight)
+        if pretrained:
+            from .weights import load_backbone_pretrained
+            load_backbone_pretrained(self, pretrained, strict=pretrained_strict)
 
     def forward(self, x):
         x = self.pool(self.stem(x))

@@ -3,7 +3,8 @@ import numpy as np
 
 from ..core.errors import ConfigError
 
-# OpenPose BODY_25 (figure skating, FSD-10): 0 nose, 1 neck, 8 mid-hip, ...
+# OpenPose BODY_25 (figure skating, FSD-10): 0 nose, 1 neck, 8 mid-hip, ...  The spatial
+# partition is centred on the mid-hip (joint 8), as PaddleVideo's ST-GCN and SkeletonNorm.
 BODY25_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
                 (10, 11), (8, 12), (12, 13), (13, 14), (0, 15), (0, 16), (15, 17), (16, 18),
                 (14, 19), (19, 20), (14, 21), (11, 22), (22, 23), (11, 24)]
@@ -14,8 +15,8 @@ NTU_EDGES = [(a - 1, b - 1) for a, b in [
     (20, 19), (22, 23), (23, 8), (24, 25), (25, 12)]]
 
 LAYOUTS = {
-    "fsd10": (25, BODY25_EDGES, 1),
-    "openpose_body25": (25, BODY25_EDGES, 1),
+    "fsd10": (25, BODY25_EDGES, 8),
+    "openpose_body25": (25, BODY25_EDGES, 8),
     "ntu-rgb+d": (25, NTU_EDGES, 20),
 }
 
@@ -42,12 +43,17 @@ class Graph:
 
     ``spatial`` (ST-GCN): K = 3 subsets: the joint itself, neighbours nearer the centre
     joint, neighbours farther from it; ``uniform``: K = 1; ``distance``: one per hop.
+    ``center`` overrides the layout's centre joint (fsd10: 8 mid-hip, ntu-rgb+d: 20).
     """
 
-    def __init__(self, layout="fsd10", strategy="spatial", max_hop=1):
+    def __init__(self, layout="fsd10", strategy="spatial", max_hop=1, center=None):
         if layout not in LAYOUTS:
             raise ConfigError(f"graph layout {layout!r} is unknown (known: {', '.join(LAYOUTS)})")
         self.num_node, self.edges, self.center = LAYOUTS[layout]
+        if center is not None:
+            if not 0 <= int(center) < self.num_node:
+                raise ConfigError(f"graph center: joint {center} is outside 0..{self.num_node - 1}")
+            self.center = int(center)
         self.hop = hop_distance(self.num_node, self.edges, max_hop)
         valid = range(0, max_hop + 1)
         adj = np.zeros((self.num_node, self.num_node))

@@ -150,9 +150,10 @@ class STGCN(nn.Layer):
     edge-importance masks.  Outputs (N*M, C, T', V) features."""
 
     def __init__(self, in_channels=2, layout="fsd10", strategy="spatial", channels=None,
-                 strides=None, temporal_kernel=9, dropout=0.0, edge_importance_weighting=True):
+                 strides=None, temporal_kernel=9, dropout=0.0, edge_importance_weighting=True,
+                 center=None):
         super().__init__()
-        graph = Graph(layout, strategy)
+        graph = Graph(layout, strategy, center=center)
         self.register_buffer("A", paddle.to_tensor(graph.A))
         K, V = graph.A.shape[0], graph.A.shape[1]
         channels = list(channels or STGCN_CHANNELS)
@@ -229,14 +230,15 @@ class AGCNBlock(nn.Layer):
 
 
 @BACKBONES.register()
-class AGCN(nn.Layer):
+class AGCN2s(nn.Layer):
     """2s-AGCN (Shi et al. 2019) stream: the same stack as ST-GCN with adaptive graphs.
-    Train one model on joints and one on bones (``JointToBone``) and add their scores."""
+    Train one model on joints and one on bones (``JointToBone``) and add their scores
+    (``SkeletonFusion``).  PaddleVideo's FSD-10 ``AGCN`` is another network (``AGCN``)."""
 
     def __init__(self, in_channels=2, layout="fsd10", strategy="spatial", channels=None,
-                 strides=None, temporal_kernel=9):
+                 strides=None, temporal_kernel=9, center=None):
         super().__init__()
-        graph = Graph(layout, strategy)
+        graph = Graph(layout, strategy, center=center)
         V = graph.A.shape[1]
         channels = list(channels or STGCN_CHANNELS)
         strides = list(strides or ([1] * len(channels) if channels != STGCN_CHANNELS else STGCN_STRIDES))
@@ -253,5 +255,85 @@ class AGCN(nn.Layer):
     def forward(self, x):
         x = _fold_persons(self, x)
         for blk in self.blocks:
+            x = blk(x)
+        return x
+
+
+class _PVGraphMix(nn.Layer):
+    """PaddleVideo AGCN's graph layer: a 1x1 conv to 3 x C channels, then a learned mixing
+    of the 3 x V (subset, joint) inputs into each of the V joints (``conv2``, V x 3V):
+    the joint adjacency is a free parameter, not built from a skeleton."""
+
+    def __init__(self, cin, cout, num_joints):
+        super().__init__()
+        self.conv1 = nn.Conv2D(cin, 3 * cout, 1)
+        self.conv2 = nn.Conv2D(num_joints * 3, num_joints, 1)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        n, c3, t, v = y.shape
+        c = c3 // 3
+        # channel index of conv1's output is c * 3 + k; mixing input index is k * V + v
+        y = y.reshape([-1, c, 3, t, v]).transpose([0, 1, 3, 2, 4]).reshape([-1, c, t, 3 * v])
+        w = self.conv2.weight.reshape([v, 3 * v])
+        return paddle.matmul(y, w, transpose_y=True) + self.conv2.bias  # (N, C, T, V)
+
+
+class _PVAGCNBlock(nn.Layer):
+    """graph mix -> BN, ReLU, (kt x 1) temporal conv, BN; plus a 1x1 conv + BN residual
+    (built in every block, also the first, which does not use it), then ReLU."""
+
+    def __init__(self, cin, cout, num_joints, stride=1, residual=True, t_kernel=9):
+        super().__init__()
+        self.residual = residual
+        self.bn_res = nn.BatchNorm2D(cout)
+        self.conv_res = nn.Conv2D(cin, cout, 1, stride=(stride, 1))
+        self.gcn = _PVGraphMix(cin, cout, num_joints)
+        self.tcn = nn.Sequential(nn.BatchNorm2D(cout), nn.ReLU(),
+                                 nn.Conv2D(cout, cout, (t_kernel, 1), (stride, 1), ((t_kernel - 1) // 2, 0)),
+                                 nn.BatchNorm2D(cout))
+
+    def forward(self, x):
+        y = self.tcn(self.gcn(x))
+        if self.residual:
+            y = y + self.bn_res(self.conv_res(x))
+        return F.relu(y)
+
+
+@BACKBONES.register()
+class AGCN(nn.Layer):
+    """PaddleVideo's FSD-10 ``AGCN`` (the network behind its figure-skating result and
+    released weights; not 2s-AGCN, see ``AGCN2s``): 10 blocks of a learned joint-mixing
+    graph layer and a temporal conv, channels 64 x 4, 128 x 3 (stride 2), 256 x 3
+    (stride 2), every residual a 1x1 conv + BN.
+
+    PaddleVideo builds ``data_bn`` (BatchNorm1D over 25 x 2) but never applies it; so does
+    ppzoo by default (``use_data_bn: false``) so that its weights give the same outputs.
+    Outputs (N*M, C, T', V) features for ``STGCNHead``.
+    """
+
+    def __init__(self, in_channels=2, num_joints=25, channels=None, strides=None,
+                 temporal_kernel=9, use_data_bn=False):
+        super().__init__()
+        channels = list(channels or STGCN_CHANNELS)
+        strides = list(strides or ([1] * len(channels) if channels != STGCN_CHANNELS else STGCN_STRIDES))
+        if len(strides) != len(channels):
+            raise ConfigError(f"AGCN: strides ({len(strides)}) and channels ({len(channels)}) differ in length")
+        self.use_data_bn = bool(use_data_bn)
+        self.data_bn = nn.BatchNorm1D(in_channels * int(num_joints))
+        blocks, cin = [], in_channels
+        for i, (c, s) in enumerate(zip(channels, strides)):
+            blocks.append(_PVAGCNBlock(cin, c, int(num_joints), s, residual=i > 0, t_kernel=temporal_kernel))
+            cin = c
+        self.agcn = nn.LayerList(blocks)
+        self.out_channels = cin
+
+    def forward(self, x):
+        if self.use_data_bn:
+            x = _fold_persons(self, x)
+        else:
+            n, c, t, v, m = x.shape
+            x = x.transpose([0, 4, 1, 2, 3]).reshape([-1, c, t, v])
+        for blk in self.agcn:
             x = blk(x)
         return x

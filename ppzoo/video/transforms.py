@@ -16,58 +16,179 @@ from ..transforms.base import read_image
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def decode_video(path, backend="pyav"):
-    """Decode every frame of a video file into a list of HxWx3 RGB uint8 arrays."""
-    if not os.path.isfile(path):
-        raise DataError(f"video file not found: {path}")
-    frames = []
-    if backend == "pyav":
+def _log():
+    import logging
+    return logging.getLogger("ppzoo")
+
+
+class PyAVReader:
+    """Lazy PyAV reader: a demux pass (no decoding) gives the frames' presentation
+    timestamps and keyframes; ``read(idx)`` decodes only up to the sampled frames, converts
+    only those to arrays, and seeks to the keyframe before a frame when a keyframe lies
+    between the current position and it (``seek``).  Memory holds the sampled frames only,
+    whatever the clip's length."""
+
+    def __init__(self, path, seek=True):
         import av
+        self.path, self.seek = path, bool(seek)
         try:
             with av.open(path) as container:
-                for frame in container.decode(video=0):
-                    frames.append(frame.to_ndarray(format="rgb24"))
-        except (av.error.FFmpegError, ValueError, IndexError) as err:
+                if not container.streams.video:
+                    kinds = ", ".join(sorted({st.type for st in container.streams})) or "none"
+                    raise DataError(f"cannot decode video {path}: it has no video stream "
+                                    f"(streams: {kinds})")
+                stream = container.streams.video[0]
+                header = int(stream.frames or 0)
+                stamps, keys = [], []
+                for packet in container.demux(stream):
+                    if packet.size == 0:
+                        continue  # the flush packet
+                    t = packet.pts if packet.pts is not None else packet.dts
+                    stamps.append(t)
+                    if packet.is_keyframe:
+                        keys.append(t)
+        except DataError:
+            raise
+        except (av.error.FFmpegError, ValueError, IndexError, OSError) as err:
             raise DataError(f"cannot decode video {path}: {err}") from None
-    elif backend == "cv2":
+        if not stamps:
+            raise DataError(f"cannot decode video {path}: no frames")
+        self.timed = all(t is not None for t in stamps)
+        self.pts = sorted(stamps) if self.timed else None
+        self.keyframes = sorted(k for k in keys if k is not None) if self.timed else []
+        self.frames_len = len(stamps)
+        if header > self.frames_len:
+            _log().warning(f"video {path}: the header announces {header} frames, the file holds "
+                           f"{self.frames_len} (truncated?); sampling from the {self.frames_len} present")
+
+    def _seek_target(self, current, t):
+        """The last keyframe <= t if it lies after ``current`` (else keep decoding)."""
+        import bisect
+        k = bisect.bisect_right(self.keyframes, t) - 1
+        if k >= 0 and (current is None or self.keyframes[k] > current):
+            return self.keyframes[k]
+        return None
+
+    def read(self, idx):
+        import av
+        wanted = sorted(set(int(i) for i in idx))
+        got = {}
+        try:
+            with av.open(self.path) as container:
+                stream = container.streams.video[0]
+                frames = container.decode(stream)
+                current, count = None, -1
+                for i in wanted:
+                    if self.timed:
+                        t = self.pts[i]
+                        key = self._seek_target(current, t) if self.seek else None
+                        if key is not None and key > (self.pts[0] if current is None else current):
+                            container.seek(key, stream=stream, backward=True, any_frame=False)
+                            frames = container.decode(stream)
+                        for frame in frames:
+                            current = frame.pts
+                            if frame.pts is not None and frame.pts >= t:
+                                break
+                        else:
+                            frame = None
+                    else:  # no timestamps: count decoded frames
+                        for frame in frames:
+                            count += 1
+                            if count >= i:
+                                break
+                        else:
+                            frame = None
+                    if frame is None:
+                        raise DataError(f"cannot decode video {self.path}: frame {i} of "
+                                        f"{self.frames_len} could not be decoded (damaged file?)")
+                    got[i] = frame.to_ndarray(format="rgb24")
+        except DataError:
+            raise
+        except (av.error.FFmpegError, ValueError, IndexError, OSError) as err:
+            raise DataError(f"cannot decode video {self.path}: {err}") from None
+        return [got[int(i)] for i in idx]
+
+
+class CV2Reader:
+    """Lazy OpenCV reader: skipped frames are grabbed (not converted), sampled frames
+    retrieved.  The frame count is the container's; a file that ends early is an error."""
+
+    def __init__(self, path):
         import cv2
+        self.path = path
         cap = cv2.VideoCapture(path)
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        cap.release()
-    else:
-        raise ConfigError(f"VideoDecoder.backend: unknown backend {backend!r} (known: pyav, cv2)")
-    if not frames:
-        raise DataError(f"cannot decode video {path}: no frames")
-    return frames
+        try:
+            if not cap.isOpened():
+                raise DataError(f"cannot decode video {path}: OpenCV cannot open it")
+            self.frames_len = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        finally:
+            cap.release()
+        if self.frames_len <= 0:
+            raise DataError(f"cannot decode video {path}: no frames (or no video stream)")
+
+    def read(self, idx):
+        import cv2
+        wanted, got = sorted(set(int(i) for i in idx)), {}
+        cap = cv2.VideoCapture(self.path)
+        try:
+            pos = -1
+            for i in wanted:
+                while pos < i:
+                    if not cap.grab():
+                        raise DataError(f"cannot decode video {self.path}: frame {i} of "
+                                        f"{self.frames_len} could not be read (truncated file?)")
+                    pos += 1
+                ok, frame = cap.retrieve()
+                if not ok:
+                    raise DataError(f"cannot decode video {self.path}: frame {i} is damaged")
+                got[i] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+        return [got[int(i)] for i in idx]
+
+
+def open_video(path, backend="pyav", seek=True):
+    """A lazy reader (``frames_len``, ``read(indices)``) for a video file."""
+    if not os.path.isfile(path):
+        raise DataError(f"video file not found: {path}")
+    if backend == "pyav":
+        return PyAVReader(path, seek=seek)
+    if backend == "cv2":
+        return CV2Reader(path)
+    raise ConfigError(f"VideoDecoder.backend: unknown backend {backend!r} (known: pyav, cv2)")
+
+
+def decode_video(path, backend="pyav"):
+    """Decode every frame of a video file into a list of HxWx3 RGB uint8 arrays (for
+    tools and tests; the pipeline's ``VideoDecoder`` reads only the sampled frames)."""
+    reader = open_video(path, backend)
+    return reader.read(range(reader.frames_len))
 
 
 @TRANSFORMS.register()
 class VideoDecoder:
-    """Decodes ``filename`` (mp4/avi/...) with PyAV (default) or OpenCV.
+    """Opens ``filename`` (mp4/avi/...) with PyAV (default) or OpenCV, lazily: the sampler
+    then decodes only the frames it picks (``seek: true`` lets PyAV jump to the keyframe
+    before a far frame), so memory does not grow with the clip's length."""
 
-    Sports clips are short, so all frames are decoded once and the sampler picks from them.
-    """
-
-    def __init__(self, backend="pyav"):
+    def __init__(self, backend="pyav", seek=True):
         if backend not in ("pyav", "cv2"):
             raise ConfigError(f"VideoDecoder.backend: unknown backend {backend!r} (known: pyav, cv2)")
-        self.backend = backend
+        self.backend, self.seek = backend, bool(seek)
 
     def __call__(self, sample, rng):
-        frames = decode_video(sample["filename"], self.backend)
-        sample["frames_len"] = len(frames)
-        sample["_read_frames"] = lambda idx: [frames[i] for i in idx]
+        sample.pop("list_frames_len", None)
+        reader = open_video(sample["filename"], self.backend, self.seek)
+        sample["frames_len"] = reader.frames_len
+        sample["_read_frames"] = reader.read
         return sample
 
 
 @TRANSFORMS.register()
 class FrameDecoder:
     """Reads a folder of extracted frames (``filename`` is the folder); only sampled frames
-    are read from disk."""
+    are read from disk.  With PaddleVideo's three-column lists the listed ``frames_len``
+    must not exceed the images in the folder (the first ``frames_len`` are used)."""
 
     def __call__(self, sample, rng):
         folder = sample["filename"]
@@ -76,6 +197,12 @@ class FrameDecoder:
         files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
         if not files:
             raise DataError(f"frame folder {folder} holds no images ({', '.join(IMAGE_EXTS)})")
+        listed = sample.pop("list_frames_len", None)
+        if listed is not None:
+            if listed > len(files):
+                raise DataError(f"frame folder {folder}: the list gives {listed} frames, the "
+                                f"folder holds {len(files)} images")
+            files = files[:listed]
         sample["frames_len"] = len(files)
         sample["_read_frames"] = lambda idx: [read_image(os.path.join(folder, files[i])) for i in idx]
         return sample

@@ -1,0 +1,346 @@
+"""Continual-learning strategies (the ``STRATEGIES`` registry, ``continual.strategy:``).
+
+A strategy decides which data a task trains on (``train_tasks``), what one step's loss is
+(``loss``), and what happens around a task (``before_task``, ``after_task``).  It keeps its
+own state (replay buffer, Fisher information, the previous model) in ``state_dict`` so a
+run resumes exactly at a task boundary.  ``before_task(t)`` sets everything from ``t``
+alone (which parameters train, which adapter is active), so it is safe to call after a resume.
+"""
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from ..core.builder import build_model
+from ..core.errors import ConfigError
+from ..core.registry import Registry
+
+STRATEGIES = Registry("continual_strategies")
+
+
+def _set_trainable(layer, flag):
+    for p in layer.parameters():
+        p.stop_gradient = not flag
+
+
+class Strategy:
+    """Naive fine-tuning: each task trains the whole model on its own data only."""
+
+    def setup(self, ct):
+        pass
+
+    def train_tasks(self, t):
+        return [t]
+
+    def before_task(self, ct, t):
+        ct.model.active_task = t if ct.model.has_adapters else 0
+        ct.model.trunk_frozen = False
+        _set_trainable(ct.model, True)
+
+    def after_task(self, ct, t):
+        pass
+
+    def task_loss(self, ct, batch):
+        logits = ct.train_logits(batch)
+        loss = ct.loss_fn(logits, batch["label"])
+        return loss, logits
+
+    def loss(self, ct, trainer, batch):
+        loss, _ = self.task_loss(ct, batch)
+        return loss, {"loss": loss}
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+@STRATEGIES.register()
+class Naive(Strategy):
+    pass
+
+
+@STRATEGIES.register()
+class Joint(Strategy):
+    """Trains task ``t`` on the data of tasks ``0..t`` together (the usual upper bound;
+    after the last task the model has seen all the data at once)."""
+
+    def train_tasks(self, t):
+        return list(range(t + 1))
+
+
+@STRATEGIES.register()
+class FrozenEncoder(Strategy):
+    """Trains everything on the first task, then only the head (encoder and its BatchNorm
+    statistics frozen)."""
+
+    def before_task(self, ct, t):
+        super().before_task(ct, t)
+        if t > 0:
+            _set_trainable(ct.model.encoder, False)
+            ct.model.trunk_frozen = True
+
+
+class ReservoirBuffer:
+    """Reservoir sampling (Vitter's algorithm R): after ``n`` items of a stream, every item
+    is in the buffer with probability ``capacity / n``."""
+
+    def __init__(self, capacity):
+        self.capacity = int(capacity)
+        self.items = []
+        self.n_seen = 0
+
+    def add(self, items, rng):
+        for item in items:
+            self.n_seen += 1
+            if len(self.items) < self.capacity:
+                self.items.append(item)
+            else:
+                j = int(rng.integers(0, self.n_seen))
+                if j < self.capacity:
+                    self.items[j] = item
+
+    def state_dict(self):
+        return {"items": [list(map(int, it)) for it in self.items], "n_seen": self.n_seen}
+
+    def load_state_dict(self, state):
+        self.items = [tuple(it) for it in state.get("items", [])]
+        self.n_seen = int(state.get("n_seen", 0))
+
+
+@STRATEGIES.register()
+class Replay(Strategy):
+    """Experience replay: each step adds ``batch_size`` samples drawn from a reservoir buffer
+    of ``capacity`` earlier samples (loss weight ``weight``).  The buffer sees each task's
+    training stream (in the task's first-epoch order) when the task ends, so it holds only
+    earlier tasks while a task trains."""
+
+    def __init__(self, capacity=200, batch_size=32, weight=1.0):
+        if int(capacity) < 1:
+            raise ConfigError(f"Replay.capacity must be positive, got {capacity}")
+        self.buffer = ReservoirBuffer(capacity)
+        self.batch_size, self.weight = int(batch_size), float(weight)
+
+    def after_task(self, ct, t):
+        ds = ct.task_dataset([t], "train")
+        order = np.random.default_rng([ct.seed, t, 11]).permutation(len(ds))
+        self.buffer.add([(t, int(i)) for i in order], np.random.default_rng([ct.seed, t, 12]))
+
+    def loss(self, ct, trainer, batch):
+        loss, _ = self.task_loss(ct, batch)
+        logs = {"loss_task": loss}
+        if self.buffer.items:
+            rng = np.random.default_rng([ct.seed, ct.current_task, trainer.iter, 13])
+            pick = rng.choice(len(self.buffer.items), size=min(self.batch_size, len(self.buffer.items)),
+                              replace=False)
+            samples = [ct.task_dataset([self.buffer.items[i][0]], "train")[self.buffer.items[i][1]]
+                       for i in pick]
+            rb = {k: paddle.to_tensor(np.stack([s[k] for s in samples])) for k in ("image", "label", "task")}
+            rloss, _ = self.task_loss(ct, rb)
+            logs["loss_replay"] = rloss
+            loss = loss + self.weight * rloss
+        logs["loss"] = loss
+        return loss, logs
+
+    def state_dict(self):
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.buffer.load_state_dict(state.get("buffer", {}))
+
+
+def compute_fisher(loglik_fn, params, samples, mode="empirical", rng=None):
+    """Diagonal Fisher information: the mean over ``samples`` of (d log p(y|x) / d theta)^2.
+
+    ``loglik_fn(sample) -> (log-probabilities [1, C], label)`` for one sample.  ``empirical``
+    uses the sample's label; ``sampled`` draws y from the model's own prediction.
+    """
+    fisher = [np.zeros(p.shape, np.float64) for p in params]
+    n = 0
+    for s in samples:
+        logp, label = loglik_fn(s)
+        if mode == "sampled":
+            prob = np.exp(logp.numpy()[0].astype(np.float64))
+            y = int(rng.choice(len(prob), p=prob / prob.sum()))
+        elif mode == "empirical":
+            y = int(label)
+        else:
+            raise ConfigError(f"EWC.fisher must be empirical or sampled, got {mode!r}")
+        grads = paddle.grad(logp[0, y], params, allow_unused=True)
+        for f, g in zip(fisher, grads):
+            if g is not None:
+                f += g.numpy().astype(np.float64) ** 2
+        n += 1
+    return [f / max(n, 1) for f in fisher]
+
+
+@STRATEGIES.register()
+class EWC(Strategy):
+    """Elastic weight consolidation: loss + lam/2 * sum_k sum_i F_k,i (theta_i - theta*_k,i)^2.
+
+    ``F_k`` is the diagonal Fisher on ``fisher_samples`` samples of task k (``fisher:
+    empirical`` or ``sampled`` labels), ``theta*_k`` the weights after task k.  ``online``
+    keeps one penalty with F = gamma * F + F_k and the latest anchor."""
+
+    def __init__(self, lam=100.0, fisher_samples=200, fisher="empirical", online=False, gamma=1.0):
+        self.lam, self.fisher_samples, self.fisher = float(lam), int(fisher_samples), fisher
+        self.online, self.gamma = bool(online), float(gamma)
+        self.penalties = []  # [(names, fisher arrays, anchor arrays)]
+
+    def after_task(self, ct, t):
+        named = [(n, p) for n, p in ct.model.named_parameters() if not p.stop_gradient]
+        ds = ct.task_dataset([t], "train", augment=False)
+        pick = np.random.default_rng([ct.seed, t, 21]).permutation(len(ds))[: self.fisher_samples]
+        ct.model.eval()
+
+        def loglik(i):
+            s = ds[int(i)]
+            batch = {k: paddle.to_tensor(np.asarray(s[k])[None]) for k in ("image", "label", "task")}
+            return F.log_softmax(ct.train_logits(batch), axis=1), s["label"]
+
+        fisher = compute_fisher(loglik, [p for _, p in named], pick, self.fisher,
+                                np.random.default_rng([ct.seed, t, 22]))
+        ct.model.train()
+        names = [n for n, _ in named]
+        anchor = [p.numpy().copy() for _, p in named]
+        if self.online and self.penalties:
+            old_names, old_f, _ = self.penalties[0]
+            prev = dict(zip(old_names, old_f))
+            fisher = [self.gamma * prev.get(n, 0.0) + f for n, f in zip(names, fisher)]
+            self.penalties = []
+        self.penalties.append((names, fisher, anchor))
+        self._tensors = None
+
+    def penalty(self, model):
+        params = dict(model.named_parameters())
+        if getattr(self, "_tensors", None) is None:
+            self._tensors = [[(n, paddle.to_tensor(f.astype(np.float32)), paddle.to_tensor(a))
+                              for n, f, a in zip(*pen)] for pen in self.penalties]
+        total = paddle.zeros([])
+        for pen in self._tensors:
+            for n, f, a in pen:
+                total = total + (f * (params[n] - a) ** 2).sum()
+        return 0.5 * self.lam * total
+
+    def loss(self, ct, trainer, batch):
+        loss, _ = self.task_loss(ct, batch)
+        logs = {"loss_task": loss}
+        if self.penalties:
+            pen = self.penalty(ct.model)
+            logs["loss_ewc"] = pen
+            loss = loss + pen
+        logs["loss"] = loss
+        return loss, logs
+
+    def state_dict(self):
+        return {"penalties": [{"names": n, "fisher": f, "anchor": a} for n, f, a in self.penalties]}
+
+    def load_state_dict(self, state):
+        self.penalties = [(p["names"], [np.asarray(x) for x in p["fisher"]], [np.asarray(x) for x in p["anchor"]])
+                          for p in state.get("penalties", [])]
+        self._tensors = None
+
+
+def distillation_loss(new_logits, old_logits, temperature=2.0):
+    """T^2 * mean_i KL(softmax(old_i / T) || softmax(new_i / T)) (Hinton et al.; LwF's term)."""
+    T = float(temperature)
+    p_old = F.softmax(old_logits / T, axis=1)
+    log_new = F.log_softmax(new_logits / T, axis=1)
+    log_old = F.log_softmax(old_logits / T, axis=1)
+    return T * T * (p_old * (log_old - log_new)).sum(axis=1).mean()
+
+
+@STRATEGIES.register()
+class LwF(Strategy):
+    """Learning without forgetting: loss + lam * distillation of the model after the previous
+    task on the current inputs, over each earlier task's classes (task-incremental) or over
+    all earlier classes together (class-incremental)."""
+
+    def __init__(self, lam=1.0, temperature=2.0):
+        self.lam, self.temperature = float(lam), float(temperature)
+        self.old_state = None
+        self.old_model = None
+
+    def setup(self, ct):
+        self.model_cfg = ct.cfg["model"]
+
+    def after_task(self, ct, t):
+        self.old_state = {k: v.numpy().copy() for k, v in ct.model.state_dict().items()}
+        self.old_model = None
+
+    def _old(self, ct):
+        if self.old_model is None:
+            with paddle.utils.unique_name.guard():
+                self.old_model = build_model(self.model_cfg)
+            self.old_model.set_state_dict({k: paddle.to_tensor(v) for k, v in self.old_state.items()})
+            self.old_model.eval()
+            _set_trainable(self.old_model, False)
+        return self.old_model
+
+    def loss(self, ct, trainer, batch):
+        loss, logits = self.task_loss(ct, batch)
+        logs = {"loss_task": loss}
+        t = ct.current_task
+        if self.old_state is not None and t > 0:
+            with paddle.no_grad():
+                old_logits = self._old(ct)(batch["image"])
+            groups = ([ct.scenario.tasks[k]["classes"] for k in range(t)] if ct.task_il
+                      else [[c for k in range(t) for c in ct.scenario.tasks[k]["classes"]]])
+            kd = sum(distillation_loss(paddle.gather(logits, paddle.to_tensor(g), axis=1),
+                                       paddle.gather(old_logits, paddle.to_tensor(g), axis=1),
+                                       self.temperature) for g in groups) / len(groups)
+            logs["loss_lwf"] = kd
+            loss = loss + self.lam * kd
+        logs["loss"] = loss
+        return loss, logs
+
+    def state_dict(self):
+        return {"old_state": self.old_state}
+
+    def load_state_dict(self, state):
+        self.old_state, self.old_model = state.get("old_state"), None
+
+
+@STRATEGIES.register()
+class GatingAdapters(Strategy):
+    """Gated adapters per task on a shared encoder (needs ``ContinualNet`` with ``adapter:``).
+
+    Task t trains its own adapter, gate and head; earlier tasks' adapters, gates and heads
+    are frozen, so their outputs stay as they were.  ``trunk`` says when the shared encoder
+    trains: ``first_task`` (default; later tasks leave it and its BatchNorm statistics
+    fixed), ``always`` (earlier tasks' outputs then drift), or ``never``.  ``gate_l1``
+    adds gate_l1 * mean(gate) to the loss, pushing each task to open few channels."""
+
+    def __init__(self, trunk="first_task", gate_l1=0.0):
+        if trunk not in ("first_task", "always", "never"):
+            raise ConfigError(f"GatingAdapters.trunk must be first_task, always or never, got {trunk!r}")
+        self.trunk, self.gate_l1 = trunk, float(gate_l1)
+
+    def setup(self, ct):
+        if not ct.model.has_adapters:
+            raise ConfigError(f"{ct.source}: continual.strategy GatingAdapters needs model: "
+                              "{type: ContinualNet, adapter: {...}}")
+        if ct.model.num_tasks < ct.scenario.num_tasks:
+            raise ConfigError(f"{ct.source}: model.num_tasks is {ct.model.num_tasks} but the scenario "
+                              f"has {ct.scenario.num_tasks} tasks")
+
+    def before_task(self, ct, t):
+        m = ct.model
+        m.active_task = t
+        train_trunk = self.trunk == "always" or (self.trunk == "first_task" and t == 0)
+        _set_trainable(m.encoder, train_trunk)
+        m.trunk_frozen = not train_trunk
+        for k in range(m.num_tasks):
+            _set_trainable(m.adapters[k], k == t)
+            _set_trainable(m.heads[k], k == t)
+
+    def loss(self, ct, trainer, batch):
+        loss, _ = self.task_loss(ct, batch)
+        logs = {"loss_task": loss}
+        if self.gate_l1 > 0:
+            h = ct.model.encoder(batch["image"])
+            g = ct.model.adapters[ct.current_task].gate(h).mean()
+            logs["gate_mean"] = g
+            loss = loss + self.gate_l1 * g
+        logs["loss"] = loss
+        return loss, logs
