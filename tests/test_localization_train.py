@@ -52,14 +52,18 @@ def data(tmp_path_factory):
     return root, train, val
 
 
-@pytest.fixture(scope="module")
-def bmn_run(data):
-    root, train, val = data
-    cfg = tiny_bmn_cfg(train, val)
-    trainer = build_trainer(cfg, work_dir=str(root / "bmn"))
+def trained(cfg, work_dir):
+    """(cfg, trainer, metrics before training, metrics after)."""
+    trainer = build_trainer(cfg, work_dir=work_dir)
     before = trainer.evaluate()
     trainer.train()
     return cfg, trainer, before, trainer.evaluate()
+
+
+@pytest.fixture(scope="module")
+def bmn_run(data):
+    root, train, val = data
+    return trained(tiny_bmn_cfg(train, val), str(root / "bmn"))
 
 
 def test_bmn_finds_planted_events(bmn_run):
@@ -88,11 +92,7 @@ def test_bmn_export_matches_dygraph(bmn_run, tmp_path):
 @pytest.fixture(scope="module")
 def lstm_run(data):
     root, train, val = data
-    cfg = tiny_lstm_cfg(train, val)
-    trainer = build_trainer(cfg, work_dir=str(root / "lstm"))
-    before = trainer.evaluate()
-    trainer.train()
-    return cfg, trainer, before, trainer.evaluate()
+    return trained(tiny_lstm_cfg(train, val), str(root / "lstm"))
 
 
 def test_attention_lstm_learns_proposal_classes(lstm_run):
