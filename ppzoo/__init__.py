@@ -12,3 +12,4 @@ from . import segmentation, pssl, video, distill, nlp, regularizers  # noqa: F40
 from . import active, ranking  # noqa: F401,E402
 from . import continual  # noqa: F401,E402
 from .engine import Trainer, build_trainer  # noqa: F401,E402
+from . import localization  # noqa: F401,E402

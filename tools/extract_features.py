@@ -1,0 +1,74 @@
+"""Frame features of long videos with a zoo recognizer, one ``<video>.npy`` per video.
+
+    # export the recognizer's backbone once (PP-TSM by default), then extract
+    python tools/extract_features.py -c configs/video/pptsm_football.yml --weights W \\
+        --model-dir output/pptsm_features --input matches/ --output-dir features/ --fps 5
+
+``--model-dir`` holding a ``frame_features`` export is used as it is (no ``-c`` needed);
+otherwise ``-c``/``--weights`` export one there first.  Videos are decoded lazily and run
+on the exported predictor; each feature file is written atomically and videos whose
+file exists are skipped, so an interrupted run continues where it stopped.  A progress
+bar counts frames with an ETA.
+"""
+import argparse
+import os
+
+import _common  # noqa: F401
+from _common import main_guard
+
+VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg")
+DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "video",
+                              "pptsm_football.yml")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", default=None,
+                   help="recognizer config to export (default: PP-TSM football)")
+    p.add_argument("--weights", default=None, help="recognizer weights (.pdparams or folder)")
+    p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE")
+    p.add_argument("--model-dir", required=True, help="frame_features export (made if absent)")
+    p.add_argument("--input", help="a video or a folder of videos")
+    p.add_argument("--output-dir", help="folder for the <video>.npy feature files")
+    p.add_argument("--fps", type=float, default=5.0, help="sampled frames per second (5)")
+    p.add_argument("--batch-groups", type=int, default=4, help="groups of num_seg frames per call")
+    p.add_argument("--device", default=None)
+    p.add_argument("--cpu-threads", type=int, default=None)
+    return p.parse_args(argv)
+
+
+@main_guard
+def main(argv=None):
+    args = parse_args(argv)
+    import ppzoo  # noqa: F401
+    from ppzoo.core import load_config
+    from ppzoo.core.errors import ConfigError, DataError
+    from ppzoo.engine.predictor import DEPLOY_FILE, list_inputs
+    from ppzoo.localization.features import export_extractor, extract_videos
+
+    if not os.path.isfile(os.path.join(args.model_dir, DEPLOY_FILE)):
+        cfg = load_config(args.config or DEFAULT_CONFIG, args.opts)
+        if not args.weights and not cfg.get("pretrained"):
+            raise ConfigError("no --weights and the config names no pretrained weights: the "
+                              "features of an untrained backbone mean nothing")
+        export_extractor(cfg, args.model_dir, weights=args.weights)
+        print(f"exported the feature extractor to {args.model_dir}")
+    if not args.input:
+        return {}
+    if not args.output_dir:
+        raise ConfigError("--output-dir is needed with --input")
+    if args.fps <= 0:
+        raise ConfigError(f"--fps must be positive, got {args.fps}")
+    videos = list_inputs(args.input, VIDEO_EXT)
+    if not videos:
+        raise DataError(f"no videos in {args.input}")
+    done = extract_videos(args.model_dir, videos, args.output_dir, args.fps,
+                          batch_groups=args.batch_groups, device=args.device,
+                          cpu_threads=args.cpu_threads)
+    print(f"{len(done)} feature files in {args.output_dir}")
+    return done
+
+
+if __name__ == "__main__":
+    main()
