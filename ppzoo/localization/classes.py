@@ -1,18 +1,10 @@
-"""Class lists of the localization presets, in the order of PaddleVideo's label files.
+"""Class lists of the localization presets: the sports presets of ``ppzoo.video.classes``
+(PaddleVideo's FootballAction / BasketballAction label files, in their order, 0 background),
+so a recognizer and a localizer of one sport share one list."""
+from ..video.classes import PRESETS as _VIDEO_PRESETS
 
-Football: ``applications/FootballAction/.../index_label_football_8.json`` (8 ids, 0 is
-background).  Basketball: ``applications/BasketballAction/.../index_label_basketball_6.json``
-(7 ids despite the file name, 0 background, 1 replay).  Names are English translations of
-the Chinese labels, in the same order, so PaddleVideo label ids map one to one.
-"""
-
-FOOTBALL = ["background", "goal", "corner", "free_kick", "yellow_card", "red_card",
-            "substitution", "throw_in"]
-
-BASKETBALL = ["background", "replay", "goal_three_point", "goal_two_point", "goal_dunk",
-              "free_throw", "jump_ball"]
-
-PRESETS = {"football": FOOTBALL, "basketball": BASKETBALL}
+PRESETS = {name: _VIDEO_PRESETS[name] for name in ("football", "basketball")}
+FOOTBALL, BASKETBALL = PRESETS["football"], PRESETS["basketball"]
 
 
 def class_names(spec):
