@@ -6,8 +6,8 @@ AUBC, final accuracy and OOD samples queried; learning curves and the 2-D picks 
     python benchmarks/active_ood.py --part digits --seeds 3
     python benchmarks/active_ood.py --part digits --seeds 5 --strategies Random Entropy CoreSet NoiseStability POAL IdealEntropy
     python benchmarks/active_ood.py --part digits_r06 --seeds 3
+    python benchmarks/active_ood.py --part cifar10 --seeds 3 --strategies Random Entropy Margin LeastConfidence CoreSet BADGE POAL IdealEntropy
     python benchmarks/active_ood.py --report
-    (cifar10_r03 / cifar10_r06: the CIFAR-10 parts, not run on the 2-core machine)
 
 Runs live in ``output/bench_active/<part>/<strategy>/seed<k>/``; a finished run (its
 ``summary.json`` exists) is read back, not run again.  ``--report`` writes
@@ -60,9 +60,11 @@ PARTS = {
               "active.initial": 6, "active.per_round": 4, "active.rounds": 8},
              [s for s in STRATEGIES if s != "BALD"]),
     "cifar10_r03": ("configs/active/cifar10_ood_poal.yml", {"active.ood.ratio": 0.3},
-                    ["Random", "Entropy", "POAL", "IdealEntropy", "NoiseStability"]),
+                    ["Random", "Entropy", "Margin", "LeastConfidence", "CoreSet", "BADGE", "POAL",
+                     "IdealEntropy", "NoiseStability", "BALD"]),
     "cifar10_r06": ("configs/active/cifar10_ood_poal.yml", {"active.ood.ratio": 0.6},
-                    ["Random", "Entropy", "POAL", "IdealEntropy", "NoiseStability"]),
+                    ["Random", "Entropy", "Margin", "LeastConfidence", "CoreSet", "BADGE", "POAL",
+                     "IdealEntropy", "NoiseStability", "BALD"]),
 }
 GROUPS = {"classical": ["synthetic2d", "wine"], "digits": ["digits"],
           "cifar10": ["cifar10_r03", "cifar10_r06"]}
@@ -203,10 +205,9 @@ PROTOCOL = """Scale, stated plainly: everything here is CPU scale on a shared 2-
 (one compute thread per run, `PPZOO_CPU_THREADS=1`, `nice -n 5`; the machine's load average
 was 13-19 from other jobs, so wall times are long and the CPU seconds per run are the
 cost). The CIFAR-10 parts ran later on the same machine when it was idle (two runs at a
-time, one thread each), with four strategies (random, entropy, POAL, ideal entropy):
-noise stability's 50 passes over 2000 candidates a round did not fit the time left, and
-its query cost on a CIFAR-10-sized pool is measured in
-[active_query_time.md](active_query_time.md).
+time, one thread each), with eight strategies: noise stability (50 passes over 2000
+candidates a round) and BALD did not fit the time left; their query cost on a
+CIFAR-10-sized pool is measured in [active_query_time.md](active_query_time.md).
 
 - **digits**: scikit-learn's 8x8 digits; classes 0-5 in-distribution, 6-9 OOD at 30% of the
   pool (1231 samples: 862 ID + 369 OOD), ID test split of 216 images. SmallCNN (width 16,
@@ -286,7 +287,7 @@ def main():
                       "Random Entropy CoreSet NoiseStability POAL IdealEntropy && "
                       "python benchmarks/active_ood.py --part digits_r06 --seeds 3 && "
                       "python benchmarks/active_ood.py --part cifar10 --seeds 3 --strategies "
-                      "Random Entropy POAL IdealEntropy && "
+                      "Random Entropy Margin LeastConfidence CoreSet BADGE POAL IdealEntropy && "
                       "python benchmarks/active_ood.py --report")
 
 
