@@ -40,3 +40,9 @@ def describe_os_error(err):
     what = err.strerror or str(err) or type(err).__name__
     paths = [p for p in (err.filename, getattr(err, "filename2", None)) if p]
     return f"{what}: {' -> '.join(map(str, paths))}" if paths else what
+
+
+def add_predictor_args(parser):
+    """The options of every tool that runs an exported model through Paddle Inference."""
+    parser.add_argument("--device", default=None, help="cpu, gpu or gpu:N (default: gpu if available)")
+    parser.add_argument("--cpu-threads", type=int, default=None, help="math library threads on the CPU")

@@ -14,7 +14,7 @@ import argparse
 import os
 
 import _common  # noqa: F401
-from _common import main_guard
+from _common import add_predictor_args, main_guard
 
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "video",
@@ -33,8 +33,7 @@ def parse_args(argv=None):
     p.add_argument("--output-dir", help="folder for the <video>.npy feature files")
     p.add_argument("--fps", type=float, default=5.0, help="sampled frames per second (5)")
     p.add_argument("--batch-groups", type=int, default=4, help="groups of num_seg frames per call")
-    p.add_argument("--device", default=None)
-    p.add_argument("--cpu-threads", type=int, default=None)
+    add_predictor_args(p)
     return p.parse_args(argv)
 
 

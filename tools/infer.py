@@ -12,7 +12,7 @@ import argparse
 
 
 import _common  # noqa: F401
-from _common import main_guard
+from _common import add_predictor_args, main_guard
 
 
 def parse_args(argv=None):
@@ -23,8 +23,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--topk", type=int, default=None, help="labels per input (classification)")
     p.add_argument("--output", default=None, help="JSON lines file (.json/.jsonl) or folder")
-    p.add_argument("--device", default=None, help="cpu, gpu or gpu:N (default: gpu if available)")
-    p.add_argument("--cpu-threads", type=int, default=None, help="math library threads on the CPU")
+    add_predictor_args(p)
     p.add_argument("--no-mkldnn", action="store_true",
                    help="CPU without oneDNN: slower, outputs equal to the dygraph model's")
     return p.parse_args(argv)

@@ -15,7 +15,7 @@ import argparse
 import os
 
 import _common  # noqa: F401
-from _common import main_guard
+from _common import add_predictor_args, main_guard
 
 INPUT_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg", ".npy", ".pkl")
 
@@ -32,8 +32,7 @@ def parse_args(argv=None):
     p.add_argument("--ioa", type=float, nargs="+", default=[0.5], help="IoA thresholds")
     p.add_argument("--score-thresh", type=float, default=None, help="class score floor")
     p.add_argument("--iou-thresh", type=float, default=None, help="predicted IoU floor")
-    p.add_argument("--device", default=None)
-    p.add_argument("--cpu-threads", type=int, default=None)
+    add_predictor_args(p)
     return p.parse_args(argv)
 
 
