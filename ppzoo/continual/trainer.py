@@ -251,9 +251,6 @@ class ContinualTrainer(Trainer):
                 self._load_state()
             self.resume_task = ckpt.resolve_checkpoint_dir(
                 os.path.join(self.work_dir, f"task_{self.start_task}", "latest")) is not None
-        elif has_state or os.path.isdir(os.path.join(self.work_dir, "task_0")):
-            raise ConfigError(f"{self.work_dir} already holds a continual run: pass --resume to continue it "
-                              "or choose another --save-dir")
         if self.is_main:
             save_config(self.cfg, os.path.join(self.work_dir, "config.yml"))
 
