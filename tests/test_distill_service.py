@@ -366,7 +366,10 @@ def test_service_is_shared_by_two_students_and_outlives_them(ray_local, teacher,
             assert sorted(r.pool.workers) == sorted(pids)
             got = np.concatenate([b["teacher"].numpy() for b in r.read(_batches(teacher["x"]))])
             np.testing.assert_allclose(got, teacher["expect"], atol=1e-4)
-            assert set(r.per_worker) == set(pids)            # balanced over both workers
+        # balanced: 2 students x 2 workers, each student served by a worker of its own
+        shares = [set(r.per_worker) for r in ranks]
+        assert all(len(s) == 1 for s in shares) and shares[0] | shares[1] == set(pids)
+        for r in ranks:
             r.close()                                       # a student leaving kills nothing
         assert {w: i["pid"] for w, i in svc.info().items()} == pids
         # a student trains on the service, stops (as if killed), resumes: same workers
@@ -464,3 +467,95 @@ def test_the_only_teacher_hung_is_replaced_and_training_goes_on(ray_local, teach
         assert pool.retired[:1] == [0] and len(pool.retired) <= 2 and reader.timeouts > 2
     finally:
         pool.shutdown()
+
+
+# ------------------------------------------------------------------ balancing
+def test_balance_follows_the_papers_bound():
+    """C students over S teachers: no teacher serves more than ceil(C/S) students, every
+    student gets at least floor(S/C) teachers (one when C > S), every teacher is used."""
+    import math
+    for c in range(1, 8):
+        for s in range(0, 8):
+            got = pool_mod.balance([f"s{i}" for i in range(c)], list(range(10, 10 + s)))
+            assert set(got) == {f"s{i}" for i in range(c)}
+            per_teacher = {t: sum(t in ts for ts in got.values()) for t in range(10, 10 + s)}
+            if s == 0:
+                assert all(ts == [] for ts in got.values())
+                continue
+            assert max(per_teacher.values()) <= math.ceil(c / s), (c, s, got)
+            assert min(per_teacher.values()) >= 1
+            assert all(len(ts) >= max(s // c, 1) for ts in got.values()), (c, s, got)
+
+
+def _read_all(readers, x):
+    """Read the same batches with every student at once (one thread each)."""
+    out, errors = {}, []
+
+    def consume(i, r):
+        try:
+            out[i] = np.concatenate([b["teacher"].numpy() for b in r.read(_batches(x))])
+        except Exception as err:  # noqa: BLE001 - re-raised below
+            errors.append(err)
+
+    threads = [threading.Thread(target=consume, args=(i, r), daemon=True)
+               for i, r in enumerate(readers)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors
+    return out
+
+
+def test_three_students_share_two_teachers_balanced_and_rebalance(ray_local, teacher):
+    """3 students x 2 teachers: no teacher serves more than ceil(3/2) = 2 students, and the
+    traffic follows the coordinator's assignment; a teacher leaving hands its students
+    to the others; a late teacher joins and gets students; a killed one drops out."""
+    svc = TeacherService("svc-bal", teacher["dir"], worker_cpus=0.5)
+    readers = []
+    try:
+        svc.scale(2)
+        pools = [TeacherPool.connect("svc-bal") for _ in range(3)]
+        for p in pools:
+            p.refresh()
+        readers = [EDLReader(p, ["image"], request_size=8, rank=0) for p in pools]
+        state = svc.balance_state()
+        assert state["teachers"] == [0, 1]
+        mine = [state["assignment"][p.student_id] for p in pools]
+        assert all(len(m) == 1 for m in mine)
+        per_teacher = {t: sum(t in m for m in mine) for t in (0, 1)}
+        assert max(per_teacher.values()) == 2 and min(per_teacher.values()) == 1
+        got = _read_all(readers, teacher["x"])
+        for i, r in enumerate(readers):
+            np.testing.assert_allclose(got[i], teacher["expect"], atol=1e-4)
+            assert set(r.per_worker) == set(mine[i])           # the traffic is the share
+        # a teacher leaves: its students go to the other one
+        svc.scale(1)
+        for p in pools:
+            p.refresh()
+        assert [p.ensure_alive() for p in pools] == [[0], [0], [0]]
+        # a late teacher joins (two, ids 2 and 3): each student gets one of its own
+        svc.scale(3)
+        for p in pools:
+            p.refresh()
+        shares = [p.ensure_alive() for p in pools]
+        assert sorted(w for s in shares for w in s) == [0, 2, 3]
+        readers = [EDLReader(p, ["image"], request_size=8) for p in pools]
+        _read_all(readers, teacher["x"][:32])
+        assert {w for r in readers for w in r.per_worker} == {0, 2, 3}
+        # a teacher killed without leaving drops out of the assignment (Ray's named-actor
+        # list, checked by the coordinator) and its student is given another
+        ray.kill(svc.workers.pop(3), no_restart=True)
+        assert pool_mod.wait_for(lambda: 3 not in svc.balance_state()["teachers"], 15)
+        for p in pools:
+            p.refresh()
+        assert sorted({w for p in pools for w in p.ensure_alive()}) == [0, 2]
+        # a student leaving gives its share to the others (2 students x 2 teachers: 1 each)
+        readers[2].close()
+        state = svc.balance_state()
+        assert len(state["assignment"]) == 2
+        assert sorted(w for ts in state["assignment"].values() for w in ts) == [0, 2]
+    finally:
+        for r in readers:
+            r.close()
+        svc.stop()

@@ -10,7 +10,9 @@ find the same loaded workers after a crash or a resume.
 machine, ``auto``); when there is none and no address was given, it starts a local head
 node first (``ray start --head``; stop it with ``ray stop``).  Then it starts
 ``distill.num_workers`` workers (or ``--workers N``).  ``scale N`` adds or removes
-workers; ``status`` lists them (pid, samples served, loaded since); ``stop`` kills them.
+workers; ``status`` lists them (pid, samples served, loaded since) and which students use
+which workers (the coordinator's balance: at most ceil(C/S) students per worker);
+``stop`` kills them and the coordinator.
 The service name is ``distill.service`` (default: ``<config name>-teachers``).
 """
 import argparse
@@ -75,8 +77,15 @@ def run(cfg, command, n=None, workers=None, out=print):
         _ensure_cluster(d.get("ray_address"), d.get("ray_num_cpus"),
                         d.get("connect_timeout_s", 10.0))
     else:
-        from ppzoo.distill.pool import init_ray
+        from ppzoo.distill.pool import init_ray, service_worker_names, stop_coordinator
         init_ray(d.get("ray_address") or "auto", None, d.get("connect_timeout_s", 10.0))
+        if command in ("status", "stop") and not service_worker_names(name):
+            if command == "stop":
+                stop_coordinator(name)
+                out(f"service {name}: no workers running")
+                return {"service": name, "workers": {}}
+            raise ConfigError(f"no teacher service {name!r} in the Ray cluster (start it with "
+                              f"tools/teacher_serve.py -c CFG start)")
     svc = TeacherService(
         name, d.get("teacher_dir") or "", ray_address=d.get("ray_address") or "auto",
         worker_cpus=d.get("worker_cpus", 1), worker_gpus=d.get("worker_gpus", 0),
@@ -102,9 +111,11 @@ def run(cfg, command, n=None, workers=None, out=print):
         return {"service": name, "workers": {}}
     info = svc.info()
     now = time.time()
+    balance = svc.balance_state()
     status = {"service": name, "workers": {
         w: {"pid": i["pid"], "served": i["served"], "up_s": round(now - i["loaded_at"], 1),
             "error": i["error"]} for w, i in sorted(info.items())}}
+    status["students"] = balance["assignment"]     # student -> its workers (balanced)
     silent = sorted(set(svc.workers) - set(info))
     if silent:
         status["not_answering"] = silent

@@ -94,12 +94,32 @@ def _actor_class():
         def __init__(self, model_dir, opts):
             self.pid, self.error, self.runner = os.getpid(), None, None
             self.loaded_at = time.time()
+            opts = dict(opts)
+            self.coordinator = opts.pop("coordinator", None)
             try:
                 self.runner = TeacherRunner(model_dir, **opts)
                 self.runner.warm_up()
             except Exception as err:  # noqa: BLE001 - reported by ready(), one line
                 self.runner = None
                 self.error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:300]}"
+            if self.runner is not None:
+                self._call_coordinator("join_teacher")
+
+        def _call_coordinator(self, method):
+            """A service's worker registers itself once loaded (also after Ray restarted
+            it) and leaves on its own; the coordinator balances students over workers."""
+            name = ray.get_runtime_context().get_actor_name()
+            if not (self.coordinator and name):
+                return
+            try:
+                coord = ray.get_actor(self.coordinator, namespace=NAMESPACE)
+                ray.get(getattr(coord, method).remote(name), timeout=10)
+            except Exception:  # noqa: BLE001 - no coordinator: students use every worker
+                pass
+
+        def leave(self):
+            self._call_coordinator("leave_teacher")
+            return True
 
         def ready(self):
             return self.pid, self.error
@@ -120,6 +140,99 @@ def _actor_class():
             return time.process_time()
 
     return TeacherWorker
+
+
+def balance(students, teachers):
+    """The paper's balancing: ``students`` (in join order) over ``teachers`` (sorted ids).
+
+    Pair ``k`` (``k < max(C, S)``) gives teacher ``k mod S`` to student ``k mod C``, so with
+    C students and S teachers every teacher serves at most ceil(C/S) students and every
+    student gets at least floor(S/C) teachers (one, when C > S).  Returns
+    ``{student: [teacher ids]}`` (empty lists when there is no teacher)."""
+    out = {s: [] for s in students}
+    if not students or not teachers:
+        return out
+    for k in range(max(len(students), len(teachers))):
+        out[students[k % len(students)]].append(teachers[k % len(teachers)])
+    return {s: sorted(set(t)) for s, t in out.items()}
+
+
+def _coordinator_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Coordinator:
+        """Who serves whom, for one teacher service (a named detached actor).
+
+        Teachers join once loaded and leave on their own (``join_teacher`` /
+        ``leave_teacher``); students say they are there with ``heartbeat`` about once a
+        second and get their teachers back.  A teacher that died (reported by a student,
+        or gone from Ray's named actors) and a student silent for ``student_ttl_s`` drop
+        out; every change re-balances at once (:func:`balance`)."""
+
+        def __init__(self, service, student_ttl_s=15.0):
+            self.prefix, self.ttl = f"{service}/teacher-", float(student_ttl_s)
+            self.teachers = set()       # worker ids that joined and have not left
+            self.students = {}          # student id -> (joined at, last heartbeat)
+            self._checked = 0.0
+
+        def _wid(self, name):
+            tail = name[len(self.prefix):] if name.startswith(self.prefix) else ""
+            return int(tail) if tail.isdigit() else None
+
+        def join_teacher(self, name):
+            wid = self._wid(name)
+            if wid is not None:
+                self.teachers.add(wid)
+            return wid
+
+        def leave_teacher(self, name):
+            self.teachers.discard(self._wid(name) if isinstance(name, str) else name)
+
+        def report_dead(self, wid):
+            """A student's call to ``wid`` failed for good (Ray restarts a service worker,
+            which joins again once it has loaded)."""
+            self.teachers.discard(int(wid))
+
+        def leave_student(self, student):
+            self.students.pop(student, None)
+
+        def _prune(self, now):
+            for s in [s for s, (_, seen) in self.students.items() if now - seen > self.ttl]:
+                self.students.pop(s)
+            if now - self._checked > 2.0:     # teachers killed without leaving
+                self._checked = now
+                alive = set(service_worker_names(self.prefix[:-len("/teacher-")]).values())
+                self.teachers &= alive
+
+        def heartbeat(self, student):
+            now = time.time()
+            joined = self.students.get(student, (now, now))[0]
+            self.students[student] = (joined, now)
+            self._prune(now)
+            return self.assignment()[student]
+
+        def assignment(self):
+            order = sorted(self.students, key=lambda s: (self.students[s][0], s))
+            return balance(order, sorted(self.teachers))
+
+        def state(self):
+            self._prune(time.time())
+            return {"teachers": sorted(self.teachers), "assignment": self.assignment()}
+
+    return Coordinator
+
+
+def coordinator_name(service):
+    return f"{service}/coordinator"
+
+
+def stop_coordinator(service):
+    import ray
+    try:
+        _kill(ray.get_actor(coordinator_name(service), namespace=NAMESPACE))
+    except ValueError:      # none
+        pass
 
 
 def require_ray(source="distill"):
@@ -222,8 +335,17 @@ class TeacherPool:
         self._loading = {}                  # ready() ref -> worker id, for workers still loading
         self.loaded = {}                    # worker id -> when it was seen to have loaded
         self.min_workers = int(min_workers)
+        self.assigned = None                # service with a coordinator: this student's workers
+        self.coordinator = None
+        self.student_id = None
         if _connect:
             init_ray(ray_address or "auto", None, connect_timeout_s)
+            import ray
+            self.student_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+            try:
+                self.coordinator = ray.get_actor(coordinator_name(service), namespace=NAMESPACE)
+            except ValueError:              # a service without one: every worker is shared
+                self.coordinator = None
             self.refresh()
             if not self.workers:
                 raise ConfigError(f"distill.service {service!r}: no teacher service of that "
@@ -244,7 +366,12 @@ class TeacherPool:
     # ------------------------------------------------------------------ service
     @classmethod
     def connect(cls, service, ray_address=None, connect_timeout_s=10.0, logger=None):
-        """Use the workers of the running service ``service`` (never kills them for good)."""
+        """Use the workers of the running service ``service`` (never kills them for good).
+
+        With the service's coordinator, this student is given its share of the workers
+        (at most ceil(C/S) students per worker, re-balanced as students and workers come
+        and go); :meth:`ensure_alive` returns that share, the other workers stay known as
+        a fallback for when all of its own are in trouble."""
         return cls(None, service=service, ray_address=ray_address,
                    connect_timeout_s=connect_timeout_s, logger=logger, _connect=True)
 
@@ -262,6 +389,12 @@ class TeacherPool:
                     pass
         for wid in [w for w in self.workers if w not in names.values()]:
             self.workers.pop(wid)
+        if self.coordinator is not None:
+            try:
+                self.assigned = ray.get(self.coordinator.heartbeat.remote(self.student_id),
+                                        timeout=10)
+            except Exception:  # noqa: BLE001 - coordinator gone or slow: share every worker
+                self.assigned = None
 
     def _log(self, msg):
         if self.logger:
@@ -369,6 +502,10 @@ class TeacherPool:
                 _kill(actor)
             else:   # a service worker: Ray restarts it (max_restarts=-1)
                 _kill(actor, no_restart=False)
+                if self.coordinator is not None:     # re-balance; it joins again once loaded
+                    self.coordinator.report_dead.remote(wid)
+                if self.assigned is not None and wid in self.assigned:
+                    self.assigned = [w for w in self.assigned if w != wid]
 
     def replace(self, wid):
         """A worker stopped answering (hung, paused, unreachable): kill it and forget it."""
@@ -384,9 +521,12 @@ class TeacherPool:
             self.remove(len(self.workers) - n)
 
     def ensure_alive(self):
-        """Keep at least ``min_workers`` (replacing dead ones); returns the live ids."""
+        """Keep at least ``min_workers`` (replacing dead ones); returns the live ids this
+        student should use (a service's coordinator: its balanced share)."""
         if self.owned and len(self.workers) < self.min_workers:
             self.add(self.min_workers - len(self.workers))
+        if self.assigned is not None:
+            return [w for w in self.assigned if w in self.workers]
         return sorted(self.workers)
 
     def _each(self, method, timeout_s=10.0):
@@ -419,6 +559,12 @@ class TeacherPool:
         if self.owned:
             for a in self.workers.values():
                 _kill(a)
+        elif self.coordinator is not None:          # this student's share goes to others
+            try:
+                import ray
+                ray.get(self.coordinator.leave_student.remote(self.student_id), timeout=10)
+            except Exception:  # noqa: BLE001 - gone: its heartbeat times out instead
+                pass
         self.workers.clear()
 
 
@@ -442,13 +588,20 @@ class TeacherService(TeacherPool):
     Used by ``tools/teacher_serve.py``; students use :meth:`TeacherPool.connect`.
     """
 
-    def __init__(self, service, model_dir, ray_address="auto", **kwargs):
+    def __init__(self, service, model_dir, ray_address="auto", student_ttl_s=15.0, **kwargs):
         kwargs["num_workers"] = 0
         super().__init__(model_dir, ray_address=ray_address, service=service, **kwargs)
         import ray
         for name, wid in service_worker_names(service).items():
             self.workers[wid] = ray.get_actor(name, namespace=NAMESPACE)
         self._next_id = max(self.workers, default=-1) + 1
+        self.coordinator = _coordinator_class().options(
+            name=coordinator_name(service), namespace=NAMESPACE, lifetime="detached",
+            get_if_exists=True, max_restarts=-1).remote(service, student_ttl_s)
+        self.opts["coordinator"] = coordinator_name(service)
+        if self.workers:    # workers of an earlier start: make sure they are registered
+            ray.get([self.coordinator.join_teacher.remote(n)
+                     for n in service_worker_names(service)], timeout=30)
 
     def scale(self, n):
         n = max(int(n), 0)
@@ -460,10 +613,27 @@ class TeacherService(TeacherPool):
             self.remove(len(self.workers) - n)
         return sorted(self.workers)
 
+    def remove(self, n=1):
+        """The ``n`` newest workers leave the coordinator (students re-balance), then stop."""
+        import ray
+        gone = sorted(self.workers)[-int(n):] if n else []
+        try:
+            ray.get([self.workers[w].leave.remote() for w in gone], timeout=10)
+        except Exception:  # noqa: BLE001 - hung or dead: the coordinator notices it is gone
+            pass
+        for wid in gone:
+            _kill(self.workers.pop(wid))
+
+    def balance_state(self):
+        """The coordinator's view: joined teachers and ``{student: [worker ids]}``."""
+        import ray
+        return ray.get(self.coordinator.state.remote(), timeout=10)
+
     def stop(self):
         for a in self.workers.values():
             _kill(a)
         self.workers.clear()
+        _kill(self.coordinator)
 
 
 def wait_for(cond, timeout=30.0, step=0.05):

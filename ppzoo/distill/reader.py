@@ -201,7 +201,8 @@ class EDLReader:
                 holders = {inflight.get(r, stale.get(r, (0, None)))[1] for r in requests[rid].refs}
                 # a worker in trouble gets one request at a time (a probe) once its
                 # earlier calls came back; one still holding unanswered calls gets none
-                healthy = [w for w in live if w not in trouble or load[w] == 0] or live
+                healthy = [w for w in live if w not in trouble or load[w] == 0] or \
+                    [w for w in self.pool.workers if w not in trouble] or live
                 choice = [w for w in healthy if w not in holders] or healthy
                 wid = min(choice, key=lambda w: (load[w], (w + self.rank) % max(len(live), 1)))
                 try:

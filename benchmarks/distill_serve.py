@@ -1,0 +1,400 @@
+"""EDL-Dist teacher service: named detached Ray actors (what ppzoo uses) against the same
+teacher as a Ray Serve deployment.
+
+    PPZOO_CPU_THREADS=1 nice -n 5 python benchmarks/distill_serve.py \
+        [--latency-ms 4] [--replicas 1 2 4] [--iters 30] [--repeats 3]
+
+Both backends run the same exported teacher (SmallCNN width 64 on the digits, Paddle
+Inference, 1 thread) in the same ``TeacherRunner``, each replica/worker reserving 0.5 CPU
+of one local Ray (the Serve replica runs the blocking forward in a thread, one request at
+a time, so its event loop keeps answering the router); the student is the same DistillTrainer with the same ``EDLReader``
+(prefetch, ``max_in_flight``, deadlines): for Serve its pool is one handle and Serve's
+router picks the replica, for the named actors the reader picks the worker.  Measured:
+
+1. per-request latency (16 samples, no simulated latency): a blocking round trip, 200
+   sequential requests after 20 warm-up ones, median and 90th percentile;
+2. student samples/s at 1/2/4 replicas with ``--latency-ms`` of simulated teacher
+   latency (the labelled benchmark knob ``distill.simulated_ms_per_sample``), timed from
+   iteration 3 to the last-but-one (no start-up, eval or checkpoint), median of repeats;
+3. time to scale up: named actors ``TeacherService.scale(n + 1)`` (returns when the new
+   worker has loaded the teacher); Serve: a redeploy with one more replica
+   (``serve.run`` returns when it is running) and autoscaling (min 1, max 4,
+   ``target_ongoing_requests`` 2, metrics every 0.5 s, look-back 2 s, upscale delay 1 s:
+   its most responsive settings) from the start of a steady load until 2 and 4 replicas
+   run;
+4. one of 2 replicas SIGSTOPped after the student's 5th iteration: the student's wall time
+   for the run (bounded at ``--stall-cap-s``) and what the backend did about the replica.
+
+Writes ``docs/benchmarks/distill_serve.md``.
+"""
+import argparse
+import copy
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("PPZOO_CPU_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ROOT, write_page  # noqa: E402
+
+from ppzoo.engine.hooks import Hook  # noqa: E402
+
+
+class IterClock(Hook):
+    """Wall-clock time at the end of every iteration; ``at`` runs a callback at one."""
+    priority = 1
+
+    def __init__(self, at=None, action=None):
+        self.t, self.at, self.action = [], at, action
+
+    def after_iter(self, trainer):
+        self.t.append(time.perf_counter())
+        if self.at is not None and len(self.t) == self.at:
+            self.action()
+
+
+class _ServeMethod:
+    def __init__(self, handle):
+        self.handle = handle
+
+    def remote(self, rid, inputs):
+        return self.handle.infer.remote(rid, inputs)._to_object_ref_sync()
+
+
+class _ServeWorker:
+    def __init__(self, handle):
+        self.infer = _ServeMethod(handle)
+
+
+class ServePool:
+    """The reader's view of a Serve deployment: one 'worker', Serve's router behind it."""
+    owned = True
+
+    def __init__(self, handle):
+        self.workers = {0: _ServeWorker(handle)}
+        self.retired, self.dead = [], []
+
+    def ensure_alive(self):
+        return [0]
+
+    def loaded_since(self, wid):
+        return 0.0
+
+    def mark_dead(self, wid):
+        pass
+
+    replace = mark_dead
+
+    def resize(self, n):
+        pass
+
+    def cpu_seconds(self):
+        return {}
+
+    def shutdown(self):
+        pass
+
+
+def serve_app(model_dir, replicas=None, autoscaling=None, ms=0.0, name="teacher"):
+    from ray import serve
+
+    from ppzoo.distill.pool import TeacherRunner
+
+    @serve.deployment(name=name, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8,
+                      health_check_period_s=2.0, health_check_timeout_s=10.0)
+    class ServeTeacher:
+        def __init__(self, model_dir, opts):
+            import asyncio
+            self.runner = TeacherRunner(model_dir, **opts)
+            self.runner.warm_up()
+            self.lock = asyncio.Lock()
+
+        async def infer(self, rid, inputs):
+            # the blocking forward in a thread, one at a time (like an actor), so the
+            # replica's event loop keeps answering the router's queue-length probes
+            import asyncio
+            async with self.lock:
+                return rid, await asyncio.to_thread(self.runner.infer, inputs)
+
+        def pid(self):
+            return os.getpid()
+
+    opts = {"num_replicas": replicas} if autoscaling is None else \
+        {"autoscaling_config": autoscaling, "num_replicas": "auto"}
+    return ServeTeacher.options(**opts).bind(model_dir, {"cpu_threads": 1,
+                                                                   "simulated_ms_per_sample": ms})
+
+
+def serve_replicas(app="teacher"):
+    from ray import serve
+    st = serve.status().applications.get(app)
+    if st is None:
+        return 0
+    return sum(d.replica_states.get("RUNNING", 0) for d in st.deployments.values())
+
+
+def serve_pids(handle, n, tries=400):
+    pids = set()
+    for _ in range(tries):
+        pids.add(handle.pid.remote().result(timeout_s=30))
+        if len(pids) >= n:
+            break
+    return sorted(pids)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--latency-ms", type=float, default=4.0)
+    ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stall-cap-s", type=float, default=120.0)
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/distill_serve.md"))
+    args = ap.parse_args()
+    import paddle
+    import ray
+    from ray import serve
+
+    from ppzoo.core.config import load_config
+    from ppzoo.distill.pool import TeacherPool, TeacherService, init_ray
+    from ppzoo.engine.export import build_for_weights, export_from_config
+    from ppzoo.engine.trainer import build_trainer
+
+    work = tempfile.mkdtemp(prefix="distill_serve_")
+    quiet = ["train.log_interval=100000", f"output_dir={work}"]
+    tcfg = load_config(os.path.join(ROOT, "configs/distill/digits_teacher.yml"),
+                       ["model.width=64", *quiet])
+    t = build_for_weights(tcfg)
+    paddle.save(t.model.state_dict(), os.path.join(work, "t.pdparams"))
+    tdir = os.path.join(work, "teacher_inference")
+    export_from_config(tcfg, os.path.join(work, "t.pdparams"), tdir)
+    x16 = np.zeros((16, 1, 8, 8), np.float32)
+    init_ray(None, num_cpus=2 * max(args.replicas) + 1)
+    serve.start(http_options={"location": "NoServer"})
+    rows, notes = {}, {}
+    k = [0]
+
+    def student_cfg(opts):
+        k[0] += 1
+        total = args.iters
+        return load_config(os.path.join(ROOT, "configs/distill/digits_edl.yml"), [
+            f"distill.teacher_dir={tdir}", f"train.iters={total}",
+            f"train.eval_interval={10 * total}", f"train.checkpoint_interval={10 * total}",
+            "distill.request_size=16", "distill.prefetch=4", *quiet, f"name=run{k[0]}", *opts])
+
+    def timed(cfg, prepare=None, at=None, action=None):
+        tr = build_trainer(copy.deepcopy(cfg))
+        if prepare:
+            prepare(tr)
+        clock = IterClock(at, action)
+        tr.register_hook(clock)
+        t0 = time.perf_counter()
+        tr.train()
+        total = time.perf_counter() - t0
+        t = clock.t
+        sps = (len(t) - 5) * tr.batch_size / (t[-2] - t[3])
+        return sps, total, getattr(tr, "teacher_stats", {})
+
+    # ---------------------------------------------------------------- 1. latency
+    def latency(call):
+        for _ in range(20):
+            call()
+        ts = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            call()
+            ts.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(ts), float(np.percentile(ts, 90))
+
+    svc = TeacherService("bench-svc", tdir, worker_cpus=0.5)
+    svc.scale(1)
+    actor = svc.workers[0]
+    rows["latency_actor"] = latency(lambda: ray.get(actor.infer.remote(0, [x16])))
+    handle = serve.run(serve_app(tdir, replicas=1), name="teacher", route_prefix=None)
+    rows["latency_serve"] = latency(lambda: handle.infer.remote(0, [x16]).result())
+    print("latency", rows["latency_actor"], rows["latency_serve"], flush=True)
+
+    # ---------------------------------------------------------------- 3. scale-up times
+    t0 = time.perf_counter()
+    svc.scale(2)
+    rows["scale_actor"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    handle = serve.run(serve_app(tdir, replicas=2), name="teacher", route_prefix=None)
+    rows["scale_serve"] = time.perf_counter() - t0
+    print("scale", rows["scale_actor"], rows["scale_serve"], flush=True)
+
+    # ---------------------------------------------------------------- 2. throughput
+    svc.stop()
+    ms = args.latency_ms
+    svc = TeacherService("bench-svc-ms", tdir, worker_cpus=0.5, simulated_ms_per_sample=ms)
+    lat = [f"distill.simulated_ms_per_sample={ms}"]
+    sps = {}
+    for rep in range(args.repeats):
+        for r in args.replicas:
+            svc.scale(r)
+            cfg = student_cfg(lat + ["distill.service=bench-svc-ms",
+                                     f"distill.max_in_flight={2 * r + 2}"])
+            s, _, st = timed(cfg)
+            sps.setdefault(("actors", r), []).append(s)
+            print("actors", rep, r, s, st.get("per_worker"), flush=True)
+            handle = serve.run(serve_app(tdir, replicas=r, ms=ms), name="teacher",
+                               route_prefix=None)
+            got = serve_pids(handle, r)
+
+            def use_serve(tr, h=handle):
+                tr.soft_source.pool = ServePool(h)
+            cfg = student_cfg(lat + ["distill.num_workers=0", "distill.min_workers=0",
+                                     f"distill.max_in_flight={2 * r + 2}"])
+            s, _, st = timed(cfg, prepare=use_serve)
+            sps.setdefault(("serve", r), []).append(s)
+            print("serve", rep, r, s, len(got), flush=True)
+    rows["sps"] = sps
+
+    # ---------------------------------------------------------------- 3b. autoscaling
+    serve.delete("teacher")
+    auto = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2,
+            "metrics_interval_s": 0.5, "look_back_period_s": 2.0, "upscale_delay_s": 1.0,
+            "downscale_delay_s": 600.0}
+    handle = serve.run(serve_app(tdir, autoscaling=auto, ms=ms), name="teacher",
+                       route_prefix=None)
+    stop = threading.Event()
+
+    def load():      # a student-like steady load: 10 requests of 16 samples outstanding
+        refs = []
+        while not stop.is_set():
+            while len(refs) < 10:
+                refs.append(handle.infer.remote(0, [x16]))
+            refs.pop(0).result(timeout_s=60)
+
+    th = threading.Thread(target=load, daemon=True)
+    t0 = time.perf_counter()
+    th.start()
+    reach = {}
+    while time.perf_counter() - t0 < 120 and len(reach) < 2:
+        n = serve_replicas()
+        for target in (2, 4):
+            if n >= target and target not in reach:
+                reach[target] = time.perf_counter() - t0
+        time.sleep(0.2)
+    stop.set()
+    th.join(60)
+    rows["autoscale"] = reach
+    print("autoscale", reach, flush=True)
+
+    # ---------------------------------------------------------------- 4. SIGSTOP
+    svc.scale(2)
+    pid_a = ray.get(svc.workers[0].info.remote())["pid"]
+    stall = {}
+
+    def stopped_run(name, cfg, pid, prepare=None):
+        result = {}
+
+        def go():
+            result["r"] = timed(cfg, prepare=prepare, at=5,
+                                action=lambda: os.kill(pid, signal.SIGSTOP))
+        th = threading.Thread(target=go, daemon=True)
+        t0 = time.perf_counter()
+        th.start()
+        th.join(args.stall_cap_s)
+        done = not th.is_alive()
+        wall = time.perf_counter() - t0
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        th.join(120)
+        stall[name] = {"finished_within_cap": done, "wall_s": wall,
+                       "stats": result.get("r", (0, 0, {}))[2]}
+        print("sigstop", name, stall[name], flush=True)
+
+    cfg = student_cfg(lat + ["distill.service=bench-svc-ms", "distill.max_in_flight=6",
+                             "distill.request_timeout_s=1.0", "distill.replace_after_s=60"])
+    stopped_run("actors", cfg, pid_a)
+    serve.delete("teacher")
+    handle = serve.run(serve_app(tdir, replicas=2, ms=ms), name="teacher", route_prefix=None)
+    pids = serve_pids(handle, 2)
+    cfg = student_cfg(lat + ["distill.num_workers=0", "distill.min_workers=0",
+                             "distill.max_in_flight=6", "distill.request_timeout_s=1.0",
+                             "distill.replace_after_s=60"])
+    stopped_run("serve (reader deadlines on)", cfg, pids[0],
+                prepare=lambda tr: setattr(tr.soft_source, "pool", ServePool(handle)))
+    # Serve's own recovery: does it replace a stopped replica, and when?  (fresh pids:
+    # the replica stopped above may already have been replaced)
+    time.sleep(5)
+    pids = serve_pids(handle, 2)
+    os.kill(pids[0], signal.SIGSTOP)
+    t0 = time.perf_counter()
+    replaced = None
+    while time.perf_counter() - t0 < 90:
+        try:
+            now = set(serve_pids(handle, 2, tries=20))
+        except Exception:  # noqa: BLE001
+            now = set()
+        if len(now) == 2 and pids[0] not in now:
+            replaced = time.perf_counter() - t0
+            break
+        time.sleep(1.0)
+    try:
+        os.kill(pids[0], signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+    stall["serve_replaced_after_s"] = replaced
+    print("serve replaced", replaced, flush=True)
+    svc.stop()
+    serve.shutdown()
+
+    # ---------------------------------------------------------------- page
+    med = {c: float(np.median(v)) for c, v in sps.items()}
+
+    def cell(c):
+        v = sps[c]
+        return f"{med[c]:.0f} [{min(v):.0f}-{max(v):.0f}]"
+
+    la, ls = rows["latency_actor"], rows["latency_serve"]
+    lines = [
+        "| measure | named detached actors | Ray Serve deployment |", "|---|---|---|",
+        f"| request latency, 16 samples, median / p90 (ms) | {la[0]:.2f} / {la[1]:.2f} | "
+        f"{ls[0]:.2f} / {ls[1]:.2f} |"]
+    for r in args.replicas:
+        lines.append(f"| student samples/s, {r} replica(s), {args.latency_ms:g} ms/sample | "
+                     f"{cell(('actors', r))} | {cell(('serve', r))} |")
+    lines.append(f"| scale 1 -> 2 replicas, explicit (s) | {rows['scale_actor']:.1f} "
+                 f"(`scale 2`) | {rows['scale_serve']:.1f} (redeploy, `num_replicas: 2`) |")
+    ar = rows["autoscale"]
+    lines.append("| autoscale 1 -> 2 / 1 -> 4 under load (s) | none (explicit `scale N`) | "
+                 + " / ".join(f"{ar[k]:.1f}" if k in ar else "not reached in 120 s"
+                              for k in (2, 4)) + " |")
+
+    def stall_cell(key):
+        s = stall[key]
+        st = s["stats"]
+        return (f"{'finished' if s['finished_within_cap'] else 'NOT finished'} in "
+                f"{s['wall_s']:.1f} s; timeouts {st.get('timeouts', '?')}, "
+                f"re-sent {st.get('resent', '?')}")
+    lines.append(f"| one of 2 replicas SIGSTOPped at iteration 5 ({args.iters} iterations) | "
+                 f"{stall_cell('actors')} | {stall_cell('serve (reader deadlines on)')} |")
+    rep = stall["serve_replaced_after_s"]
+    lines.append("| the stopped replica replaced by the backend | by the reader after "
+                 "`replace_after_s` (default 30 s; Ray restarts the named worker) | "
+                 + (f"after {rep:.1f} s (health check every 2 s, timeout 10 s)"
+                    if rep is not None else "not within 90 s") + " |")
+    body = (f"Teacher SmallCNN width 64 (digits, Paddle Inference, 1 thread, 0.5 CPU per "
+            f"replica), student SmallCNN width 8, batch 64, request size 16, prefetch 4, "
+            f"`max_in_flight` 2 x replicas + 2; {args.iters} iterations per run, timed from "
+            f"iteration 3 to the last-but-one; median [min-max] of {args.repeats} "
+            f"round-robin repeats; one local Ray.\n\n" + "\n".join(lines) + "\n")
+    cmd = "PPZOO_CPU_THREADS=1 nice -n 5 python benchmarks/distill_serve.py " + " ".join(
+        sys.argv[1:])
+    write_page(args.out, "EDL-Dist teacher service: named actors vs Ray Serve", cmd, body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""EDL-Dist on a real Ray cluster: ``ray start --head`` in a temporary folder on free ports,
+``tools/teacher_serve.py start`` against it, a ``tools/train.py`` student served through
+``distill.ray_address``, ``stop``, and the cluster's processes stopped (by pid, never
+``ray stop``, which would end every Ray of the user).  The steps are
+``benchmarks/distill_cluster_check.py`` (also runnable alone; docs/distill.md)."""
+import os
+import shutil
+import sys
+
+import pytest
+
+pytest.importorskip("ray")
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+@pytest.mark.skipif(not shutil.which("ray", path=os.path.dirname(sys.executable))
+                    and not shutil.which("ray"), reason="no 'ray' command")
+def test_service_and_student_on_a_ray_start_cluster():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from distill_cluster_check import run_check
+    steps = run_check(iters=10, log=lambda s: None)
+    names = [s["step"] for s in steps]
+    assert names == ["start a head", "start the service", "status",
+                     "a student on the cluster", "status", "stop the service",
+                     "status after stop", "stop the cluster"]
+    assert all(s["rc"] == 0 for s in steps if s["step"] != "status after stop")
+    served = next(s["served"] for s in steps if "served" in s)
+    assert len(served) == 2 and sum(served.values()) >= 10 * 64
