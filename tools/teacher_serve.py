@@ -93,7 +93,8 @@ def run(cfg, command, n=None, workers=None, out=print):
         use_mkldnn=d.get("use_mkldnn", True),
         simulated_ms_per_sample=d.get("simulated_ms_per_sample", 0.0),
         start_timeout_s=d.get("start_timeout_s", 120.0), start_retries=d.get("start_retries", 2),
-        connect_timeout_s=d.get("connect_timeout_s", 10.0))
+        connect_timeout_s=d.get("connect_timeout_s", 10.0),
+        student_ttl_s=d.get("student_ttl_s", 15.0))
     if command == "start":
         target = workers if workers is not None else int(d.get("num_workers", 1))
         if len(svc.workers) >= target:

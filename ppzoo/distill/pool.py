@@ -172,7 +172,9 @@ def _coordinator_class():
 
         def __init__(self, service, student_ttl_s=15.0):
             self.prefix, self.ttl = f"{service}/teacher-", float(student_ttl_s)
-            self.teachers = set()       # worker ids that joined and have not left
+            # worker ids that joined and have not left; after a restart of the coordinator
+            # itself, the service's running workers (they joined the lost instance)
+            self.teachers = set(service_worker_names(service).values())
             self.students = {}          # student id -> (joined at, last heartbeat)
             self._checked = 0.0
 

@@ -23,7 +23,7 @@ DISTILL_KEYS = {"mode", "teacher_dir", "topk", "num_workers", "worker_cpus", "wo
                 "soft_label_dir", "record_ids", "service", "simulated_ms_per_sample",
                 "request_timeout_s", "first_timeout_s", "min_timeout_s", "timeout_factor",
                 "replace_after_s", "max_retries", "start_timeout_s", "start_retries",
-                "connect_timeout_s", "wait_log_s"}
+                "connect_timeout_s", "wait_log_s", "student_ttl_s"}
 
 
 class IndexedDataset(paddle.io.Dataset):
