@@ -6,8 +6,9 @@ teacher as a Ray Serve deployment.
 
 Both backends run the same exported teacher (SmallCNN width 64 on the digits, Paddle
 Inference, 1 thread) in the same ``TeacherRunner``, each replica/worker reserving 0.5 CPU
-of one local Ray (the Serve replica runs the blocking forward in a thread, one request at
-a time, so its event loop keeps answering the router); the student is the same DistillTrainer with the same ``EDLReader``
+of one local Ray; Serve through ppzoo's backend (``ppzoo.distill.serve``: the replica
+runs the blocking forward in a thread, one request at a time, so its event loop keeps
+answering the router; the student reaches it through an async client actor); the student is the same DistillTrainer with the same ``EDLReader``
 (prefetch, ``max_in_flight``, deadlines): for Serve its pool is one handle and Serve's
 router picks the replica, for the named actors the reader picks the worker.  Measured:
 
@@ -61,90 +62,25 @@ class IterClock(Hook):
             self.action()
 
 
-class _ServeMethod:
-    def __init__(self, handle):
-        self.handle = handle
-
-    def remote(self, rid, inputs):
-        return self.handle.infer.remote(rid, inputs)._to_object_ref_sync()
-
-
-class _ServeWorker:
-    def __init__(self, handle):
-        self.infer = _ServeMethod(handle)
-
-
-class ServePool:
-    """The reader's view of a Serve deployment: one 'worker', Serve's router behind it."""
-    owned = True
-
-    def __init__(self, handle):
-        self.workers = {0: _ServeWorker(handle)}
-        self.retired, self.dead = [], []
-
-    def ensure_alive(self):
-        return [0]
-
-    def loaded_since(self, wid):
-        return 0.0
-
-    def mark_dead(self, wid):
-        pass
-
-    replace = mark_dead
-
-    def resize(self, n):
-        pass
-
-    def cpu_seconds(self):
-        return {}
-
-    def shutdown(self):
-        pass
-
-
 def serve_app(model_dir, replicas=None, autoscaling=None, ms=0.0, name="teacher"):
+    """Deploy (or redeploy) the teacher with ppzoo's Serve backend; returns a handle."""
     from ray import serve
 
-    from ppzoo.distill.pool import TeacherRunner
-
-    @serve.deployment(name=name, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8,
-                      health_check_period_s=2.0, health_check_timeout_s=10.0)
-    class ServeTeacher:
-        def __init__(self, model_dir, opts):
-            import asyncio
-            self.runner = TeacherRunner(model_dir, **opts)
-            self.runner.warm_up()
-            self.lock = asyncio.Lock()
-
-        async def infer(self, rid, inputs):
-            # the blocking forward in a thread, one at a time (like an actor), so the
-            # replica's event loop keeps answering the router's queue-length probes
-            import asyncio
-            async with self.lock:
-                return rid, await asyncio.to_thread(self.runner.infer, inputs)
-
-        def pid(self):
-            return os.getpid()
-
-    opts = {"num_replicas": replicas} if autoscaling is None else \
-        {"autoscaling_config": autoscaling, "num_replicas": "auto"}
-    return ServeTeacher.options(**opts).bind(model_dir, {"cpu_threads": 1,
-                                                                   "simulated_ms_per_sample": ms})
+    from ppzoo.distill.serve import deploy
+    deploy(name, model_dir, {"cpu_threads": 1, "simulated_ms_per_sample": ms},
+           num_replicas=replicas or 1, autoscaling=autoscaling, worker_cpus=0.5)
+    return serve.get_app_handle(name)
 
 
 def serve_replicas(app="teacher"):
-    from ray import serve
-    st = serve.status().applications.get(app)
-    if st is None:
-        return 0
-    return sum(d.replica_states.get("RUNNING", 0) for d in st.deployments.values())
+    from ppzoo.distill.serve import replicas
+    return (replicas(app) or {}).get("RUNNING", 0)
 
 
 def serve_pids(handle, n, tries=400):
     pids = set()
     for _ in range(tries):
-        pids.add(handle.pid.remote().result(timeout_s=30))
+        pids.add(handle.info.remote().result(timeout_s=30)["pid"])
         if len(pids) >= n:
             break
     return sorted(pids)
@@ -177,8 +113,8 @@ def main():
     tdir = os.path.join(work, "teacher_inference")
     export_from_config(tcfg, os.path.join(work, "t.pdparams"), tdir)
     x16 = np.zeros((16, 1, 8, 8), np.float32)
+    from ppzoo.distill.serve import ServePool
     init_ray(None, num_cpus=2 * max(args.replicas) + 1)
-    serve.start(http_options={"location": "NoServer"})
     rows, notes = {}, {}
     k = [0]
 
@@ -218,8 +154,10 @@ def main():
     svc.scale(1)
     actor = svc.workers[0]
     rows["latency_actor"] = latency(lambda: ray.get(actor.infer.remote(0, [x16])))
-    handle = serve.run(serve_app(tdir, replicas=1), name="teacher", route_prefix=None)
+    handle = serve_app(tdir, replicas=1)
     rows["latency_serve"] = latency(lambda: handle.infer.remote(0, [x16]).result())
+    client = ServePool("teacher").client      # the student's path: the client actor
+    rows["latency_serve_client"] = latency(lambda: ray.get(client.infer.remote(0, [x16])))
     print("latency", rows["latency_actor"], rows["latency_serve"], flush=True)
 
     # ---------------------------------------------------------------- 3. scale-up times
@@ -227,7 +165,7 @@ def main():
     svc.scale(2)
     rows["scale_actor"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    handle = serve.run(serve_app(tdir, replicas=2), name="teacher", route_prefix=None)
+    handle = serve_app(tdir, replicas=2)
     rows["scale_serve"] = time.perf_counter() - t0
     print("scale", rows["scale_actor"], rows["scale_serve"], flush=True)
 
@@ -245,15 +183,11 @@ def main():
             s, _, st = timed(cfg)
             sps.setdefault(("actors", r), []).append(s)
             print("actors", rep, r, s, st.get("per_worker"), flush=True)
-            handle = serve.run(serve_app(tdir, replicas=r, ms=ms), name="teacher",
-                               route_prefix=None)
+            handle = serve_app(tdir, replicas=r, ms=ms)
             got = serve_pids(handle, r)
-
-            def use_serve(tr, h=handle):
-                tr.soft_source.pool = ServePool(h)
-            cfg = student_cfg(lat + ["distill.num_workers=0", "distill.min_workers=0",
+            cfg = student_cfg(lat + ["distill.backend=serve", "distill.service=teacher",
                                      f"distill.max_in_flight={2 * r + 2}"])
-            s, _, st = timed(cfg, prepare=use_serve)
+            s, _, st = timed(cfg)
             sps.setdefault(("serve", r), []).append(s)
             print("serve", rep, r, s, len(got), flush=True)
     rows["sps"] = sps
@@ -263,8 +197,7 @@ def main():
     auto = {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 2,
             "metrics_interval_s": 0.5, "look_back_period_s": 2.0, "upscale_delay_s": 1.0,
             "downscale_delay_s": 600.0}
-    handle = serve.run(serve_app(tdir, autoscaling=auto, ms=ms), name="teacher",
-                       route_prefix=None)
+    handle = serve_app(tdir, autoscaling=auto, ms=ms)
     stop = threading.Event()
 
     def load():      # a student-like steady load: 10 requests of 16 samples outstanding
@@ -319,13 +252,12 @@ def main():
                              "distill.request_timeout_s=1.0", "distill.replace_after_s=60"])
     stopped_run("actors", cfg, pid_a)
     serve.delete("teacher")
-    handle = serve.run(serve_app(tdir, replicas=2, ms=ms), name="teacher", route_prefix=None)
+    handle = serve_app(tdir, replicas=2, ms=ms)
     pids = serve_pids(handle, 2)
-    cfg = student_cfg(lat + ["distill.num_workers=0", "distill.min_workers=0",
+    cfg = student_cfg(lat + ["distill.backend=serve", "distill.service=teacher",
                              "distill.max_in_flight=6", "distill.request_timeout_s=1.0",
                              "distill.replace_after_s=60"])
-    stopped_run("serve (reader deadlines on)", cfg, pids[0],
-                prepare=lambda tr: setattr(tr.soft_source, "pool", ServePool(handle)))
+    stopped_run("serve (reader deadlines on)", cfg, pids[0])
     # Serve's own recovery: does it replace a stopped replica, and when?  (fresh pids:
     # the replica stopped above may already have been replaced)
     time.sleep(5)
@@ -358,11 +290,12 @@ def main():
         v = sps[c]
         return f"{med[c]:.0f} [{min(v):.0f}-{max(v):.0f}]"
 
-    la, ls = rows["latency_actor"], rows["latency_serve"]
+    la, ls, lc = rows["latency_actor"], rows["latency_serve"], rows["latency_serve_client"]
     lines = [
         "| measure | named detached actors | Ray Serve deployment |", "|---|---|---|",
         f"| request latency, 16 samples, median / p90 (ms) | {la[0]:.2f} / {la[1]:.2f} | "
-        f"{ls[0]:.2f} / {ls[1]:.2f} |"]
+        f"{ls[0]:.2f} / {ls[1]:.2f} (handle); {lc[0]:.2f} / {lc[1]:.2f} (through the "
+        f"student's client actor, the reader's path) |"]
     for r in args.replicas:
         lines.append(f"| student samples/s, {r} replica(s), {args.latency_ms:g} ms/sample | "
                      f"{cell(('actors', r))} | {cell(('serve', r))} |")

@@ -559,3 +559,38 @@ def test_three_students_share_two_teachers_balanced_and_rebalance(ray_local, tea
         for r in readers:
             r.close()
         svc.stop()
+
+
+# ------------------------------------------------------------------ Ray Serve backend
+def test_serve_backend_serves_the_teachers_soft_labels_and_scales(ray_local, teacher,
+                                                                 tmp_path):
+    """distill.backend: serve: the tool deploys the teacher as a Serve application, a
+    student reader gets exactly the teacher's soft labels in order through it, ``scale``
+    changes the replicas, ``stop`` deletes it, and a student then gets one clear error."""
+    serve = pytest.importorskip("ray.serve")
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import teacher_serve
+    from ppzoo.distill.serve import ServePool
+    cfg = _student(tmp_path, teacher["dir"], "distill.backend=serve",
+                   "distill.service=svc-serve", "distill.worker_cpus=0.5",
+                   "distill.num_workers=1", "distill.record_ids=true", "train.iters=3")
+    try:
+        status = teacher_serve.run(cfg, "start", out=lambda s: None)
+        assert status["replicas"] == {"RUNNING": 1}
+        reader = EDLReader(ServePool("svc-serve"), ["image"], request_size=8, max_in_flight=4)
+        got = np.concatenate([b["teacher"].numpy() for b in reader.read(_batches(teacher["x"]))])
+        np.testing.assert_allclose(got, teacher["expect"], atol=1e-4)
+        status = teacher_serve.run(cfg, "scale", 2, out=lambda s: None)
+        assert status["replicas"] == {"RUNNING": 2}
+        # a student trained through it (tools/train.py's path)
+        tr = build_trainer(cfg)
+        tr.train()
+        assert tr.iter == 3 and len(tr.trained_ids) == len(set(tr.trained_ids)) == 3 * 64
+        teacher_serve.run(cfg, "stop", out=lambda s: None)
+        with pytest.raises(ConfigError, match="no Serve application"):
+            ServePool("svc-serve")
+        with pytest.raises(ConfigError, match="no teacher service"):
+            teacher_serve.run(cfg, "status", out=lambda s: None)
+    finally:
+        serve.shutdown()

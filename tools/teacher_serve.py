@@ -63,6 +63,55 @@ def _ensure_cluster(address, num_cpus=None, connect_timeout_s=10.0):
     init_ray("auto", None, connect_timeout_s)
 
 
+def _run_serve(d, name, command, n, workers, out):
+    """``distill.backend: serve``: the same teacher as a Ray Serve application."""
+    from ppzoo.core.errors import ConfigError
+    from ppzoo.distill import serve as sv
+    from ppzoo.distill.pool import check_teacher_dir, init_ray
+    if command in ("start", "scale"):
+        if not d.get("teacher_dir"):
+            raise ConfigError("distill.teacher_dir (an exported teacher) is required to start "
+                              "a teacher service")
+        check_teacher_dir(d["teacher_dir"])
+    if command == "start":
+        _ensure_cluster(d.get("ray_address"), d.get("ray_num_cpus"),
+                        d.get("connect_timeout_s", 10.0))
+    else:
+        init_ray(d.get("ray_address") or "auto", None, d.get("connect_timeout_s", 10.0))
+    running = sv.replicas(name)
+    if command in ("status", "stop") and running is None:
+        if command == "stop":
+            out(f"service {name}: not running")
+            return {"service": name, "backend": "serve", "replicas": {}}
+        raise ConfigError(f"no teacher service {name!r} in the Ray cluster (start it with "
+                          f"tools/teacher_serve.py -c CFG start)")
+    opts = dict(cpu_threads=d.get("cpu_threads", 1), device=d.get("device", "cpu"),
+                topk=d.get("topk"), use_mkldnn=d.get("use_mkldnn", True),
+                simulated_ms_per_sample=d.get("simulated_ms_per_sample", 0.0))
+    res = dict(worker_cpus=d.get("worker_cpus", 1), worker_gpus=d.get("worker_gpus", 0))
+    if command == "start":
+        if running is not None:
+            out(f"service {name}: already running ({running})")
+        else:
+            sv.deploy(name, d["teacher_dir"], opts, workers or int(d.get("num_workers", 1)),
+                      d.get("autoscaling"), **res)
+    elif command == "scale":
+        if n is None or n < 1:
+            raise ConfigError("scale needs the number of replicas (at least 1), e.g. scale 4")
+        if d.get("autoscaling"):
+            raise ConfigError(f"service {name} autoscales (distill.autoscaling); change "
+                              f"min_replicas/max_replicas and run start again")
+        sv.deploy(name, d["teacher_dir"], opts, n, None, **res)
+    elif command == "stop":
+        sv.delete(name)
+        out(f"service {name}: stopped")
+        return {"service": name, "backend": "serve", "replicas": {}}
+    status = {"service": name, "backend": "serve", "replicas": sv.replicas(name),
+              "autoscaling": d.get("autoscaling")}
+    out(json.dumps(status, indent=1))
+    return status
+
+
 def run(cfg, command, n=None, workers=None, out=print):
     """The tool's work, callable in-process (tests): returns the status as a dict."""
     from ppzoo.core.errors import ConfigError
@@ -70,6 +119,11 @@ def run(cfg, command, n=None, workers=None, out=print):
     d = dict(cfg.get("distill") or {})
     require_ray("teacher_serve")
     name = service_name(cfg)
+    backend = d.get("backend", "actors")
+    if backend not in ("actors", "serve"):
+        raise ConfigError(f"distill.backend must be actors or serve, got {backend!r}")
+    if backend == "serve":
+        return _run_serve(d, name, command, n, workers, out)
     if command == "start":
         if not d.get("teacher_dir"):
             raise ConfigError("distill.teacher_dir (an exported teacher) is required to start "

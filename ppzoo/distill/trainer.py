@@ -23,7 +23,7 @@ DISTILL_KEYS = {"mode", "teacher_dir", "topk", "num_workers", "worker_cpus", "wo
                 "soft_label_dir", "record_ids", "service", "simulated_ms_per_sample",
                 "request_timeout_s", "first_timeout_s", "min_timeout_s", "timeout_factor",
                 "replace_after_s", "max_retries", "start_timeout_s", "start_retries",
-                "connect_timeout_s", "wait_log_s", "student_ttl_s"}
+                "connect_timeout_s", "wait_log_s", "student_ttl_s", "backend", "autoscaling"}
 
 
 class IndexedDataset(paddle.io.Dataset):
@@ -68,6 +68,13 @@ class DistillTrainer(Trainer):
             require_ray(self.source)          # before the model and data are built
         if self.dcfg.get("service") and self.mode != "edl":
             raise ConfigError(f"{self.source}: distill.service needs mode edl")
+        backend = self.dcfg.get("backend", "actors")
+        if backend not in ("actors", "serve"):
+            raise ConfigError(f"{self.source}: distill.backend must be actors or serve, "
+                              f"got {backend!r}")
+        if backend == "serve" and not self.dcfg.get("service"):
+            raise ConfigError(f"{self.source}: distill.backend serve needs distill.service "
+                              f"(start it with tools/teacher_serve.py -c CFG start)")
         if self.dcfg.get("service"):
             pass                              # the service holds the teacher
         elif self.mode != "offline" or not self.dcfg.get("soft_label_dir"):
@@ -105,7 +112,12 @@ class DistillTrainer(Trainer):
     def _pool_reader(self):
         from .pool import TeacherPool
         d = self.dcfg
-        if d.get("service"):
+        if d.get("backend") == "serve":
+            from .serve import ServePool
+            pool = ServePool(d["service"], ray_address=d.get("ray_address"),
+                             connect_timeout_s=d.get("connect_timeout_s", 10.0),
+                             logger=self.logger)
+        elif d.get("service"):
             pool = TeacherPool.connect(d["service"], ray_address=d.get("ray_address"),
                                        connect_timeout_s=d.get("connect_timeout_s", 10.0),
                                        logger=self.logger)
