@@ -14,6 +14,11 @@ workers; ``status`` lists them (pid, samples served, loaded since) and which stu
 which workers (the coordinator's balance: at most ceil(C/S) students per worker);
 ``stop`` kills them and the coordinator.
 The service name is ``distill.service`` (default: ``<config name>-teachers``).
+
+With ``distill.backend: serve`` the same teacher runs as a Ray Serve application of that
+name instead: ``start`` deploys ``num_workers`` replicas, or autoscales between
+``distill.autoscaling.min_replicas`` and ``max_replicas``; ``scale N`` redeploys with N
+replicas; ``status`` shows the replicas by state; ``stop`` deletes the application.
 """
 import argparse
 import json
