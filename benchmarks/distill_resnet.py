@@ -32,9 +32,40 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, write_page  # noqa: E402
-from distill_sweep import timed  # noqa: E402
+from ppzoo.engine.hooks import Hook  # noqa: E402
 
 DATA = os.path.join(ROOT, "..", "shared", "data", "cifar10")
+
+
+class Clock(Hook):
+    """Wall-clock and this process's CPU time at the end of every iteration."""
+    priority = 1
+
+    def __init__(self):
+        self.t, self.cpu = [], []
+
+    def after_iter(self, trainer):
+        self.t.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+
+def timed(cfg, warmup):
+    """Student samples/s and the student process's CPU ms per sample over iterations
+    warmup+1 .. last-but-one; the teachers' CPU ms per sample served (whole run)."""
+    import copy
+
+    from ppzoo.engine.trainer import build_trainer
+    tr = build_trainer(copy.deepcopy(cfg))
+    clock = Clock()
+    tr.register_hook(clock)
+    tr.train()
+    n = (len(clock.t) - 2 - warmup) * tr.batch_size
+    stats = getattr(tr, "teacher_stats", {})
+    served = sum((stats.get("per_worker") or {}).values())
+    tcpu = sum((stats.get("teacher_cpu_s") or {}).values())
+    return (n / (clock.t[-2] - clock.t[warmup]),
+            1e3 * (clock.cpu[-2] - clock.cpu[warmup]) / n,
+            1e3 * tcpu / served if served else float("nan"), stats)
 
 
 def main():
@@ -104,13 +135,17 @@ def main():
 
     cells = [("alone", 0), ("online", 0)] + [("edl", r) for r in args.replicas]
     res = {c: [] for c in cells}
+    cpu = {c: [] for c in cells}
+    tcpu = {c: [] for c in cells}
     loads = []
     t_start = time.time()
     for rep in range(args.repeats):
         for cell in cells:
             loads.append(os.getloadavg()[0])
-            sps, stats = timed(cfg_of(cell), args.warmup)
+            sps, scpu, tc, stats = timed(cfg_of(cell), args.warmup)
             res[cell].append(sps)
+            cpu[cell].append(scpu)
+            tcpu[cell].append(tc)
             print(f"repeat {rep} {cell} {sps:.1f} samples/s {stats.get('per_worker', '')}",
                   flush=True)
     wall = time.time() - t_start
@@ -122,11 +157,14 @@ def main():
 
     on = med[("online", 0)]
     alone = med[("alone", 0)]
-    lines = ["| mode | student samples/s | / online | / student alone |", "|---|---|---|---|"]
+    lines = ["| mode | student samples/s | / online | / student alone | student process CPU "
+             "ms/sample | teacher workers' CPU ms/sample |", "|---|---|---|---|---|---|"]
     for c in cells:
         label = {"alone": "student alone (no teacher)", "online": "online (teacher in-process)"}\
             .get(c[0], f"edl, {c[1]} replica(s)")
-        lines.append(f"| {label} | {fmt(c)} | {med[c] / on:.2f}x | {med[c] / alone:.2f}x |")
+        tc = np.median(tcpu[c])
+        lines.append(f"| {label} | {fmt(c)} | {med[c] / on:.2f}x | {med[c] / alone:.2f}x | "
+                     f"{np.median(cpu[c]):.2f} | {'-' if np.isnan(tc) else f'{tc:.2f}'} |")
     plot = os.path.splitext(args.out)[0] + ".png"
     plot_line = ""
     try:
