@@ -551,8 +551,9 @@ class TeacherPool:
         return self._each("served")
 
     def cpu_seconds(self):
-        """CPU seconds each live worker process has used (for the benchmark)."""
-        return self._each("cpu_seconds")
+        """CPU seconds each live worker process has used (statistics: a hung worker is
+        left out after 2 s rather than holding up the end of a run)."""
+        return self._each("cpu_seconds", timeout_s=2.0)
 
     def info(self):
         return self._each("info")
