@@ -29,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, write_page  # noqa: E402
+from distill_common import export_untrained  # noqa: E402
 
 PY = sys.executable
 RAY = os.path.join(os.path.dirname(PY), "ray")
@@ -80,32 +81,32 @@ def cluster_pids(folder):
     return out
 
 
-def stop_cluster(folder, log):
-    pids = cluster_pids(folder)
+def _signal(pids, sig):
     for p in pids:
         try:
-            os.kill(p, signal.SIGTERM)
+            os.kill(p, sig)
         except ProcessLookupError:
             pass
+
+
+def stop_cluster(folder, log):
+    pids = cluster_pids(folder)
+    _signal(pids, signal.SIGTERM)
     t0 = time.time()
     while time.time() - t0 < 10 and cluster_pids(folder):
         time.sleep(0.5)
     left = cluster_pids(folder)
-    for p in left:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _signal(left, signal.SIGKILL)
+    t0 = time.time()
+    while time.time() - t0 < 10 and cluster_pids(folder):
+        time.sleep(0.2)
     log(f"stopped the cluster: SIGTERM to {len(pids)} processes, SIGKILL to {len(left)}")
     return pids
 
 
 def run_check(iters=20, log=print):
     """Run every step; returns a list of (command, seconds, outcome) and raises on failure."""
-    import paddle
-
     from ppzoo.core.config import load_config
-    from ppzoo.engine.export import build_for_weights, export_from_config
 
     folder = tempfile.mkdtemp(prefix="rc_", dir="/tmp")    # short: Ray's socket paths
     steps = []
@@ -115,11 +116,7 @@ def run_check(iters=20, log=print):
         # an exported teacher (untrained, seeded: the check is about the plumbing)
         tcfg = load_config(os.path.join(ROOT, "configs/distill/digits_teacher.yml"),
                            ["model.width=16", f"output_dir={folder}/work", "seed=0"])
-        t = build_for_weights(tcfg)
-        w = os.path.join(folder, "t.pdparams")
-        paddle.save(t.model.state_dict(), w)
-        tdir = os.path.join(folder, "teacher")
-        export_from_config(tcfg, w, tdir)
+        tdir = export_untrained(tcfg, folder, "teacher")
 
         (port, nm, om, client, agent, agent_grpc, rt_env, metrics) = free_ports(8)
         lo, hi = worker_port_range()
@@ -181,9 +178,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/distill_cluster.md"))
+    ap.add_argument("--json", default=None, help="also write the steps as JSON here")
     args = ap.parse_args()
     t0 = time.time()
     steps = run_check(args.iters)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(steps, f)
     rows = ["| step | command | s | rc |", "|---|---|---|---|"]
     for s in steps:
         rows.append(f"| {s['step']} | `{s['command']}` | {s['s']} | {s['rc']} |")

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, write_page  # noqa: E402
+from distill_common import export_untrained, run_config, run_options  # noqa: E402
 from ppzoo.engine.hooks import Hook  # noqa: E402
 
 DATA = os.path.join(ROOT, "..", "shared", "data", "cifar10")
@@ -83,7 +84,6 @@ def main():
 
     from ppzoo.core.config import load_config
     from ppzoo.distill.pool import TeacherRunner, init_ray
-    from ppzoo.engine.export import build_for_weights, export_from_config
 
     work = tempfile.mkdtemp(prefix="distill_resnet_")
     data = [f"train_dataset.root={DATA}/train", f"val_dataset.root={DATA}/test"]
@@ -91,10 +91,7 @@ def main():
     tcfg = load_config(os.path.join(ROOT, "configs/distill/cifar10_teacher.yml"),
                        [f"model.depth={args.depth}", *quiet])
     paddle.seed(0)
-    t = build_for_weights(tcfg)
-    paddle.save(t.model.state_dict(), os.path.join(work, "t.pdparams"))
-    tdir = os.path.join(work, "teacher_inference")
-    export_from_config(tcfg, os.path.join(work, "t.pdparams"), tdir)
+    tdir = export_untrained(tcfg, work)
 
     # the teacher's forward alone, one thread, batch 16 (the request size)
     runner = TeacherRunner(tdir, cpu_threads=1)
@@ -111,27 +108,14 @@ def main():
 
     init_ray(None, num_cpus=2 * max(args.replicas) + 1)
     total = args.iters
-    common = [f"distill.teacher_dir={tdir}", f"train.iters={total}",
-              f"train.eval_interval={10 * total}", f"train.checkpoint_interval={10 * total}",
-              "distill.cpu_threads=1", "distill.request_size=16", "distill.prefetch=4",
-              "distill.worker_cpus=0.5", *quiet]
+    common = run_options(tdir, total, quiet)
     edl = os.path.join(ROOT, "configs/distill/cifar10_edl.yml")
     online = os.path.join(ROOT, "configs/distill/cifar10_online.yml")
     k = [0]
 
     def cfg_of(cell):
-        kind, r = cell
         k[0] += 1
-        name = f"name=run{k[0]}"
-        if kind == "alone":
-            c = load_config(edl, common + ["trainer.type=Trainer", name])
-            c.pop("distill")
-            c["loss"] = {"type": "CrossEntropyLoss"}
-            return c
-        if kind == "online":
-            return load_config(online, common + [name])
-        return load_config(edl, common + [f"distill.num_workers={r}", f"distill.min_workers={r}",
-                                          f"distill.max_in_flight={2 * r + 2}", name])
+        return run_config(edl, online, common, cell[0], cell[1], f"run{k[0]}")
 
     cells = [("alone", 0), ("online", 0)] + [("edl", r) for r in args.replicas]
     res = {c: [] for c in cells}

@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, write_page  # noqa: E402
+from distill_common import export_untrained  # noqa: E402
 
 from ppzoo.engine.hooks import Hook  # noqa: E402
 
@@ -95,23 +96,18 @@ def main():
     ap.add_argument("--stall-cap-s", type=float, default=120.0)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/distill_serve.md"))
     args = ap.parse_args()
-    import paddle
     import ray
     from ray import serve
 
     from ppzoo.core.config import load_config
     from ppzoo.distill.pool import TeacherPool, TeacherService, init_ray
-    from ppzoo.engine.export import build_for_weights, export_from_config
     from ppzoo.engine.trainer import build_trainer
 
     work = tempfile.mkdtemp(prefix="distill_serve_")
     quiet = ["train.log_interval=100000", f"output_dir={work}"]
     tcfg = load_config(os.path.join(ROOT, "configs/distill/digits_teacher.yml"),
                        ["model.width=64", *quiet])
-    t = build_for_weights(tcfg)
-    paddle.save(t.model.state_dict(), os.path.join(work, "t.pdparams"))
-    tdir = os.path.join(work, "teacher_inference")
-    export_from_config(tcfg, os.path.join(work, "t.pdparams"), tdir)
+    tdir = export_untrained(tcfg, work)
     x16 = np.zeros((16, 1, 8, 8), np.float32)
     from ppzoo.distill.serve import ServePool
     init_ray(None, num_cpus=2 * max(args.replicas) + 1)

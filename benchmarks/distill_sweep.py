@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, write_page  # noqa: E402
+from distill_common import export_untrained, run_config, run_options  # noqa: E402
 
 from ppzoo.engine.hooks import Hook  # noqa: E402
 
@@ -69,49 +70,28 @@ def main():
     ap.add_argument("--teacher-width", type=int, default=64)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/distill_sweep.md"))
     args = ap.parse_args()
-    import paddle
     from ppzoo.core.config import load_config
     from ppzoo.distill.pool import init_ray
-    from ppzoo.engine.export import build_for_weights, export_from_config
 
     work = tempfile.mkdtemp(prefix="distill_sweep_")
     quiet = ["train.log_interval=100000", f"output_dir={work}"]
     # the teacher's weights do not matter for throughput: an untrained, seeded export
     tcfg = load_config(os.path.join(ROOT, "configs/distill/digits_teacher.yml"),
                        [f"model.width={args.teacher_width}", *quiet])
-    t = build_for_weights(tcfg)
-    paddle.save(t.model.state_dict(), os.path.join(work, "t.pdparams"))
-    tdir = os.path.join(work, "teacher_inference")
-    export_from_config(tcfg, os.path.join(work, "t.pdparams"), tdir)
+    tdir = export_untrained(tcfg, work)
     init_ray(None, num_cpus=max(args.replicas) + 1)   # one Ray for the whole sweep
 
     total = args.iters
-    common = [f"distill.teacher_dir={tdir}", f"train.iters={total}",
-              f"train.eval_interval={10 * total}", f"train.checkpoint_interval={10 * total}",
-              "distill.cpu_threads=1", "distill.request_size=16", "distill.prefetch=4",
-              "distill.worker_cpus=0.5", *quiet]
+    common = run_options(tdir, total, quiet)
     edl = os.path.join(ROOT, "configs/distill/digits_edl.yml")
     online = os.path.join(ROOT, "configs/distill/digits_online.yml")
-    k = 0
-
-    def name():
-        nonlocal k
-        k += 1
-        return f"name=run{k}"
+    k = [0]
 
     def cfg_of(cell):
         kind, ms, r = cell
-        if kind == "alone":
-            c = load_config(edl, common + ["trainer.type=Trainer", name()])
-            c.pop("distill")
-            c["loss"] = {"type": "CrossEntropyLoss"}
-            return c
-        lat = [f"distill.simulated_ms_per_sample={ms}"]
-        if kind == "online":
-            return load_config(online, common + lat + [name()])
-        return load_config(edl, common + lat + [f"distill.num_workers={r}",
-                                                f"distill.min_workers={r}",
-                                                f"distill.max_in_flight={2 * r + 2}", name()])
+        k[0] += 1
+        lat = [f"distill.simulated_ms_per_sample={ms}"] if kind != "alone" else []
+        return run_config(edl, online, common + lat, kind, r, f"run{k[0]}")
 
     cells = [("alone", 0, 0)] + [(kind, ms, r) for ms in args.latency_ms
                                  for kind, r in [("online", 0)] + [("edl", r)
