@@ -1,7 +1,9 @@
 """EDL-Dist under faults and as a shared service: deadlines (a SIGSTOPped teacher does not
 stall the student; a paused one that answers again is kept), teachers that raise or die
-while starting, every configuration error as one clear error within a bound, and a named
-teacher service shared by two students that survives a student and serves its resume."""
+while starting, every configuration error as one clear error within a bound, a named
+teacher service shared by two students that survives a student and serves its resume,
+the coordinator's balancing (at most ceil(C/S) students per teacher, re-balanced as
+teachers and students come and go), and the Ray Serve backend."""
 import importlib.util
 import logging
 import os
@@ -555,6 +557,25 @@ def test_three_students_share_two_teachers_balanced_and_rebalance(ray_local, tea
         state = svc.balance_state()
         assert len(state["assignment"]) == 2
         assert sorted(w for ts in state["assignment"].values() for w in ts) == [0, 2]
+        # the only worker of a student's share hangs (SIGSTOP): the student is not
+        # stalled, its requests go to the other worker of the service
+        pools[0].refresh()
+        own = pools[0].ensure_alive()
+        assert len(own) == 1
+        pid = svc.info()[own[0]]["pid"]
+        reader = EDLReader(pools[0], ["image"], request_size=8, request_timeout_s=0.5,
+                           replace_after_s=60)
+        pools[1].refresh()      # the other student is still there: no re-balance (ttl 15 s)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.time()
+            got = np.concatenate([b["teacher"].numpy() for b in reader.read(_batches(teacher["x"]))])
+            assert time.time() - t0 < 12
+            assert pools[0].ensure_alive() == own          # its share did not change
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        np.testing.assert_allclose(got, teacher["expect"], atol=1e-4)
+        assert reader.timeouts >= 1 and set(reader.per_worker) - set(own)
     finally:
         for r in readers:
             r.close()
