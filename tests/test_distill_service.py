@@ -576,6 +576,20 @@ def test_three_students_share_two_teachers_balanced_and_rebalance(ray_local, tea
             os.kill(pid, signal.SIGCONT)
         np.testing.assert_allclose(got, teacher["expect"], atol=1e-4)
         assert reader.timeouts >= 1 and set(reader.per_worker) - set(own)
+        # the coordinator dies and Ray restarts it: it adopts the running workers and the
+        # students get their shares back at their next heartbeat
+        ray.kill(svc.coordinator, no_restart=False)
+
+        def adopted():      # a new instance (no students yet) that knows the workers
+            try:
+                state = svc.balance_state()
+            except Exception:  # noqa: BLE001 - still restarting
+                return False
+            return state["assignment"] == {} and state["teachers"] == sorted(svc.workers)
+        assert pool_mod.wait_for(adopted, 60, step=0.5)
+        for p in pools[:2] * 2:         # twice: the first one back gets everything at first
+            p.refresh()
+        assert sorted(w for p in pools[:2] for w in p.ensure_alive()) == sorted(svc.workers)
     finally:
         for r in readers:
             r.close()
