@@ -346,6 +346,24 @@ def test_fedhisyn_ring_visits_every_device_of_a_category(tmp_path):
         assert t.last_ring_trace[c] == [c]
 
 
+def test_fedhisyn_ring_passes_the_models_and_aggregates_by_data_size(tmp_path):
+    # two devices of one speed in one ring, two ring steps in the 2 s interval: each device's
+    # final model trained on its predecessor's data first, then on its own
+    parts = parts_of([24, 40])
+    local = {"steps": 2, "batch_size": 64, "shuffle": False,
+             "optimizer": {"type": "SGD", "learning_rate": 0.2}}
+    cfg = make_cfg({"type": "FedHiSyn", "num_categories": 1, "interval_s": 2.0}, parts, rounds=1,
+                   local=local, profile=[["d", 48.0, 0.0, 1e18], ["e", 80.0, 0.0, 1e18]])
+    t = FederatedTrainer(copy.deepcopy(cfg), work_dir=str(tmp_path / "r"))
+    w0 = copy.deepcopy(t.global_weights)
+    t.train()
+    assert records(t)[0]["ring_steps"] == {"0": 2}
+    f32 = lambda w: collections.OrderedDict((k, v.astype(np.float32)) for k, v in w.items())  # noqa: E731
+    m0 = gd(t, f32(gd(t, w0, parts[1], 0.2, 2)), parts[0], 0.2, 2)  # held by device 0 at the end
+    m1 = gd(t, f32(gd(t, w0, parts[0], 0.2, 2)), parts[1], 0.2, 2)
+    assert_close(t.global_weights, {k: (24 * m0[k] + 40 * m1[k]) / 64 for k in m0})
+
+
 def test_fedhisyn_clustering_by_speed():
     s = S.FedHiSyn(num_categories=3, cluster="kmeans")
     cat = s.categories([1.0, 1.1, 10.0, 0.9, 11.0, 100.0, 95.0])
