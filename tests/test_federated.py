@@ -33,14 +33,14 @@ class FixedDevice:
         return self.latency_s + num_bytes / self.bandwidth_bytes_per_s
 
 
-def _partition(cfg, labels, num_clients, seed):
+def _partition(cfg, labels, num_clients, seed, where=None):
     if cfg.get("type") == "explicit":
         return [np.asarray(p, np.int64) for p in cfg["parts"]]
     rng = np.random.default_rng(seed)
     return np.array_split(rng.permutation(len(labels)), num_clients)
 
 
-def _build_profile(cfg, num_clients, seed):
+def _build_profile(cfg, num_clients, seed, where=None):
     return [FixedDevice(*d) for d in cfg["devices"]]
 
 
