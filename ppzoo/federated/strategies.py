@@ -421,11 +421,13 @@ class FedHiSyn(ServerStrategy):
     takes the data-size weighted mean of the models (``weighting: data``; ``visits``
     weights a model by the samples it was trained on).  ``interval_s: null`` sets the
     interval to the slowest category's time for one ring step, so every device trains at
-    least once; ``max_steps`` caps the ring steps of a round (null: as many as fit)."""
+    least once; ``max_steps`` caps the ring steps of a round (null: as many as fit).
+    ``measure: pass_time`` clusters by the time of one local pass (compute on the device's
+    own data plus the hand-over), ``speed`` by the device's samples per second alone."""
     schedule = "rings"
 
     def __init__(self, num_categories=3, cluster="quantile", ring_order="random", interval_s=None,
-                 weighting="data", max_steps=None):
+                 weighting="data", max_steps=None, measure="pass_time"):
         _check(int(num_categories) >= 1, f"FedHiSyn.num_categories must be >= 1, got {num_categories}")
         _check(cluster in ("quantile", "kmeans"), f"FedHiSyn.cluster must be quantile or kmeans, got {cluster!r}")
         _check(ring_order in ("random", "fixed"), f"FedHiSyn.ring_order must be random or fixed, got {ring_order!r}")
@@ -436,6 +438,9 @@ class FedHiSyn(ServerStrategy):
         self.weighting = weighting
         _check(max_steps is None or int(max_steps) >= 1, f"FedHiSyn.max_steps must be >= 1, got {max_steps}")
         self.max_steps = None if max_steps is None else int(max_steps)
+        _check(measure in ("pass_time", "speed"),
+               f"FedHiSyn.measure must be pass_time or speed, got {measure!r}")
+        self.measure = measure
 
     def categories(self, times):
         """Category of each device (0 = fastest) from its measured time per local pass."""

@@ -202,14 +202,7 @@ class FederatedTrainer(Trainer):
                              self.state(), extra=extra)
 
     def resume(self):
-        path = os.path.join(self.work_dir, "latest")
-        model_state, _, state, found = ckpt.load_checkpoint(path, return_path=True)
-        from ..engine.export import state_fit_problems
-        problems = state_fit_problems(self.model, model_state)
-        if problems:
-            raise WeightsError(f"--resume: {found} does not fit the model "
-                               f"({type(self.model).__name__}): {'; '.join(problems)}")
-        self.model.set_state_dict(model_state)
+        _, state, found = self.load_latest()
         self.global_weights = get_weights(self.model)
         try:
             extra = paddle.load(os.path.join(found, STATE_FILE), return_numpy=True)
@@ -220,14 +213,7 @@ class FederatedTrainer(Trainer):
         self.sched = extra.get("sched") or {}
         self.round = self.iter = int(state["round"])
         self.clock = float(state["clock"])
-        if self.is_main:
-            removed = ckpt.remove_stale_temps(self.work_dir)
-            if removed:
-                self.logger.info(f"removed temporary files of killed runs: {', '.join(removed)}")
-            dropped = rundir.truncate_metrics(os.path.join(self.work_dir, "metrics.jsonl"), self.round)
-            if dropped:
-                self.logger.info(f"metrics.jsonl: dropped {dropped} record(s) after round "
-                                 f"{self.round}, which this run repeats")
+        self.tidy_resumed_folder(self.round, unit="round")
         self.logger.info(f"resumed from {found} at round {self.round} (clock {self.clock:.3f}s)")
 
     def _stop_on_interrupt(self):
@@ -420,7 +406,8 @@ class FederatedTrainer(Trainer):
         for c in range(self.num_clients):
             p = self._profile(c)
             times.append(float(p.compute_s(self._work(c, 1)) + p.transfer_s(model_bytes)))
-        cats = self.strategy.categories(times)
+        speeds = [1.0 / self._profile(c).samples_per_s for c in range(self.num_clients)]
+        cats = self.strategy.categories(times if self.strategy.measure == "pass_time" else speeds)
         self.sched = {"pass_time": times, "category": [int(x) for x in cats]}
         for j in sorted(set(self.sched["category"])):
             members = [c for c in range(self.num_clients) if self.sched["category"][c] == j]
