@@ -314,6 +314,26 @@ def test_fedda_client_applies_the_global_moments_at_every_iteration(tmp_path):
                                np.mean([g["classifier.bias"] for g in gs], axis=0), atol=1e-5)
 
 
+@pytest.mark.parametrize("form", ["sgdm", "adam", "adagrad"])
+def test_fedda_server_moves_the_moments_with_the_clients_gradient_statistics(form):
+    s = S.FedDA(form=form, beta_1=0.8, beta_2=0.9).bind(num_clients=2, total_rounds=10)
+    w = collections.OrderedDict(a=np.zeros(2, np.float32))
+    st = {"m": collections.OrderedDict(a=np.array([1.0, -1.0])),
+          "v": collections.OrderedDict(a=np.array([2.0, 0.5])), "t": 0}
+    res = [S.ClientResult(i, collections.OrderedDict(a=np.full(2, float(i + 1), np.float32)), n, {},
+                          {"grad_mean": collections.OrderedDict(a=np.array([g, -g])),
+                           "grad_sq_mean": collections.OrderedDict(a=np.array([g * g + 1, g * g]))})
+           for i, (n, g) in enumerate(((10, 1.0), (30, 3.0)))]
+    new, st2 = s.aggregate(1, w, res, st)
+    gbar, g2bar = np.array([2.5, -2.5]), np.array([7.0 + 1, 7.0])  # (10 x + 30 y) / 40
+    np.testing.assert_allclose(st2["m"]["a"], 0.8 * np.array([1.0, -1.0]) + 0.2 * gbar)
+    v = {"sgdm": [2.0, 0.5], "adam": 0.9 * np.array([2.0, 0.5]) + 0.1 * g2bar,
+         "adagrad": np.array([2.0, 0.5]) + g2bar}[form]
+    np.testing.assert_allclose(st2["v"]["a"], v)
+    np.testing.assert_allclose(new["a"], 1.75)  # eta_g = 1: the FedAvg of the client weights
+    assert st2["t"] == 1
+
+
 # ---------------------------------------------------------------- FedHiSyn and FedAT
 def test_fedhisyn_one_device_equals_local_sgd(tmp_path):
     # one pass = 3 full-batch steps of 48 samples = 144 samples at 144/s: 1 s; no transfer cost
@@ -457,7 +477,9 @@ def _strip(recs):
 
 
 @pytest.mark.parametrize("strategy", [{"type": "Scaffold"}, {"type": "FedHiSyn", "num_categories": 2},
-                                      {"type": "FedDA", "form": "adam", "full_batch_rounds": 1}])
+                                      {"type": "FedDA", "form": "adam", "full_batch_rounds": 1},
+                                      {"type": "FedAT", "num_tiers": 2}, {"type": "FedAdam"}],
+                         ids=lambda s: s["type"])
 def test_resume_after_a_kill_mid_round_equals_an_uninterrupted_run(tmp_path, monkeypatch, strategy):
     cfg = make_cfg(strategy, parts_of([30, 30, 30, 30]), rounds=3, per_round=3, profile=PROFILE4)
     full = train(cfg, tmp_path, "full")
