@@ -477,4 +477,7 @@ def build_strategy(cfg, source="<config>"):
     if not isinstance(cfg, dict) or "type" not in cfg:
         raise ConfigError(f"{source}: federated.strategy needs a type "
                           f"({', '.join(sorted(STRATEGIES.keys()))})")
-    return STRATEGIES.build(dict(cfg), key_path="federated.strategy")
+    try:
+        return STRATEGIES.build(dict(cfg), key_path="federated.strategy")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None

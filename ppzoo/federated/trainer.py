@@ -49,12 +49,12 @@ class FederatedError(PPZooError):
     """A round cannot go on (fewer clients answered than ``federated.min_clients``)."""
 
 
-def _int(fed, key, source, default=None, minimum=1):
-    v = fed.get(key, default)
+def _int(section, key, source, default=None, minimum=1, prefix="federated."):
+    v = section.get(key, default)
     if v is None:
-        raise ConfigError(f"{source}: federated.{key} is required")
+        raise ConfigError(f"{source}: {prefix}{key} is required")
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ConfigError(f"{source}: federated.{key} must be an integer >= {minimum}, got {v!r}")
+        raise ConfigError(f"{source}: {prefix}{key} must be an integer >= {minimum}, got {v!r}")
     return int(v)
 
 
@@ -87,9 +87,7 @@ def check_federated_config(cfg):
         raise ConfigError(f"{source}: federated.local: set epochs or steps, not both")
     for key in ("epochs", "steps", "batch_size"):
         if key in local:
-            v = local[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{source}: federated.local.{key} must be an integer >= 1, got {v!r}")
+            _int(local, key, source, prefix="federated.local.")
     opt = local.get("optimizer", cfg.get("optimizer"))
     if opt is not None and (not isinstance(opt, dict) or "type" not in opt):
         raise ConfigError(f"{source}: federated.local.optimizer needs a type (e.g. SGD), got {opt!r}")
