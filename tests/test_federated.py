@@ -527,3 +527,24 @@ def test_resume_refuses_a_changed_federated_setting(tmp_path):
     cfg["federated"]["rounds"] = 2  # train longer: allowed
     t = train(cfg, tmp_path, "r", resume=True)
     assert [r["round"] for r in records(t)] == [1, 2]
+
+
+def test_a_signal_stops_after_the_round_and_resume_continues(tmp_path):
+    from ppzoo.engine.rundir import Interrupted
+    cfg = make_cfg({"type": "FedAvgM", "server_momentum": 0.9}, parts_of([20, 20, 20]), rounds=3,
+                   per_round=2)
+    full = train(cfg, tmp_path, "full")
+    t = FederatedTrainer(copy.deepcopy(cfg), work_dir=str(tmp_path / "cut"))
+
+    def on_record(rec):  # what the SIGTERM handler does, after round 1's record
+        if rec.get("round") == 1:
+            t._interrupt, t.stop_requested = "SIGTERM", True
+
+    t.metric_listeners.append(on_record)
+    with pytest.raises(Interrupted, match="latest/ holds round 1") as err:
+        t.train()
+    assert err.value.exit_code == 130
+    resumed = train(cfg, tmp_path, "cut", resume=True)
+    for k in full.global_weights:
+        assert np.array_equal(full.global_weights[k], resumed.global_weights[k]), k
+    assert _strip(records(resumed)) == _strip(records(full))
