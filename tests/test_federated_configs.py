@@ -35,7 +35,8 @@ def test_config_is_valid(path):
                          ids=os.path.basename)
 def test_digits_config_trains_two_rounds(path, tmp_path):
     cfg = load_config(path, ["federated.rounds=2", "federated.num_clients=6",
-                             "federated.clients_per_round=3", "federated.local.batch_size=64"])
+                             "federated.clients_per_round=3", "federated.local.batch_size=64",
+                             "federated.eval_every=1"])
     t = FederatedTrainer(cfg, work_dir=str(tmp_path / "run"))
     t.train()
     with open(tmp_path / "run" / "metrics.jsonl") as f:
