@@ -33,14 +33,14 @@ class FixedDevice:
         return self.latency_s + num_bytes / self.bandwidth_bytes_per_s
 
 
-def _partition(cfg, labels, num_clients, seed):
+def _partition(cfg, labels, num_clients, seed, where=None):
     if cfg.get("type") == "explicit":
         return [np.asarray(p, np.int64) for p in cfg["parts"]]
     rng = np.random.default_rng(seed)
     return np.array_split(rng.permutation(len(labels)), num_clients)
 
 
-def _build_profile(cfg, num_clients, seed):
+def _build_profile(cfg, num_clients, seed, where=None):
     return [FixedDevice(*d) for d in cfg["devices"]]
 
 
@@ -344,6 +344,24 @@ def test_fedhisyn_ring_visits_every_device_of_a_category(tmp_path):
         assert set(visited) == {0, 1, 2, 3} and visited[-1] == c
     for c in (4, 5):
         assert t.last_ring_trace[c] == [c]
+
+
+def test_fedhisyn_ring_passes_the_models_and_aggregates_by_data_size(tmp_path):
+    # two devices of one speed in one ring, two ring steps in the 2 s interval: each device's
+    # final model trained on its predecessor's data first, then on its own
+    parts = parts_of([24, 40])
+    local = {"steps": 2, "batch_size": 64, "shuffle": False,
+             "optimizer": {"type": "SGD", "learning_rate": 0.2}}
+    cfg = make_cfg({"type": "FedHiSyn", "num_categories": 1, "interval_s": 2.0}, parts, rounds=1,
+                   local=local, profile=[["d", 48.0, 0.0, 1e18], ["e", 80.0, 0.0, 1e18]])
+    t = FederatedTrainer(copy.deepcopy(cfg), work_dir=str(tmp_path / "r"))
+    w0 = copy.deepcopy(t.global_weights)
+    t.train()
+    assert records(t)[0]["ring_steps"] == {"0": 2}
+    f32 = lambda w: collections.OrderedDict((k, v.astype(np.float32)) for k, v in w.items())  # noqa: E731
+    m0 = gd(t, f32(gd(t, w0, parts[1], 0.2, 2)), parts[0], 0.2, 2)  # held by device 0 at the end
+    m1 = gd(t, f32(gd(t, w0, parts[0], 0.2, 2)), parts[1], 0.2, 2)
+    assert_close(t.global_weights, {k: (24 * m0[k] + 40 * m1[k]) / 64 for k in m0})
 
 
 def test_fedhisyn_clustering_by_speed():

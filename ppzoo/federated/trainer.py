@@ -145,7 +145,7 @@ class FederatedTrainer(Trainer):
         from .partition import partition
         labels = dataset_labels(self.train_dataset)
         parts = partition(dict(fed.get("partition") or {"type": "iid"}), labels,
-                          self.num_clients, self.seed)
+                          self.num_clients, self.seed, where="federated.partition")
         if len(parts) != self.num_clients:
             raise ConfigError(f"{self.source}: federated.partition gave {len(parts)} partitions "
                               f"for {self.num_clients} clients")
@@ -153,7 +153,8 @@ class FederatedTrainer(Trainer):
         self.profiles = None
         if fed.get("profile") is not None:
             from .clock import build_profile
-            self.profiles = build_profile(dict(fed["profile"]), self.num_clients, self.seed)
+            self.profiles = build_profile(dict(fed["profile"]), self.num_clients, self.seed,
+                                          where="federated.profile")
         self.strategy = build_strategy(fed["strategy"], self.source)
         trainable = [k for k, p in self.model.named_parameters() if not p.stop_gradient]
         if isinstance(self.strategy, FedDA):
