@@ -223,23 +223,31 @@ class LoopbackGrid:
         return out
 
 
-@pytest.mark.parametrize("strategy", [
-    {"type": "Scaffold"},
-    {"type": "FedDA", "form": "adam", "full_batch_rounds": 1},
-    {"type": "FedHiSyn", "num_categories": 1},
+ONE_CLASS = {"type": "classes", "classes": [
+    {"name": "a", "fraction": 1.0, "samples_per_s": 100, "latency_s": 0.01, "bandwidth_mbps": 10}]}
+FAST_SLOW = {"type": "classes", "assign": "contiguous", "classes": [
+    {"name": "fast", "fraction": 0.5, "samples_per_s": 1000, "latency_s": 0.01, "bandwidth_mbps": 10},
+    {"name": "slow", "fraction": 0.5, "samples_per_s": 1, "latency_s": 0.01, "bandwidth_mbps": 10}]}
+
+
+@pytest.mark.parametrize("strategy,extra", [
+    ({"type": "Scaffold"}, {}),
+    ({"type": "FedDA", "form": "adam", "full_batch_rounds": 1}, {}),
+    ({"type": "FedHiSyn", "num_categories": 1}, {}),
+    ({"type": "FedAvg"}, {"profile": FAST_SLOW, "round_deadline_s": 5.0}),
 ])
-def test_flower_server_path_equals_the_simulator(tmp_path, strategy):
+def test_flower_server_path_equals_the_simulator(tmp_path, strategy, extra):
     """FlowerFederatedTrainer (tasks packed, sent to the ClientApp, results unpacked) ends
     where FederatedTrainer ends, for strategies with client state (SCAFFOLD's c_i), extras
-    (FedDA's moments, its full-batch round) and ring passing (FedHiSyn)."""
+    (FedDA's moments, its full-batch round), ring passing (FedHiSyn) and a client the round
+    deadline drops (the slow one: 3 steps x 16 samples at 1 sample/s)."""
     import ppzoo  # noqa: F401
     from ppzoo.federated.flower_app import FlowerFederatedTrainer
     from ppzoo.federated.trainer import FederatedTrainer
     cfg_path = tiny_config(tmp_path / "fed.yml", strategy=strategy)
     cfg = load_config(cfg_path)
-    cfg["federated"]["profile"] = {"type": "classes", "classes": [
-        {"name": "a", "fraction": 1.0, "samples_per_s": 100, "latency_s": 0.01,
-         "bandwidth_mbps": 10}]}
+    cfg["federated"]["profile"] = ONE_CLASS
+    cfg["federated"].update(extra)
     grid = LoopbackGrid([{"partition-id": 1, "num-partitions": 2},
                          {"partition-id": 0, "num-partitions": 2}])
     flower = FlowerFederatedTrainer(cfg, work_dir=str(tmp_path / "flower")).attach(grid)
@@ -252,6 +260,9 @@ def test_flower_server_path_equals_the_simulator(tmp_path, strategy):
     a, b = _rounds(tmp_path / "flower"), _rounds(tmp_path / "sim")
     assert [r["sim_time_s"] for r in a] == [r["sim_time_s"] for r in b]
     assert [r["bytes_total"] for r in a] == [r["bytes_total"] for r in b]
+    assert [r["late"] for r in a] == [r["late"] for r in b]
+    if "round_deadline_s" in extra:
+        assert [r["answered"] for r in a] == [1, 1] and [r["late"] for r in a] == [1, 1]
 
 
 def test_a_failing_flower_client_is_left_out_of_the_round(tmp_path):

@@ -56,7 +56,7 @@ from ..core.config import apply_opts, load_config
 from ..core.errors import ConfigError
 from ..engine.trainer import close_logger
 from . import client as client_mod
-from .strategies import ClientResult, FedDA, nbytes
+from .strategies import ClientResult, FedDA
 from .trainer import FederatedError, FederatedTrainer
 
 RUN_DEFAULTS = {"config": "", "opts": "", "work-dir": "", "resume": False, "overwrite": False,
@@ -330,19 +330,14 @@ class FlowerFederatedTrainer(FederatedTrainer):
 
     def _sync_round(self, rnd):
         """Send the round's tasks at once, then run the simulator's round on the replies
-        (a task the round asks for that was not sent ahead is sent then, on its own)."""
+        (a task the round asks for that was not sent ahead is sent then, on its own).
+        Clients that ``federated.round_deadline_s`` will drop on the virtual clock are sent
+        their task too; the simulator's round then leaves their result out."""
         s = self.strategy
         full = isinstance(s, FedDA) and s.is_full_batch(rnd)
         selected = list(range(self.num_clients)) if full else self.select_clients(rnd)
         conf = s.client_config(rnd, self.server_state)
-        down = nbytes(self.global_weights) + nbytes(conf)
-        up = self.upload_bytes(rnd)
-        jobs = []
-        for c in selected:
-            if self.deadline is not None and \
-                    self.client_time(c, down, self._work(c, rnd), up) > self.deadline:
-                continue
-            jobs.append((c, self.global_weights, conf, self.client_seed(rnd, c)))
+        jobs = [(c, self.global_weights, conf, self.client_seed(rnd, c)) for c in selected]
         self._prefetched = self.dispatch(rnd, jobs) if jobs else {}
         try:
             return super()._sync_round(rnd)
