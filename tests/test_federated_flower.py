@@ -307,3 +307,22 @@ def test_nodes_without_partition_ids_form_a_pool(tmp_path):
             {0: 1000, 1: 1001, 2: 1000}
     finally:
         trainer._release_lock()
+
+
+@pytest.mark.skipif(not os.environ.get("PPZOO_TEST_FLOWER_SIMULATION"),
+                    reason="Flower's simulation engine starts Ray and its actors (about 70 s on "
+                           "2 cores); set PPZOO_TEST_FLOWER_SIMULATION=1 to run it")
+def test_flower_simulation_engine_matches_the_simulator(tmp_path):
+    import ppzoo  # noqa: F401
+    from flwr.simulation import run_simulation
+    from ppzoo.federated.flower_app import client_app, make_server_app
+    from ppzoo.federated.trainer import FederatedTrainer
+    cfg_path = tiny_config(tmp_path / "fed.yml")
+    run_simulation(server_app=make_server_app(config=cfg_path, work_dir=str(tmp_path / "flower")),
+                   client_app=client_app, num_supernodes=2,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                   "init_args": {"num_cpus": 2}})
+    FederatedTrainer(load_config(cfg_path), work_dir=str(tmp_path / "sim")).train()
+    for a, b in zip(_rounds(tmp_path / "flower"), _rounds(tmp_path / "sim")):
+        for key in ("train_loss", "loss", "top1", "bytes_total"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
