@@ -90,6 +90,14 @@ def bench_config(strategy, alpha, seed, args, lists):
     return cfg
 
 
+def run_dir(alpha, strategy, seed, rounds):
+    """A run's folder.  Runs are lengthened in place with the trainer's exact resume
+    (``federated.rounds`` may grow), except FedDA's, whose full-batch phase sits at the end
+    of the run: a FedDA run is kept per length."""
+    name = f"fedda_r{rounds}" if strategy == "fedda" else strategy
+    return os.path.join(OUT, f"a{alpha}", name, f"s{seed}")
+
+
 def rounds_of(work_dir):
     path = os.path.join(work_dir, "metrics.jsonl")
     if not os.path.isfile(path):
@@ -103,7 +111,7 @@ def run_one(cfg, work_dir):
     from ppzoo.federated.trainer import FederatedTrainer
     done = rounds_of(work_dir)
     total = int(cfg["federated"]["rounds"])
-    if done and done[-1]["round"] == total:
+    if done and done[-1]["round"] >= total:
         return done, 0.0
     resume = os.path.isdir(os.path.join(work_dir, "latest"))
     if os.path.isdir(work_dir) and not resume:
@@ -119,7 +127,7 @@ def accuracy_runs(args, lists):
     for seed in range(args.seeds):
         for alpha in args.alphas:
             for strategy in args.strategies:
-                wd = os.path.join(OUT, f"a{alpha}", strategy, f"s{seed}")
+                wd = run_dir(alpha, strategy, seed, args.rounds)
                 cfg = bench_config(strategy, alpha, seed, args, lists)
                 recs, wall = run_one(cfg, wd)
                 last = recs[-1]
@@ -195,9 +203,10 @@ def load_all(args):
     for alpha in args.alphas:
         for strategy in args.strategies:
             for seed in range(args.seeds):
-                recs = rounds_of(os.path.join(OUT, f"a{alpha}", strategy, f"s{seed}"))
-                if recs:
-                    data[(alpha, strategy, seed)] = recs
+                recs = rounds_of(run_dir(alpha, strategy, seed, args.rounds))
+                total = args.rounds * (3 if strategy == "fedat" else 1)
+                if len(recs) >= total:  # a lengthened run read up to this report's length
+                    data[(alpha, strategy, seed)] = recs[:total]
     return data
 
 
@@ -250,13 +259,10 @@ def report(args):
     body = [SCALE.format(**vars(args), fedat_rounds=args.rounds * 3)]
     names = {s: s for s in STRATEGIES}
     seeds = list(range(args.seeds))
-    total = int(args.rounds)
     for alpha in args.alphas:
         # finished runs only; a strategy's table row uses the seeds it finished, a paired
         # comparison the seeds both strategies finished
-        done = {s: [k for k in seeds if (alpha, s, k) in data and
-                    data[(alpha, s, k)][-1]["round"] == total * (3 if s == "fedat" else 1)]
-                for s in args.strategies}
+        done = {s: [k for k in seeds if (alpha, s, k) in data] for s in args.strategies}
         have = [s for s in args.strategies if done[s]]
         if not have:
             continue
