@@ -44,3 +44,23 @@ def test_digits_config_trains_two_rounds(path, tmp_path):
     assert [r["round"] for r in recs] == [1, 2]
     assert all(r["sim_time_s"] > 0 and r["bytes_total"] > 0 and 0 <= r["top1"] <= 1 for r in recs)
     assert recs[1]["sim_time_s"] > recs[0]["sim_time_s"]
+
+
+def test_eval_and_export_tools_read_a_federated_run(tmp_path):
+    import subprocess
+    import sys
+    cfg = os.path.join(ROOT, "configs", "federated", "digits_fedavg.yml")
+    run = str(tmp_path / "run")
+    opts = ["--opts", "federated.rounds=1", "federated.num_clients=4", "federated.clients_per_round=2"]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    printed = {}
+    for cmd in (["tools/train.py", "-c", cfg, "--save-dir", run] + opts,
+                ["tools/eval.py", "-c", cfg, "--weights", f"{run}/latest/model.pdparams"] + opts,
+                ["tools/export.py", "-c", cfg, "--weights", f"{run}/latest/model.pdparams",
+                 "--save-dir", f"{run}/inference"] + opts):
+        out = subprocess.run([sys.executable] + cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        printed[cmd[0]] = out.stdout + out.stderr
+    assert "top1" in printed["tools/eval.py"]
+    assert os.path.isfile(f"{run}/inference/model.pdiparams")

@@ -107,6 +107,7 @@ class FederatedTrainer(Trainer):
 
     def __init__(self, cfg, work_dir=None, resume=False, build_train=True, overwrite=False):
         self.fed_cfg = check_federated_config(cfg)
+        self._eval_loss = None
         super().__init__(cfg, work_dir=work_dir, resume=resume, build_train=build_train,
                          overwrite=overwrite)
 
@@ -172,7 +173,6 @@ class FederatedTrainer(Trainer):
         self.client_states = {}
         self.sched = {}
         self.last_ring_trace = {}
-        self._eval_loss = None
         if resume:
             self.resume()
         if self.is_main:
