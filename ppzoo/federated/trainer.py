@@ -160,6 +160,11 @@ class FederatedTrainer(Trainer):
             self.strategy.bind(self.num_clients, trainable, total_rounds=self.total_rounds)
         else:
             self.strategy.bind(self.num_clients, trainable)
+        if isinstance(self.strategy, FedDA):
+            ignored = sorted(set(self.local_cfg["optimizer"]) - {"type", "learning_rate"})
+            self.logger.info("FedDA: clients step with the server's moments (form "
+                             f"{self.strategy.form}); federated.local.optimizer contributes only "
+                             "its learning_rate" + (f" ({', '.join(ignored)} unused)" if ignored else ""))
         if self.strategy.schedule in ("tiers", "rings") and self.profiles is None:
             raise ConfigError(f"{self.source}: {type(self.strategy).__name__} schedules clients by "
                               f"their speed: set federated.profile")
