@@ -64,3 +64,20 @@ def test_eval_and_export_tools_read_a_federated_run(tmp_path):
         printed[cmd[0]] = out.stdout + out.stderr
     assert "top1" in printed["tools/eval.py"]
     assert os.path.isfile(f"{run}/inference/model.pdiparams")
+
+
+def test_runs_with_the_real_partitioner_and_profiles_are_bit_reproducible(tmp_path):
+    import numpy as np
+    opts = ["federated.rounds=2", "federated.num_clients=6", "federated.clients_per_round=3",
+            "federated.profile={type: lognormal, median_samples_per_s: 100, sigma: 1.0, "
+            "latency_s: 0.05, bandwidth_mbps: 20}"]
+    path = os.path.join(ROOT, "configs", "federated", "digits_scaffold.yml")
+    runs = []
+    for name in ("a", "b"):
+        t = FederatedTrainer(load_config(path, opts), work_dir=str(tmp_path / name))
+        t.train()
+        runs.append(t)
+    a, b = runs
+    assert all(np.array_equal(a.global_weights[k], b.global_weights[k]) for k in a.global_weights)
+    assert a.clock == b.clock > 0
+    assert [len(p) for p in a.partitions] == [len(p) for p in b.partitions]
