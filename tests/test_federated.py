@@ -5,7 +5,6 @@ import copy
 import json
 import sys
 import types
-from dataclasses import dataclass
 
 import numpy as np
 import paddle
@@ -14,25 +13,12 @@ import pytest
 from ppzoo.core.errors import ConfigError
 from ppzoo.federated import strategies as S
 from ppzoo.federated.client import get_weights, local_train, set_weights
+from ppzoo.federated.clock import DeviceProfile
 from ppzoo.federated.trainer import FederatedError, FederatedTrainer
 
 
 # ---------------------------------------------------------------- test doubles
 # Fixed partitions and fixed device profiles, so every number below can be computed by hand.
-@dataclass
-class FixedDevice:
-    device_class: str
-    samples_per_s: float
-    latency_s: float
-    bandwidth_bytes_per_s: float
-
-    def compute_s(self, num_samples):
-        return num_samples / self.samples_per_s
-
-    def transfer_s(self, num_bytes):
-        return self.latency_s + num_bytes / self.bandwidth_bytes_per_s
-
-
 def _partition(cfg, labels, num_clients, seed, where=None):
     if cfg.get("type") == "explicit":
         return [np.asarray(p, np.int64) for p in cfg["parts"]]
@@ -41,7 +27,7 @@ def _partition(cfg, labels, num_clients, seed, where=None):
 
 
 def _build_profile(cfg, num_clients, seed, where=None):
-    return [FixedDevice(*d) for d in cfg["devices"]]
+    return [DeviceProfile(*d) for d in cfg["devices"]]
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,7 @@ from ..engine import rundir
 from ..engine.trainer import Trainer
 from . import client as client_mod
 from .client import LOCAL_KEYS, get_weights, samples_of_work, set_weights
+from .clock import VirtualClock
 from .strategies import FedDA, build_strategy, nbytes
 
 FED_KEYS = {"num_clients", "clients_per_round", "rounds", "local", "partition", "strategy",
@@ -177,6 +178,7 @@ class FederatedTrainer(Trainer):
         self.server_state = self.strategy.init_state(self.global_weights)
         self.client_states = {}
         self.sched = {}
+        self._events = None  # FedAT's pending tier finishes (its state lives in sched)
         self.last_ring_trace = {}
         if resume:
             self.resume()
@@ -232,9 +234,7 @@ class FederatedTrainer(Trainer):
     def client_time(self, cid, down_bytes, samples, up_bytes):
         """Virtual seconds of one client's round: download, local compute, upload."""
         p = self._profile(cid)
-        if p is None:
-            return 0.0
-        return float(p.transfer_s(down_bytes) + p.compute_s(samples) + p.transfer_s(up_bytes))
+        return 0.0 if p is None else float(p.round_s(samples, down_bytes, up_bytes))
 
     def _trainable_bytes(self):
         names = set(self.strategy.trainable or self.global_weights)
@@ -349,6 +349,7 @@ class FederatedTrainer(Trainer):
         tiers = [sorted(int(c) for c in chunk)
                  for chunk in np.array_split(order, min(s.num_tiers, self.num_clients))]
         self.sched = {"tiers": tiers, "starts": [0] * len(tiers), "running": {}}
+        self._events = VirtualClock()
         for i in range(len(tiers)):
             self._tier_start(i, 0.0)
 
@@ -371,13 +372,17 @@ class FederatedTrainer(Trainer):
         self.sched["running"][i] = {"start": now, "finish": now + dur, "clients": selected,
                                     "late": late, "weights": self.global_weights,
                                     "start_no": self.sched["starts"][i], "down": down}
+        self._events.schedule_at(now + dur, i)
+        self.sched["events"] = self._events.state_dict()
 
     def _tier_round(self, rnd):
         if not self.sched:
             self._tier_setup()
-        run = self.sched["running"]
-        i = min(run, key=lambda j: (run[j]["finish"], j))
-        job = run[i]
+        if getattr(self, "_events", None) is None:  # resumed: the pending tier finishes
+            self._events = VirtualClock()
+            self._events.load_state_dict(self.sched["events"])
+        _, i = self._events.pop()  # the next tier to finish (ties: the one started first)
+        job = self.sched["running"][i]
         conf = self.strategy.client_config(rnd, self.server_state)
         failures, results = [], []
         for c in job["clients"]:
