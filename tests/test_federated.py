@@ -394,6 +394,57 @@ def test_fedat_tiers_run_asynchronously_with_cross_weighting(tmp_path):
     assert tw == {0: 0.25, 1: 0.75}
     tm = t.server_state["tier_models"]
     assert_close(t.global_weights, {k: 0.25 * tm[0][k] + 0.75 * tm[1][k] for k in tm[0]}, atol=1e-6)
+    # a tier restarts from the global model of its finish: tier 0 finished last
+    assert all(np.array_equal(t.sched["running"][0]["weights"][k], t.global_weights[k])
+               for k in t.global_weights)
+
+
+def _paper_fedat_global(tier_models, counts):
+    """Chai et al., Eq. of the cross-tier aggregation: w = sum_m T_{M+1-m}/T w_tier_m
+    (tiers 1..M fastest first), computed apart from the strategy."""
+    M, T = len(counts), float(sum(counts))
+    out = {}
+    for k in tier_models[0]:
+        out[k] = sum(counts[M - 1 - m] / T * tier_models[m][k].astype(np.float64) for m in range(M))
+    return out
+
+
+def test_fedat_global_model_is_the_papers_cross_tier_sum():
+    rng = np.random.default_rng(3)
+    w0 = collections.OrderedDict(a=rng.normal(size=(3, 2)).astype("float32"),
+                                 b=rng.normal(size=4).astype("float32"))
+
+    def result(cid, n):
+        w = collections.OrderedDict((k, rng.normal(size=v.shape).astype("float32")) for k, v in w0.items())
+        return S.ClientResult(cid, w, n)
+
+    s = S.FedAT(num_tiers=3).bind(num_clients=6)
+    state = s.init_state(w0)
+    models = {m: dict(w0) for m in range(3)}  # the paper's tier models start at w0
+    counts = [0, 0, 0]
+    g = w0
+    for tier in [0, 0, 1, 0, 0, 2, 1, 0]:
+        res = [result(2 * tier, 10), result(2 * tier + 1, 30)]
+        g, state = s.aggregate(1, g, res, state, tier=tier)
+        models[tier] = {k: (10 * res[0].weights[k].astype(np.float64) + 30 * res[1].weights[k]) / 40
+                        for k in w0}
+        counts[tier] += 1
+        assert state["counts"] == counts
+        assert_close(g, _paper_fedat_global(models, counts), atol=1e-6)
+    # the first fast-tier update has weight T_3 / T = 0: the global model stays at w0
+    g1, _ = s.aggregate(1, w0, [result(0, 10)], s.init_state(w0), tier=0)
+    assert all(np.array_equal(g1[k], w0[k]) for k in w0)
+    # unreported: skip sums only the tiers that reported, mirrored among them
+    s2 = S.FedAT(num_tiers=3, unreported="skip").bind(num_clients=6)
+    st2 = s2.init_state(w0)
+    r = result(0, 10)
+    g2, st2 = s2.aggregate(1, w0, [r], st2, tier=0)
+    assert all(np.array_equal(g2[k], r.weights[k]) for k in w0)
+    r2 = result(2, 10)
+    g3, st2 = s2.aggregate(2, g2, [r2], st2, tier=1)
+    assert_close(g3, {k: 0.5 * r.weights[k] + 0.5 * r2.weights[k] for k in w0}, atol=1e-6)
+    with pytest.raises(ConfigError, match="unreported"):
+        S.FedAT(unreported="zero")
 
 
 # ---------------------------------------------------------------- clock, faults, config
