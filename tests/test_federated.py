@@ -389,6 +389,9 @@ def test_fedat_tiers_run_asynchronously_with_cross_weighting(tmp_path):
     assert [r["tier"] for r in recs] == [0, 0, 1, 0]
     np.testing.assert_allclose([r["sim_time_s"] for r in recs], [1.0, 2.0, 2.5, 3.0])
     assert t.server_state["counts"] == [3, 1]
+    # until the slow tier reports, the fast tier weighs T_2 / T = 0: rounds 1-2 leave the
+    # initial global model, so its validation loss, unchanged
+    assert recs[0]["loss"] == recs[1]["loss"] and recs[2]["loss"] != recs[1]["loss"]
     # cross weighting: the fast tier (3 updates) gets the slow tier's count, and vice versa
     tw = t.strategy.tier_weights([3, 1], [0, 1])
     assert tw == {0: 0.25, 1: 0.75}
