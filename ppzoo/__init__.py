@@ -13,3 +13,4 @@ from . import active, ranking  # noqa: F401,E402
 from . import continual  # noqa: F401,E402
 from .engine import Trainer, build_trainer  # noqa: F401,E402
 from . import localization  # noqa: F401,E402
+from . import federated  # noqa: F401,E402

@@ -1,0 +1,453 @@
+"""Federated CIFAR-10 benchmark: every strategy, Dirichlet alpha 0.1 and 0.5, heterogeneous
+devices, 3 seeds; plus the simulator's cost against centralized training.
+
+    python benchmarks/federated_bench.py                       # the whole benchmark, resumable
+    python benchmarks/federated_bench.py --part cost           # only the cost comparison
+    python benchmarks/federated_bench.py --report              # tables and plots from finished runs
+
+Each run is ``configs/federated/cifar10_<strategy>.yml`` (the configs ``tools/train.py``
+runs) with the scale overrides below, trained by ``FederatedTrainer`` in this process into
+``output/federated_bench/a<alpha>/<strategy>/s<seed>/``.  A run whose ``metrics.jsonl``
+holds its last round is read, not rerun; a cut-off run is continued with the trainer's
+exact ``--resume``.  Results: docs/benchmarks/federated.md (+ federated_*.png).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import ROOT, write_page  # noqa: E402
+
+STRATEGIES = ["fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "scaffold",
+              "fedat", "fedda", "fedhisyn"]
+FEDOPT = ["fedavgm", "fedadam", "fedyogi", "fedadagrad"]
+OUT = os.path.join(ROOT, "output", "federated_bench")
+DOCS = os.path.join(ROOT, "docs", "benchmarks")
+DATA = os.path.join(ROOT, "..", "shared", "data", "cifar10")
+NORM = {"type": "Normalize", "mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]}
+
+
+def subset_lists(args):
+    """``train_per_class`` training and ``test_per_class`` test images of each class (drawn
+    once with seed 0), as ImageList files under output/ (the data folder is never written)."""
+    os.makedirs(OUT, exist_ok=True)
+    out = {}
+    for split, per in (("train", args.train_per_class), ("test", args.test_per_class)):
+        path = os.path.join(OUT, f"cifar10_{split}_{per}.txt")
+        if not os.path.isfile(path):
+            root = os.path.join(DATA, split)
+            classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+            rng = np.random.default_rng(0)
+            lines = []
+            for label, name in enumerate(classes):
+                files = sorted(os.listdir(os.path.join(root, name)))
+                for f in sorted(rng.choice(files, size=per, replace=False)):
+                    lines.append(f"{name}/{f} {label}")
+            tmp = f"{path}.tmp-{os.getpid()}"
+            with open(tmp, "w") as fh:
+                fh.write("\n".join(lines) + "\n")
+            os.replace(tmp, path)
+        out[split] = path
+    return out
+
+
+def bench_config(strategy, alpha, seed, args, lists):
+    """The strategy's CIFAR-10 config at the benchmark's scale (see the page's table)."""
+    from ppzoo.core import load_config
+    cfg = load_config(os.path.join(ROOT, "configs", "federated", f"cifar10_{strategy}.yml"))
+    size = args.image_size
+    cfg["name"] = f"fedbench_{strategy}_a{alpha}_s{seed}"
+    cfg["seed"] = int(seed)
+    cfg["model"]["width"] = args.width
+    cfg["train_dataset"] = {"type": "ImageList", "list_file": lists["train"],
+                            "root": os.path.join(DATA, "train"), "cache": True,
+                            "transforms": [{"type": "Resize", "size": size},
+                                           {"type": "RandomHorizontalFlip"}, NORM,
+                                           {"type": "ToCHW"}]}
+    cfg["val_dataset"] = {"type": "ImageList", "list_file": lists["test"],
+                          "root": os.path.join(DATA, "test"), "cache": True,
+                          "transforms": [{"type": "Resize", "size": size}, NORM, {"type": "ToCHW"}]}
+    fed = cfg["federated"]
+    fed.update(num_clients=args.clients, clients_per_round=args.per_round, rounds=args.rounds,
+               eval_every=1)
+    fed["partition"] = {"type": "dirichlet", "alpha": float(alpha),
+                        "min_partition_size": args.min_partition_size}
+    fed["local"]["epochs"] = 1
+    fed["local"]["batch_size"] = 32
+    if strategy == "fedda":
+        fed["strategy"]["full_batch_rounds"] = args.fedda_full_batch_rounds
+    if strategy == "fedhisyn":
+        fed["strategy"]["max_steps"] = args.fedhisyn_max_steps
+    if strategy == "fedat":
+        # one FedAT round is one tier's update: the same number of client updates as the
+        # synchronous strategies' rounds needs about num_tiers times as many rounds
+        fed["rounds"] = args.rounds * int(fed["strategy"].get("num_tiers", 3))
+    return cfg
+
+
+def run_dir(alpha, strategy, seed, rounds):
+    """A run's folder.  Runs are lengthened in place with the trainer's exact resume
+    (``federated.rounds`` may grow), except FedDA's, whose full-batch phase sits at the end
+    of the run: a FedDA run is kept per length."""
+    name = f"fedda_r{rounds}" if strategy == "fedda" else strategy
+    return os.path.join(OUT, f"a{alpha}", name, f"s{seed}")
+
+
+def rounds_of(work_dir):
+    path = os.path.join(work_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [r for r in map(json.loads, f) if r.get("mode") == "round"]
+
+
+def run_one(cfg, work_dir):
+    """Train (or continue) one run; returns its round records and the wall seconds spent."""
+    from ppzoo.federated.trainer import FederatedTrainer
+    done = rounds_of(work_dir)
+    total = int(cfg["federated"]["rounds"])
+    if done and done[-1]["round"] >= total:
+        return done, 0.0
+    resume = os.path.isdir(os.path.join(work_dir, "latest"))
+    if os.path.isdir(work_dir) and not resume:
+        import shutil
+        shutil.rmtree(work_dir)
+    t0 = time.time()
+    FederatedTrainer(cfg, work_dir=work_dir, resume=resume).train()
+    return rounds_of(work_dir), time.time() - t0
+
+
+def accuracy_runs(args, lists):
+    log = open(os.path.join(OUT, "bench.log"), "a")
+    for seed in range(args.seeds):
+        for alpha in args.alphas:
+            for strategy in args.strategies:
+                wd = run_dir(alpha, strategy, seed, args.rounds)
+                cfg = bench_config(strategy, alpha, seed, args, lists)
+                recs, wall = run_one(cfg, wd)
+                last = recs[-1]
+                msg = (f"{time.strftime('%H:%M:%S')} a={alpha} {strategy} seed={seed}: "
+                       f"top1 {last.get('top1', float('nan')):.4f} sim {last['sim_time_s']:.0f}s "
+                       f"wall {wall:.0f}s")
+                print(msg, flush=True)
+                log.write(msg + "\n")
+                log.flush()
+
+
+# ---------------------------------------------------------------------------- cost
+def _fill_cache(dataset):
+    """Decode every image before the clock starts (both sides keep decoded images)."""
+    for i in range(len(dataset)):
+        dataset[i]
+
+
+def cost_comparison(args, lists):
+    """FedAvg (IID, every client every round, no evaluation, no clock profile) against the
+    engine's Trainer on the union of the clients' data for the same number of sample-steps
+    (same batch size and optimizer), alternated ``args.cost_repeats`` times in this process."""
+    import paddle
+    from ppzoo.engine.trainer import Trainer
+    from ppzoo.federated.trainer import FederatedTrainer
+    import shutil
+    results = {"federated": [], "centralized": []}
+    for rep in range(args.cost_repeats):
+        fcfg = bench_config("fedavg", 0.5, 0, args, lists)
+        fed = fcfg["federated"]
+        fed.update(num_clients=args.cost_clients, clients_per_round=args.cost_clients,
+                   rounds=args.cost_rounds, eval_every=10 ** 6)
+        fed["partition"] = {"type": "iid"}
+        fed.pop("profile", None)
+        fcfg.pop("val_dataset")
+        fwd = os.path.join(OUT, "cost", f"federated_{rep}")
+        shutil.rmtree(fwd, ignore_errors=True)
+        trainer = FederatedTrainer(fcfg, work_dir=fwd)
+        _fill_cache(trainer.train_dataset)
+        steps = sum(math.ceil(len(p) / 32) for p in trainer.partitions) * args.cost_rounds
+        samples = sum(len(p) for p in trainer.partitions) * args.cost_rounds
+        w0, c0 = time.time(), time.process_time()
+        trainer.train()
+        results["federated"].append((time.time() - w0, time.process_time() - c0, steps, samples))
+
+        ccfg = bench_config("fedavg", 0.5, 0, args, lists)
+        for k in ("federated",):
+            ccfg.pop(k)
+        ccfg.pop("trainer")
+        ccfg.pop("val_dataset")
+        ccfg["optimizer"] = dict(fcfg["federated"]["local"]["optimizer"])
+        ccfg["train"] = {"iters": steps, "batch_size": 32, "log_interval": 10 ** 6,
+                         "checkpoint_interval": 10 ** 6}
+        cwd = os.path.join(OUT, "cost", f"centralized_{rep}")
+        shutil.rmtree(cwd, ignore_errors=True)
+        central = Trainer(ccfg, work_dir=cwd)
+        _fill_cache(central.train_dataset)
+        w0, c0 = time.time(), time.process_time()
+        central.train()
+        results["centralized"].append((time.time() - w0, time.process_time() - c0, steps,
+                                       steps * 32))
+        paddle.device.cuda.empty_cache() if paddle.is_compiled_with_cuda() else None
+        print(f"cost rep {rep}: federated {results['federated'][-1]}, centralized "
+              f"{results['centralized'][-1]}", flush=True)
+    with open(os.path.join(OUT, "cost.json"), "w") as f:
+        json.dump(results, f)
+    return results
+
+
+# ---------------------------------------------------------------------------- report
+def load_all(args):
+    data = {}
+    for alpha in args.alphas:
+        for strategy in args.strategies:
+            for seed in range(args.seeds):
+                recs = rounds_of(run_dir(alpha, strategy, seed, args.rounds))
+                total = args.rounds * (3 if strategy == "fedat" else 1)
+                if len(recs) >= total:  # a lengthened run read up to this report's length
+                    data[(alpha, strategy, seed)] = recs[:total]
+    return data
+
+
+def time_to(recs, target, key="sim_time_s"):
+    for r in recs:
+        if r.get("top1") is not None and r["top1"] >= target:
+            return r[key]
+    return math.inf
+
+
+def client_updates(recs):
+    return np.cumsum([r.get("answered", 0) for r in recs])
+
+
+def acc_at_time(recs, t):
+    best = [r["top1"] for r in recs if r.get("top1") is not None and r["sim_time_s"] <= t]
+    return max(best) if best else 0.0
+
+
+def paired(a, b):
+    """Mean difference a - b over seeds, its standard deviation and the paired t-test p."""
+    from scipy import stats
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = a - b
+    ok = np.isfinite(d)
+    if ok.sum() < 2:
+        return float(np.nan), float(np.nan), float(np.nan), int(ok.sum())
+    d = d[ok]
+    p = float(stats.ttest_rel(a[ok], b[ok]).pvalue) if np.std(d) > 0 else float("nan")
+    return float(d.mean()), float(d.std(ddof=1)), p, int(ok.sum())
+
+
+def _sd(x):
+    return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+
+
+def fmt(x, nd=3):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return "not reached"
+    return f"{x:.{nd}f}"
+
+
+def report(args):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    data = load_all(args)
+    body = [SCALE.format(**vars(args), fedat_rounds=args.rounds * 3)]
+    names = {s: s for s in STRATEGIES}
+    seeds = list(range(args.seeds))
+    for alpha in args.alphas:
+        # finished runs only; a strategy's table row uses the seeds it finished, a paired
+        # comparison the seeds both strategies finished
+        done = {s: [k for k in seeds if (alpha, s, k) in data] for s in args.strategies}
+        have = [s for s in args.strategies if done[s]]
+        if not have:
+            continue
+        body.append(f"\n## Dirichlet alpha = {alpha}\n")
+        body.append(f"Mean ± standard deviation over the seeds (`seeds` column). Target accuracies: "
+                    f"{', '.join(str(t) for t in args.targets)} (top-1 on the test subset). "
+                    f"`rounds` / `sim s` to a target: the first evaluated round at or above it "
+                    f"(mean over the seeds that reached it; `n` = how many did). `T` = "
+                    f"{args.budget_frac:g} x FedAvg's mean simulated time for all its rounds.\n")
+        fedavg_time = np.mean([data[(alpha, "fedavg", k)][-1]["sim_time_s"] for k in done["fedavg"]]) \
+            if "fedavg" in have else None
+        budget = args.budget_frac * fedavg_time if fedavg_time else None
+        head = ("| strategy | seeds | final top1 | best top1 | top1 at T | " +
+                " | ".join(f"rounds to {t} | sim s to {t} (n)" for t in args.targets) +
+                " | sim s total | client updates | MB moved |")
+        body.append(head)
+        body.append("|" + "---|" * (head.count("|") - 1))
+        for s in have:
+            runs = [data[(alpha, s, k)] for k in done[s]]
+            fin = [r[-1].get("top1", np.nan) for r in runs]
+            best = [max(x.get("top1", 0) for x in r) for r in runs]
+            at_t = [acc_at_time(r, budget) for r in runs] if budget else [np.nan]
+            cells = [str(len(runs)), f"{np.mean(fin):.3f} ± {_sd(fin):.3f}",
+                     f"{np.mean(best):.3f}", f"{np.mean(at_t):.3f} ± {_sd(at_t):.3f}"]
+            for t in args.targets:
+                rr = [time_to(r, t, "round") for r in runs]
+                tt = [time_to(r, t) for r in runs]
+                ok = [x for x in tt if np.isfinite(x)]
+                okr = [x for x in rr if np.isfinite(x)]
+                cells.append(fmt(float(np.mean(okr)), 1) if okr else "not reached")
+                cells.append((f"{np.mean(ok):.0f}" if ok else "not reached") + f" ({len(ok)})")
+            cells.append(f"{np.mean([r[-1]['sim_time_s'] for r in runs]):.0f}")
+            cells.append(f"{np.mean([client_updates(r)[-1] for r in runs]):.0f}")
+            cells.append(f"{np.mean([sum(x['bytes_total'] for x in r) for r in runs]) / 1e6:.1f}")
+            body.append(f"| {names[s]} | " + " | ".join(cells) + " |")
+        # paired comparisons
+        body.append("\nPaired over the seeds both finished (difference = first minus second; p: "
+                    "paired t-test over n seeds, so only large, consistent differences can show; "
+                    "a run that never reached the target is left out of its pair):\n")
+        body.append("| claim | comparison | measure | mean diff | sd | p | n |")
+        body.append("|---|---|---|---|---|---|---|")
+        t0 = args.targets[0]
+        if "fedda" in have:
+            for o in [x for x in FEDOPT if x in have]:
+                ks = [k for k in done["fedda"] if k in done[o]]
+                a = [time_to(data[(alpha, "fedda", k)], t0, "round") for k in ks]
+                b = [time_to(data[(alpha, o, k)], t0, "round") for k in ks]
+                m, sd, p, n = paired(a, b)
+                body.append(f"| FedDA converges faster than FedOpt | fedda - {o} | rounds to {t0} "
+                            f"| {fmt(m, 1)} | {fmt(sd, 1)} | {fmt(p)} | {n} |")
+                a = [data[(alpha, "fedda", k)][-1]["top1"] for k in ks]
+                b = [data[(alpha, o, k)][-1]["top1"] for k in ks]
+                m, sd, p, n = paired(a, b)
+                body.append(f"| | fedda - {o} | final top1 | {fmt(m)} | {fmt(sd)} | {fmt(p)} | {n} |")
+        if "fedhisyn" in have and budget:
+            for o in [x for x in ("fedavg", "scaffold", "fedat") if x in have]:
+                ks = [k for k in done["fedhisyn"] if k in done[o]]
+                a = [time_to(data[(alpha, "fedhisyn", k)], t0) for k in ks]
+                b = [time_to(data[(alpha, o, k)], t0) for k in ks]
+                m, sd, p, n = paired(a, b)
+                body.append(f"| FedHiSyn reaches accuracy sooner under heterogeneity | fedhisyn - {o} "
+                            f"| sim s to {t0} | {fmt(m, 0)} | {fmt(sd, 0)} | {fmt(p)} | {n} |")
+                a = [acc_at_time(data[(alpha, "fedhisyn", k)], budget) for k in ks]
+                b = [acc_at_time(data[(alpha, o, k)], budget) for k in ks]
+                m, sd, p, n = paired(a, b)
+                body.append(f"| | fedhisyn - {o} | top1 at T | {fmt(m)} | {fmt(sd)} | {fmt(p)} | {n} |")
+        # plots
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+        for s in have:
+            runs = [data[(alpha, s, k)] for k in done[s]]
+            n = min(len(r) for r in runs)
+            acc = np.array([[x.get("top1", np.nan) for x in r[:n]] for r in runs])
+            upd = np.mean([client_updates(r)[:n] for r in runs], axis=0)
+            tim = np.mean([[x["sim_time_s"] for x in r[:n]] for r in runs], axis=0)
+            style = "-" if s in ("fedda", "fedhisyn") else "--"
+            axes[0].plot(upd, np.nanmean(acc, 0), style, label=s)
+            axes[1].plot(tim, np.nanmean(acc, 0), style, label=s)
+        axes[0].set_xlabel("client updates (rounds x clients; FedAT: per tier update)")
+        axes[1].set_xlabel("simulated seconds (virtual clock)")
+        for ax in axes:
+            ax.set_ylabel("test top-1 (mean of seeds)")
+            ax.grid(alpha=0.3)
+        axes[1].legend(fontsize=8, ncol=2)
+        fig.suptitle(f"Federated CIFAR-10 ({args.image_size}x{args.image_size}), Dirichlet alpha {alpha}")
+        fig.tight_layout()
+        png = f"federated_alpha{alpha}.png"
+        fig.savefig(os.path.join(DOCS, png), dpi=90)
+        plt.close(fig)
+        body.append(f"\n![accuracy against client updates and simulated time, alpha {alpha}]({png})\n")
+    cost_path = os.path.join(OUT, "cost.json")
+    if os.path.isfile(cost_path):
+        with open(cost_path) as f:
+            cost = json.load(f)
+        body.append(COST_HEAD.format(**vars(args)))
+        body.append("| run | wall s | CPU s | steps | samples |")
+        body.append("|---|---|---|---|---|")
+        for kind in ("federated", "centralized"):
+            for i, (w, c, st, sa) in enumerate(cost[kind]):
+                body.append(f"| {kind} {i} | {w:.1f} | {c:.1f} | {st} | {sa} |")
+        fw = [x[0] / x[2] for x in cost["federated"]]
+        cw = [x[0] / x[2] for x in cost["centralized"]]
+        fc = [x[1] / x[2] for x in cost["federated"]]
+        cc = [x[1] / x[2] for x in cost["centralized"]]
+        fs = [x[1] / x[3] for x in cost["federated"]]
+        cs = [x[1] / x[3] for x in cost["centralized"]]
+        body.append(f"\nFederated / centralized, medians over the repeats: CPU seconds per sample "
+                    f"{np.median(fs) / np.median(cs):.2f}x, CPU seconds per step "
+                    f"{np.median(fc) / np.median(cc):.2f}x, wall seconds per step "
+                    f"{np.median(fw) / np.median(cw):.2f}x. (A client's last batch is partial, so "
+                    f"the federated side trains fewer samples in as many steps; CPU time is the "
+                    f"process's, all threads, and is the measure to read on a machine whose "
+                    f"other users change the wall time from minute to minute.)\n")
+    page = os.path.join(DOCS, "federated.md")
+    if os.path.isfile(page):  # the hand-written reading of the numbers is kept across reruns
+        with open(page, encoding="utf-8") as f:
+            old = f.read()
+        if READING in old:
+            body.append("\n" + old[old.index(READING):].rstrip())
+    write_page(page, "Federated CIFAR-10: strategies, heterogeneity, cost",
+               " ".join(["python benchmarks/federated_bench.py"] + sys.argv[1:]), "\n".join(body))
+
+
+READING = "## Reading the results"
+
+SCALE = """## Scale (CPU, shared 2-core machine)
+| setting | value |
+|---|---|
+| data | real CIFAR-10 JPEGs (`../shared/data/cifar10`): {train_per_class} training and {test_per_class} test images a class (fixed draw, seed 0), resized to {image_size}x{image_size} |
+| model | SmallCNN width {width}, depth 2, no BatchNorm (the configs' model at width {width}) |
+| clients | {clients}, Dirichlet(alpha) label split (flwr-datasets semantics, min {min_partition_size} samples: at alpha 0.1 no draw gives all 50 clients 10 of the 3000 images), {per_round} a round |
+| local work | 1 epoch, batch 32, the configs' client optimizer |
+| rounds | {rounds} (FedAT: {fedat_rounds} tier updates, about the same client updates) ; evaluation every round |
+| devices | the configs' three classes: fast 30% (400 samples/s, 20 ms, 50 Mbit/s), mid 40% (100, 50 ms, 20 Mbit/s), slow 30% (25, 200 ms, 5 Mbit/s) |
+| strategies | configs/federated/cifar10_<name>.yml as committed; FedDA's full-batch phase: last {fedda_full_batch_rounds} rounds; FedHiSyn at most {fedhisyn_max_steps} ring steps a round (CPU budget; its fast categories would fit more) |
+| seeds | {seeds} (seed changes the split, the device assignment, the initial model and the client sampling) |
+
+The CIFAR-10 configs themselves run 100 clients, 32x32 images and 200 rounds; this page is a
+CPU-scale cut of them, far from the papers' scale (thousands of rounds on GPUs), so the
+accuracies are low and only the relative ordering is read.
+"""
+
+COST_HEAD = """
+## Simulator cost against centralized training
+FedAvg with {cost_clients} IID clients, every client every round, {cost_rounds} rounds, no
+evaluation and no device profile, against the engine's `Trainer` on the union of the clients'
+data for the same number of SGD steps (batch 32, same model, optimizer and transforms); the two
+alternate {cost_repeats} times in one process. A federated step also pays, per client and
+round, the weight copy in and out, a fresh optimizer and the per-client batch lists.
+"""
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", choices=["all", "accuracy", "cost"], default="all")
+    p.add_argument("--report", action="store_true", help="only write the page from finished runs")
+    p.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    p.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.5])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--per-round", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--train-per-class", type=int, default=300)
+    p.add_argument("--test-per-class", type=int, default=50)
+    p.add_argument("--image-size", type=int, default=16)
+    p.add_argument("--min-partition-size", type=int, default=3,
+                   help="10 is not reachable for 50 clients at alpha 0.1 on 3000 images")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--fedda-full-batch-rounds", type=int, default=2)
+    p.add_argument("--fedhisyn-max-steps", type=int, default=3)
+    p.add_argument("--targets", nargs="+", type=float, default=[0.20, 0.25])
+    p.add_argument("--budget-frac", type=float, default=0.5)
+    p.add_argument("--cost-clients", type=int, default=10)
+    p.add_argument("--cost-rounds", type=int, default=2)
+    p.add_argument("--cost-repeats", type=int, default=3)
+    args = p.parse_args()
+    os.makedirs(OUT, exist_ok=True)
+    if not args.report:
+        import ppzoo  # noqa: F401  (registries)
+        lists = subset_lists(args)
+        if args.part in ("all", "cost"):
+            cost_comparison(args, lists)
+        if args.part in ("all", "accuracy"):
+            accuracy_runs(args, lists)
+    report(args)
+
+
+if __name__ == "__main__":
+    main()
