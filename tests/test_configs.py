@@ -9,6 +9,7 @@ import pytest
 import ppzoo  # noqa: F401  (registers every component)
 from ppzoo.core import load_config
 from ppzoo.core.registry import all_registries, check_arguments
+from ppzoo.federated import clock, partition
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(f for f in glob.glob(os.path.join(ROOT, "configs", "**", "*.yml"), recursive=True)
@@ -16,6 +17,8 @@ CONFIGS = sorted(f for f in glob.glob(os.path.join(ROOT, "configs", "**", "*.yml
                  and not os.path.basename(f).startswith("_base"))
 # keys the builders consume before the component sees them
 BUILDER_KEYS = {"lr_schedulers": {"warmup_iters", "warmup_start_lr"}, "optimizers": {"param_groups"}}
+# sections whose `type` selects a function of their own module, with its own table of keys
+OWN_TYPE_TABLES = {"federated.partition": partition.PARTITION_KEYS, "federated.profile": clock.PROFILE_KEYS}
 
 
 def _components(node, path=""):
@@ -39,6 +42,13 @@ def test_config_names_registered_components_with_known_arguments(path):
     registries = all_registries()
     found = 0
     for key, node in _components(cfg):
+        if key in OWN_TYPE_TABLES:
+            table = OWN_TYPE_TABLES[key]
+            assert node["type"] in table, f"{path}: {key}.type {node['type']!r} is not one of {sorted(table)}"
+            unknown = set(node) - table[node["type"]]
+            assert not unknown, f"{path}: {key} has unknown keys {sorted(unknown)}"
+            found += 1
+            continue
         hits = [(name, r) for name, r in registries.items() if node["type"] in r]
         assert hits, f"{path}: {key}.type {node['type']!r} is in no registry"
         name, reg = hits[0]
