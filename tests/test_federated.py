@@ -5,7 +5,6 @@ import copy
 import json
 import sys
 import types
-from dataclasses import dataclass
 
 import numpy as np
 import paddle
@@ -14,25 +13,12 @@ import pytest
 from ppzoo.core.errors import ConfigError
 from ppzoo.federated import strategies as S
 from ppzoo.federated.client import get_weights, local_train, set_weights
+from ppzoo.federated.clock import DeviceProfile
 from ppzoo.federated.trainer import FederatedError, FederatedTrainer
 
 
 # ---------------------------------------------------------------- test doubles
 # Fixed partitions and fixed device profiles, so every number below can be computed by hand.
-@dataclass
-class FixedDevice:
-    device_class: str
-    samples_per_s: float
-    latency_s: float
-    bandwidth_bytes_per_s: float
-
-    def compute_s(self, num_samples):
-        return num_samples / self.samples_per_s
-
-    def transfer_s(self, num_bytes):
-        return self.latency_s + num_bytes / self.bandwidth_bytes_per_s
-
-
 def _partition(cfg, labels, num_clients, seed, where=None):
     if cfg.get("type") == "explicit":
         return [np.asarray(p, np.int64) for p in cfg["parts"]]
@@ -41,7 +27,7 @@ def _partition(cfg, labels, num_clients, seed, where=None):
 
 
 def _build_profile(cfg, num_clients, seed, where=None):
-    return [FixedDevice(*d) for d in cfg["devices"]]
+    return [DeviceProfile(*d) for d in cfg["devices"]]
 
 
 @pytest.fixture(autouse=True)
@@ -314,6 +300,26 @@ def test_fedda_client_applies_the_global_moments_at_every_iteration(tmp_path):
                                np.mean([g["classifier.bias"] for g in gs], axis=0), atol=1e-5)
 
 
+@pytest.mark.parametrize("form", ["sgdm", "adam", "adagrad"])
+def test_fedda_server_moves_the_moments_with_the_clients_gradient_statistics(form):
+    s = S.FedDA(form=form, beta_1=0.8, beta_2=0.9).bind(num_clients=2, total_rounds=10)
+    w = collections.OrderedDict(a=np.zeros(2, np.float32))
+    st = {"m": collections.OrderedDict(a=np.array([1.0, -1.0])),
+          "v": collections.OrderedDict(a=np.array([2.0, 0.5])), "t": 0}
+    res = [S.ClientResult(i, collections.OrderedDict(a=np.full(2, float(i + 1), np.float32)), n, {},
+                          {"grad_mean": collections.OrderedDict(a=np.array([g, -g])),
+                           "grad_sq_mean": collections.OrderedDict(a=np.array([g * g + 1, g * g]))})
+           for i, (n, g) in enumerate(((10, 1.0), (30, 3.0)))]
+    new, st2 = s.aggregate(1, w, res, st)
+    gbar, g2bar = np.array([2.5, -2.5]), np.array([7.0 + 1, 7.0])  # (10 x + 30 y) / 40
+    np.testing.assert_allclose(st2["m"]["a"], 0.8 * np.array([1.0, -1.0]) + 0.2 * gbar)
+    v = {"sgdm": [2.0, 0.5], "adam": 0.9 * np.array([2.0, 0.5]) + 0.1 * g2bar,
+         "adagrad": np.array([2.0, 0.5]) + g2bar}[form]
+    np.testing.assert_allclose(st2["v"]["a"], v)
+    np.testing.assert_allclose(new["a"], 1.75)  # eta_g = 1: the FedAvg of the client weights
+    assert st2["t"] == 1
+
+
 # ---------------------------------------------------------------- FedHiSyn and FedAT
 def test_fedhisyn_one_device_equals_local_sgd(tmp_path):
     # one pass = 3 full-batch steps of 48 samples = 144 samples at 144/s: 1 s; no transfer cost
@@ -383,11 +389,65 @@ def test_fedat_tiers_run_asynchronously_with_cross_weighting(tmp_path):
     assert [r["tier"] for r in recs] == [0, 0, 1, 0]
     np.testing.assert_allclose([r["sim_time_s"] for r in recs], [1.0, 2.0, 2.5, 3.0])
     assert t.server_state["counts"] == [3, 1]
+    # until the slow tier reports, the fast tier weighs T_2 / T = 0: rounds 1-2 leave the
+    # initial global model, so its validation loss, unchanged
+    assert recs[0]["loss"] == recs[1]["loss"] and recs[2]["loss"] != recs[1]["loss"]
     # cross weighting: the fast tier (3 updates) gets the slow tier's count, and vice versa
     tw = t.strategy.tier_weights([3, 1], [0, 1])
     assert tw == {0: 0.25, 1: 0.75}
     tm = t.server_state["tier_models"]
     assert_close(t.global_weights, {k: 0.25 * tm[0][k] + 0.75 * tm[1][k] for k in tm[0]}, atol=1e-6)
+    # a tier restarts from the global model of its finish: tier 0 finished last
+    assert all(np.array_equal(t.sched["running"][0]["weights"][k], t.global_weights[k])
+               for k in t.global_weights)
+
+
+def _paper_fedat_global(tier_models, counts):
+    """Chai et al., Eq. of the cross-tier aggregation: w = sum_m T_{M+1-m}/T w_tier_m
+    (tiers 1..M fastest first), computed apart from the strategy."""
+    M, T = len(counts), float(sum(counts))
+    out = {}
+    for k in tier_models[0]:
+        out[k] = sum(counts[M - 1 - m] / T * tier_models[m][k].astype(np.float64) for m in range(M))
+    return out
+
+
+def test_fedat_global_model_is_the_papers_cross_tier_sum():
+    rng = np.random.default_rng(3)
+    w0 = collections.OrderedDict(a=rng.normal(size=(3, 2)).astype("float32"),
+                                 b=rng.normal(size=4).astype("float32"))
+
+    def result(cid, n):
+        w = collections.OrderedDict((k, rng.normal(size=v.shape).astype("float32")) for k, v in w0.items())
+        return S.ClientResult(cid, w, n)
+
+    s = S.FedAT(num_tiers=3).bind(num_clients=6)
+    state = s.init_state(w0)
+    models = {m: dict(w0) for m in range(3)}  # the paper's tier models start at w0
+    counts = [0, 0, 0]
+    g = w0
+    for tier in [0, 0, 1, 0, 0, 2, 1, 0]:
+        res = [result(2 * tier, 10), result(2 * tier + 1, 30)]
+        g, state = s.aggregate(1, g, res, state, tier=tier)
+        models[tier] = {k: (10 * res[0].weights[k].astype(np.float64) + 30 * res[1].weights[k]) / 40
+                        for k in w0}
+        counts[tier] += 1
+        assert state["counts"] == counts
+        assert_close(g, _paper_fedat_global(models, counts), atol=1e-6)
+    # the first fast-tier update has weight T_3 / T = 0: the global model stays at w0
+    g1, _ = s.aggregate(1, w0, [result(0, 10)], s.init_state(w0), tier=0)
+    assert all(np.array_equal(g1[k], w0[k]) for k in w0)
+    # unreported: skip sums only the tiers that reported, mirrored among them
+    s2 = S.FedAT(num_tiers=3, unreported="skip").bind(num_clients=6)
+    st2 = s2.init_state(w0)
+    r = result(0, 10)
+    g2, st2 = s2.aggregate(1, w0, [r], st2, tier=0)
+    assert all(np.array_equal(g2[k], r.weights[k]) for k in w0)
+    r2 = result(2, 10)
+    g3, st2 = s2.aggregate(2, g2, [r2], st2, tier=1)
+    assert_close(g3, {k: 0.5 * r.weights[k] + 0.5 * r2.weights[k] for k in w0}, atol=1e-6)
+    with pytest.raises(ConfigError, match="unreported"):
+        S.FedAT(unreported="zero")
 
 
 # ---------------------------------------------------------------- clock, faults, config
@@ -457,7 +517,9 @@ def _strip(recs):
 
 
 @pytest.mark.parametrize("strategy", [{"type": "Scaffold"}, {"type": "FedHiSyn", "num_categories": 2},
-                                      {"type": "FedDA", "form": "adam", "full_batch_rounds": 1}])
+                                      {"type": "FedDA", "form": "adam", "full_batch_rounds": 1},
+                                      {"type": "FedAT", "num_tiers": 2}, {"type": "FedAdam"}],
+                         ids=lambda s: s["type"])
 def test_resume_after_a_kill_mid_round_equals_an_uninterrupted_run(tmp_path, monkeypatch, strategy):
     cfg = make_cfg(strategy, parts_of([30, 30, 30, 30]), rounds=3, per_round=3, profile=PROFILE4)
     full = train(cfg, tmp_path, "full")
@@ -505,3 +567,24 @@ def test_resume_refuses_a_changed_federated_setting(tmp_path):
     cfg["federated"]["rounds"] = 2  # train longer: allowed
     t = train(cfg, tmp_path, "r", resume=True)
     assert [r["round"] for r in records(t)] == [1, 2]
+
+
+def test_a_signal_stops_after_the_round_and_resume_continues(tmp_path):
+    from ppzoo.engine.rundir import Interrupted
+    cfg = make_cfg({"type": "FedAvgM", "server_momentum": 0.9}, parts_of([20, 20, 20]), rounds=3,
+                   per_round=2)
+    full = train(cfg, tmp_path, "full")
+    t = FederatedTrainer(copy.deepcopy(cfg), work_dir=str(tmp_path / "cut"))
+
+    def on_record(rec):  # what the SIGTERM handler does, after round 1's record
+        if rec.get("round") == 1:
+            t._interrupt, t.stop_requested = "SIGTERM", True
+
+    t.metric_listeners.append(on_record)
+    with pytest.raises(Interrupted, match="latest/ holds round 1") as err:
+        t.train()
+    assert err.value.exit_code == 130
+    resumed = train(cfg, tmp_path, "cut", resume=True)
+    for k in full.global_weights:
+        assert np.array_equal(full.global_weights[k], resumed.global_weights[k]), k
+    assert _strip(records(resumed)) == _strip(records(full))

@@ -303,7 +303,9 @@ class Trainer:
                              self.optimizer.state_dict() if with_optimizer else None,
                              self.state())
 
-    def resume(self):
+    def load_latest(self):
+        """Load ``latest/`` (or ``latest.old/``) into the model after checking that every key
+        and shape fits; returns ``(opt_state or None, state, folder read)``."""
         path = os.path.join(self.work_dir, "latest")
         model_state, opt_state, state, found = ckpt.load_checkpoint(path, return_path=True)
         from .export import state_fit_problems
@@ -312,21 +314,29 @@ class Trainer:
             raise WeightsError(f"--resume: {found} does not fit the model "
                                f"({type(self.model).__name__}): {'; '.join(problems)}")
         self.model.set_state_dict(model_state)
+        return opt_state, state, found
+
+    def tidy_resumed_folder(self, upto, unit="iter"):
+        """Remove temporaries of killed runs and the metrics records after ``upto``."""
+        if not self.is_main:
+            return
+        removed = ckpt.remove_stale_temps(self.work_dir)
+        if removed:
+            self.logger.info(f"removed temporary files of killed runs: {', '.join(removed)}")
+        dropped = rundir.truncate_metrics(os.path.join(self.work_dir, "metrics.jsonl"), upto)
+        if dropped:
+            self.logger.info(f"metrics.jsonl: dropped {dropped} record(s) after {unit} "
+                             f"{upto}, which this run repeats")
+
+    def resume(self):
+        opt_state, state, found = self.load_latest()
         if opt_state is not None:  # holds the LR schedule's state too (key LR_Scheduler)
             self.optimizer.set_state_dict(opt_state)
         for h in self.hooks:
             h.load_state_dict(state.get("hooks", {}).get(type(h).__name__, {}))
         self.iter = int(state["iter"])
         self.epoch = self.iter // self.iters_per_epoch
-        if self.is_main:
-            removed = ckpt.remove_stale_temps(self.work_dir)
-            if removed:
-                self.logger.info(f"removed temporary files of killed runs: {', '.join(removed)}")
-            dropped = rundir.truncate_metrics(os.path.join(self.work_dir, "metrics.jsonl"),
-                                              self.iter)
-            if dropped:
-                self.logger.info(f"metrics.jsonl: dropped {dropped} record(s) after iter "
-                                 f"{self.iter}, which this run repeats")
+        self.tidy_resumed_folder(self.iter)
         self.logger.info(f"resumed from {found} at iter {self.iter}")
 
     # ------------------------------------------------------------------ steps

@@ -363,39 +363,62 @@ class FedDA(ServerStrategy):
 
 @STRATEGIES.register()
 class FedAT(ServerStrategy):
-    """Chai et al., SC 2021: clients split into ``num_tiers`` tiers by their expected
-    response time (fastest first); inside a tier rounds are synchronous (FedAvg of the tier's
-    selected clients, optional proximal term ``proximal_mu``), across tiers asynchronous:
-    each tier trains from the global model it last received and, when it finishes, updates
-    its tier model and the global model.  The global model is the weighted mean of the tier
-    models that have reported; ``weighting: cross`` (the paper's) weights tier i by the
-    update count of tier M+1-i (slower tiers, which update less often, weigh more),
-    ``count`` by its own count, ``uniform`` equally."""
+    """Chai et al., SC 2021 (arXiv 2010.05958): clients split into ``num_tiers`` tiers by
+    their expected response time (fastest first); inside a tier rounds are synchronous, across
+    tiers asynchronous.  A tier's clients start from the latest global model (optional
+    proximal term ``proximal_mu`` towards it); when the tier finishes, its tier model is
+    replaced by the data-size weighted mean of its clients' models and the global model is
+    recomputed from the tier models:
+
+        w = sum_{m=1..M} (T_{M+1-m} / T) w_tier_m,   T = sum_m T_m,
+
+    T_m being tier m's update count (``weighting: cross``, the paper's: a slow tier, which
+    updates less often, weighs as much as the mirrored fast tier has updated).  The global
+    model is this weighted sum, not an update of the previous global model.
+    ``unreported: initial`` (the paper's rule) keeps every tier model in the sum from the
+    start, a tier that has not reported yet holding the initial global model; ``skip`` sums
+    only the tiers that have reported, mirroring the counts among them.  ``count`` weighs
+    tier m by T_m, ``uniform`` equally."""
     schedule = "tiers"
     WEIGHTINGS = ("cross", "count", "uniform")
+    UNREPORTED = ("initial", "skip")
 
-    def __init__(self, num_tiers=3, weighting="cross", proximal_mu=0.0, tier_fraction=None):
+    def __init__(self, num_tiers=3, weighting="cross", proximal_mu=0.0, tier_fraction=None,
+                 unreported="initial"):
         _check(int(num_tiers) >= 1, f"FedAT.num_tiers must be >= 1, got {num_tiers}")
         _check(weighting in self.WEIGHTINGS,
                f"FedAT.weighting must be one of {', '.join(self.WEIGHTINGS)}, got {weighting!r}")
+        _check(unreported in self.UNREPORTED,
+               f"FedAT.unreported must be one of {', '.join(self.UNREPORTED)}, got {unreported!r}")
         self.num_tiers, self.weighting = int(num_tiers), weighting
         self.proximal_mu = float(proximal_mu)
         self.tier_fraction = None if tier_fraction is None else float(tier_fraction)
+        self.unreported = unreported
+
+    def tiers_in_use(self):
+        """The tiers the runner forms: ``num_tiers``, at most one per client."""
+        return min(self.num_tiers, getattr(self, "num_clients", self.num_tiers))
 
     def init_state(self, global_weights):
-        return {"tier_models": {}, "counts": [0] * self.num_tiers}
+        m = self.tiers_in_use()
+        models = {}
+        if self.unreported == "initial":
+            models = {i: _od((k, np.array(v, copy=True)) for k, v in global_weights.items())
+                      for i in range(m)}
+        return {"tier_models": models, "counts": [0] * m}
 
     def client_config(self, rnd, state):
         return {"proximal_mu": self.proximal_mu} if self.proximal_mu else {}
 
     def tier_weights(self, counts, reported):
-        """Weights of the reported tiers (indices, fastest first)."""
+        """Weights of the tiers in the sum (indices, fastest first): tier j of the n summed
+        tiers gets the count of tier n-1-j among them (``cross``)."""
         reported = sorted(reported)
         if self.weighting == "uniform":
             w = [1.0] * len(reported)
         elif self.weighting == "count":
             w = [float(counts[i]) for i in reported]
-        else:  # the count of the mirrored tier among the reported ones
+        else:  # the count of the mirrored tier
             w = [float(counts[reported[len(reported) - 1 - j]]) for j in range(len(reported))]
         s = sum(w)
         return {i: wi / s for i, wi in zip(reported, w)}
@@ -405,7 +428,7 @@ class FedAT(ServerStrategy):
         state["tier_models"][int(tier)] = fedavg_of(results)
         state["counts"][int(tier)] += 1
         tw = self.tier_weights(state["counts"], state["tier_models"].keys())
-        order = sorted(tw)
+        order = sorted(i for i in tw if tw[i] > 0)
         new = weighted_average([state["tier_models"][i] for i in order], [tw[i] for i in order])
         return new, state
 
@@ -421,11 +444,13 @@ class FedHiSyn(ServerStrategy):
     takes the data-size weighted mean of the models (``weighting: data``; ``visits``
     weights a model by the samples it was trained on).  ``interval_s: null`` sets the
     interval to the slowest category's time for one ring step, so every device trains at
-    least once; ``max_steps`` caps the ring steps of a round (null: as many as fit)."""
+    least once; ``max_steps`` caps the ring steps of a round (null: as many as fit).
+    ``measure: pass_time`` clusters by the time of one local pass (compute on the device's
+    own data plus the hand-over), ``speed`` by the device's samples per second alone."""
     schedule = "rings"
 
     def __init__(self, num_categories=3, cluster="quantile", ring_order="random", interval_s=None,
-                 weighting="data", max_steps=None):
+                 weighting="data", max_steps=None, measure="pass_time"):
         _check(int(num_categories) >= 1, f"FedHiSyn.num_categories must be >= 1, got {num_categories}")
         _check(cluster in ("quantile", "kmeans"), f"FedHiSyn.cluster must be quantile or kmeans, got {cluster!r}")
         _check(ring_order in ("random", "fixed"), f"FedHiSyn.ring_order must be random or fixed, got {ring_order!r}")
@@ -436,6 +461,9 @@ class FedHiSyn(ServerStrategy):
         self.weighting = weighting
         _check(max_steps is None or int(max_steps) >= 1, f"FedHiSyn.max_steps must be >= 1, got {max_steps}")
         self.max_steps = None if max_steps is None else int(max_steps)
+        _check(measure in ("pass_time", "speed"),
+               f"FedHiSyn.measure must be pass_time or speed, got {measure!r}")
+        self.measure = measure
 
     def categories(self, times):
         """Category of each device (0 = fastest) from its measured time per local pass."""
@@ -472,4 +500,7 @@ def build_strategy(cfg, source="<config>"):
     if not isinstance(cfg, dict) or "type" not in cfg:
         raise ConfigError(f"{source}: federated.strategy needs a type "
                           f"({', '.join(sorted(STRATEGIES.keys()))})")
-    return STRATEGIES.build(dict(cfg), key_path="federated.strategy")
+    try:
+        return STRATEGIES.build(dict(cfg), key_path="federated.strategy")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None

@@ -36,6 +36,7 @@ from ..engine import rundir
 from ..engine.trainer import Trainer
 from . import client as client_mod
 from .client import LOCAL_KEYS, get_weights, samples_of_work, set_weights
+from .clock import VirtualClock
 from .strategies import FedDA, build_strategy, nbytes
 
 FED_KEYS = {"num_clients", "clients_per_round", "rounds", "local", "partition", "strategy",
@@ -49,12 +50,12 @@ class FederatedError(PPZooError):
     """A round cannot go on (fewer clients answered than ``federated.min_clients``)."""
 
 
-def _int(fed, key, source, default=None, minimum=1):
-    v = fed.get(key, default)
+def _int(section, key, source, default=None, minimum=1, prefix="federated."):
+    v = section.get(key, default)
     if v is None:
-        raise ConfigError(f"{source}: federated.{key} is required")
+        raise ConfigError(f"{source}: {prefix}{key} is required")
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise ConfigError(f"{source}: federated.{key} must be an integer >= {minimum}, got {v!r}")
+        raise ConfigError(f"{source}: {prefix}{key} must be an integer >= {minimum}, got {v!r}")
     return int(v)
 
 
@@ -87,9 +88,7 @@ def check_federated_config(cfg):
         raise ConfigError(f"{source}: federated.local: set epochs or steps, not both")
     for key in ("epochs", "steps", "batch_size"):
         if key in local:
-            v = local[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{source}: federated.local.{key} must be an integer >= 1, got {v!r}")
+            _int(local, key, source, prefix="federated.local.")
     opt = local.get("optimizer", cfg.get("optimizer"))
     if opt is not None and (not isinstance(opt, dict) or "type" not in opt):
         raise ConfigError(f"{source}: federated.local.optimizer needs a type (e.g. SGD), got {opt!r}")
@@ -109,6 +108,7 @@ class FederatedTrainer(Trainer):
 
     def __init__(self, cfg, work_dir=None, resume=False, build_train=True, overwrite=False):
         self.fed_cfg = check_federated_config(cfg)
+        self._eval_loss = None
         super().__init__(cfg, work_dir=work_dir, resume=resume, build_train=build_train,
                          overwrite=overwrite)
 
@@ -161,6 +161,11 @@ class FederatedTrainer(Trainer):
             self.strategy.bind(self.num_clients, trainable, total_rounds=self.total_rounds)
         else:
             self.strategy.bind(self.num_clients, trainable)
+        if isinstance(self.strategy, FedDA):
+            ignored = sorted(set(self.local_cfg["optimizer"]) - {"type", "learning_rate"})
+            self.logger.info("FedDA: clients step with the server's moments (form "
+                             f"{self.strategy.form}); federated.local.optimizer contributes only "
+                             "its learning_rate" + (f" ({', '.join(ignored)} unused)" if ignored else ""))
         if self.strategy.schedule in ("tiers", "rings") and self.profiles is None:
             raise ConfigError(f"{self.source}: {type(self.strategy).__name__} schedules clients by "
                               f"their speed: set federated.profile")
@@ -173,8 +178,8 @@ class FederatedTrainer(Trainer):
         self.server_state = self.strategy.init_state(self.global_weights)
         self.client_states = {}
         self.sched = {}
+        self._events = None  # FedAT's pending tier finishes (its state lives in sched)
         self.last_ring_trace = {}
-        self._eval_loss = None
         if resume:
             self.resume()
         if self.is_main:
@@ -202,14 +207,7 @@ class FederatedTrainer(Trainer):
                              self.state(), extra=extra)
 
     def resume(self):
-        path = os.path.join(self.work_dir, "latest")
-        model_state, _, state, found = ckpt.load_checkpoint(path, return_path=True)
-        from ..engine.export import state_fit_problems
-        problems = state_fit_problems(self.model, model_state)
-        if problems:
-            raise WeightsError(f"--resume: {found} does not fit the model "
-                               f"({type(self.model).__name__}): {'; '.join(problems)}")
-        self.model.set_state_dict(model_state)
+        _, state, found = self.load_latest()
         self.global_weights = get_weights(self.model)
         try:
             extra = paddle.load(os.path.join(found, STATE_FILE), return_numpy=True)
@@ -220,14 +218,7 @@ class FederatedTrainer(Trainer):
         self.sched = extra.get("sched") or {}
         self.round = self.iter = int(state["round"])
         self.clock = float(state["clock"])
-        if self.is_main:
-            removed = ckpt.remove_stale_temps(self.work_dir)
-            if removed:
-                self.logger.info(f"removed temporary files of killed runs: {', '.join(removed)}")
-            dropped = rundir.truncate_metrics(os.path.join(self.work_dir, "metrics.jsonl"), self.round)
-            if dropped:
-                self.logger.info(f"metrics.jsonl: dropped {dropped} record(s) after round "
-                                 f"{self.round}, which this run repeats")
+        self.tidy_resumed_folder(self.round, unit="round")
         self.logger.info(f"resumed from {found} at round {self.round} (clock {self.clock:.3f}s)")
 
     def _stop_on_interrupt(self):
@@ -243,9 +234,7 @@ class FederatedTrainer(Trainer):
     def client_time(self, cid, down_bytes, samples, up_bytes):
         """Virtual seconds of one client's round: download, local compute, upload."""
         p = self._profile(cid)
-        if p is None:
-            return 0.0
-        return float(p.transfer_s(down_bytes) + p.compute_s(samples) + p.transfer_s(up_bytes))
+        return 0.0 if p is None else float(p.round_s(samples, down_bytes, up_bytes))
 
     def _trainable_bytes(self):
         names = set(self.strategy.trainable or self.global_weights)
@@ -360,6 +349,7 @@ class FederatedTrainer(Trainer):
         tiers = [sorted(int(c) for c in chunk)
                  for chunk in np.array_split(order, min(s.num_tiers, self.num_clients))]
         self.sched = {"tiers": tiers, "starts": [0] * len(tiers), "running": {}}
+        self._events = VirtualClock()
         for i in range(len(tiers)):
             self._tier_start(i, 0.0)
 
@@ -382,13 +372,17 @@ class FederatedTrainer(Trainer):
         self.sched["running"][i] = {"start": now, "finish": now + dur, "clients": selected,
                                     "late": late, "weights": self.global_weights,
                                     "start_no": self.sched["starts"][i], "down": down}
+        self._events.schedule_at(now + dur, i)
+        self.sched["events"] = self._events.state_dict()
 
     def _tier_round(self, rnd):
         if not self.sched:
             self._tier_setup()
-        run = self.sched["running"]
-        i = min(run, key=lambda j: (run[j]["finish"], j))
-        job = run[i]
+        if getattr(self, "_events", None) is None:  # resumed: the pending tier finishes
+            self._events = VirtualClock()
+            self._events.load_state_dict(self.sched["events"])
+        _, i = self._events.pop()  # the next tier to finish (ties: the one started first)
+        job = self.sched["running"][i]
         conf = self.strategy.client_config(rnd, self.server_state)
         failures, results = [], []
         for c in job["clients"]:
@@ -420,7 +414,8 @@ class FederatedTrainer(Trainer):
         for c in range(self.num_clients):
             p = self._profile(c)
             times.append(float(p.compute_s(self._work(c, 1)) + p.transfer_s(model_bytes)))
-        cats = self.strategy.categories(times)
+        speeds = [1.0 / self._profile(c).samples_per_s for c in range(self.num_clients)]
+        cats = self.strategy.categories(times if self.strategy.measure == "pass_time" else speeds)
         self.sched = {"pass_time": times, "category": [int(x) for x in cats]}
         for j in sorted(set(self.sched["category"])):
             members = [c for c in range(self.num_clients) if self.sched["category"][c] == j]
