@@ -320,6 +320,42 @@ def holm(pvalues):
     return out
 
 
+def scale_lines(path):
+    """The scale search (plain fine-tuning, one seed per scale) from ``path``: where plain
+    leaves the majority class.  For accuracy the majority rate's binomial standard error on
+    the dev set, sqrt(p (1 - p) / n), says how far above it a single run must be to mean more
+    than chance; for Matthews correlation the null's is about 1 / sqrt(n)."""
+    import math
+    recs = read_jsonl(path)
+    if not recs:
+        return []
+    out = ["Scale search: plain fine-tuning, one seed, at growing scales (the runs file "
+           f"`{os.path.basename(path)}`). Majority: what always answering the most frequent dev "
+           "label scores; SE: the binomial standard error of that rate on the dev set (accuracy) "
+           "or 1/sqrt(n) (MCC, under no correlation).", "",
+           "| task | scale | seed | metric | plain | majority | SE | plain - majority in SE | median step (s) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        task, metric = r["task"], r["metric"]
+        n = dev_size(task)
+        if metric == "acc":
+            base = majority_rate(task)
+            se = math.sqrt(base * (1 - base) / n)
+        else:
+            base, se = 0.0, 1 / math.sqrt(n)
+        out.append(f"| {task} | {protocol_text(r['protocol'])} | {r['seed']} | {metric} | {r['value']:.4f} | "
+                   f"{base:.4f} | {se:.4f} | {(r['value'] - base) / se:+.1f} | {r['median_step_s']:.2f} |")
+    return out + [""]
+
+
+@functools.lru_cache(maxsize=None)
+def dev_size(task):
+    from ppzoo.core import load_config
+    from ppzoo.core.builder import DATASETS
+    cfg = load_config(config_path(task, "plain"))
+    return len(DATASETS.build(cfg["val_dataset"], key_path="val_dataset"))
+
+
 def timing_lines(path):
     """The side-by-side step-time table from a ``--timing`` file."""
     import numpy as np
@@ -413,6 +449,7 @@ def summarize(rows, out_md, out_png, args):
                      f"{st['w_p']:.3f} | {st['ratio']:.2f} | {st['pm_p']:.3f} | {ph:.3f} |")
     lines += [""]
     lines += timing_lines(out_md[:-3] + "_timing.jsonl")
+    lines += scale_lines(out_md[:-3] + "_scale_runs.jsonl")
     lines += loss_table(rows, tasks)
     lines += [f"Per run (JSON lines): `docs/benchmarks/{os.path.basename(out_md)[:-3]}_runs.jsonl`."]
     with open(out_md, "w") as f:
