@@ -45,6 +45,8 @@ from _common import ROOT, CPU_SETTINGS, cpu_model, last_record  # noqa: E402  (a
 
 METHODS = ["plain", "lnsr", "l2sp", "mixout", "smart"]
 OUTPUT = os.path.join(ROOT, "output")  # the runs' work folders
+#: text of a page from this line on is kept when the page is rewritten from its runs file
+READING_MARKER = "<!-- reading: kept when the tables above are rewritten -->"
 
 
 def config_path(task, method):
@@ -452,8 +454,15 @@ def summarize(rows, out_md, out_png, args):
     lines += scale_lines(out_md[:-3] + "_scale_runs.jsonl")
     lines += loss_table(rows, tasks)
     lines += [f"Per run (JSON lines): `docs/benchmarks/{os.path.basename(out_md)[:-3]}_runs.jsonl`."]
-    with open(out_md, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    kept = ""  # a written reading below READING_MARKER survives a rewrite of the tables
+    if os.path.exists(out_md):
+        text = open(out_md, encoding="utf-8").read()
+        if READING_MARKER in text:
+            kept = "\n" + text[text.index(READING_MARKER):]
+    tmp = out_md + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n" + kept)
+    os.replace(tmp, out_md)
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -109,3 +109,21 @@ def test_timing_interleaves_methods_and_rotates_their_order(bench, toy):
     recs = list(bench.time_steps("toy", ["plain", "lnsr"], args_of(timing=3, timing_steps=2)))
     assert len(recs) == 6 and all(r["steps"] == 2 and r["median_step_s"] > 0 for r in recs)
     assert [r["method"] for r in recs] == ["plain", "lnsr", "lnsr", "plain", "plain", "lnsr"]
+
+
+def test_page_rewrite_keeps_the_written_reading(bench, toy, tmp_path):
+    """Rewriting the page from the runs file replaces the tables and keeps the text below the
+    reading marker; the paired table carries Holm's column."""
+    args = args_of(tasks=["toy"])
+    pr = bench.protocol_of(args)
+    rows = [dict(task="toy", method=m, seed=s, value=0.5 + 0.01 * s + (0.02 if m == "lnsr" else 0.0),
+                 median_step_s=1.0, protocol=pr, code="abc", command="--tasks toy",
+                 train_mean_losses={"loss": 0.5}) for m in ("plain", "lnsr") for s in range(3)]
+    md, png = str(tmp_path / "page.md"), str(tmp_path / "page.png")
+    bench.summarize(rows, md, png, args)
+    with open(md, "a") as f:
+        f.write("\n" + bench.READING_MARKER + "\nWhat the seeds support.\n")
+    bench.summarize(rows, md, png, args)
+    text = open(md).read()
+    assert text.count("What the seeds support.") == 1 and text.count(bench.READING_MARKER) == 1
+    assert "t-test p (Holm)" in text and "| toy | lnsr | 3 | +0.0200 |" in text
