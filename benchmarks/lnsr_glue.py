@@ -345,7 +345,8 @@ def scale_lines(path):
             se = math.sqrt(base * (1 - base) / n)
         else:
             base, se = 0.0, 1 / math.sqrt(n)
-        out.append(f"| {task} | {protocol_text(r['protocol'])} | {r['seed']} | {metric} | {r['value']:.4f} | "
+        shown = f"{task} (trained on {r['trained_on']})" if r.get("trained_on") else task
+        out.append(f"| {shown} | {protocol_text(r['protocol'])} | {r['seed']} | {metric} | {r['value']:.4f} | "
                    f"{base:.4f} | {se:.4f} | {(r['value'] - base) / se:+.1f} | {r['median_step_s']:.2f} |")
     return out + [""]
 
@@ -415,10 +416,9 @@ def summarize(rows, out_md, out_png, args):
             lines.append(f"| {task} | {m} | {len(v)} | {metric} | {v.mean():.4f} | {std:.4f} | {ratio} |")
     lines += ["", "std is the sample standard deviation over seeds. Step time / plain: the median over a "
               "method's runs of each run's median step time, over the same for plain on that task "
-              "(a shared machine: the ratio is noisy, and it compares runs made at different times "
-              "and loads when a method's runs come from another invocation than plain's; the "
-              "ratios of the variant rows, run on an idle machine after plain ran under load, "
-              "are not step costs).", "",
+              "(runs made one after another on a shared machine whose load changes from run to "
+              "run: this column is not a step cost; the side-by-side timing table, where there "
+              "is one, is).", "",
               "Each method against plain fine-tuning, paired by seed (same seed: same subsample, "
               "initial head and batch order): mean difference of the metric, two-sided p of the "
               "paired t-test and of the exact Wilcoxon signed-rank test (with n seeds its smallest "
