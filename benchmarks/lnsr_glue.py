@@ -19,7 +19,15 @@ studies.  A method may name a variant with regularizer overrides, e.g.
 ``<out>/<name>_runs.jsonl`` (one line per run, with the code's git commit) and the page to
 ``<out>/<name>.md``; ``--report`` rewrites the page and plot from the runs file.  Every method
 is compared with plain fine-tuning paired over seeds (paired t-test and Wilcoxon signed-rank
-test of the metric, Pitman-Morgan test of equal variances).
+test of the metric, Pitman-Morgan test of equal variances), with Holm's correction over the
+page's comparisons.
+
+Each task may run at its own scale (a runs file holds one protocol per task; each run records
+its protocol and command).  ``--transfer mrpc:mrpc2rte`` evaluates every trained MRPC model on
+RTE dev as well, so the domain-shift rows cost no extra training (the benchmark checks first
+that the two tasks' configs train the same thing).  ``--timing R`` measures the methods' step
+times side by side instead: one process builds every method's trainer, and R rounds time
+``--timing-steps`` steps of each method on the same batches, methods interleaved.
 """
 import argparse
 import collections
@@ -36,6 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, CPU_SETTINGS, cpu_model, last_record  # noqa: E402  (also tunes the CPU before any math)
 
 METHODS = ["plain", "lnsr", "l2sp", "mixout", "smart"]
+OUTPUT = os.path.join(ROOT, "output")  # the runs' work folders
+#: text of a page from this line on is kept when the page is rewritten from its runs file
+READING_MARKER = "<!-- reading: kept when the tables above are rewritten -->"
 
 
 def config_path(task, method):
@@ -102,15 +113,15 @@ def parse_method(method):
     return base, over
 
 
-def run_one(task, method, seed, args):
+def run_config(task, method, seed, args, output_dir="bench_lnsr"):
+    """The config of one benchmark run: the method's config at the benchmark's scale."""
     from ppzoo.core import load_config
-    from ppzoo.engine import build_trainer
     base, over = parse_method(method)
     cfg = load_config(config_path(task, base))
     cfg["regularizer"].update(over)
     cfg["seed"] = seed
     cfg["name"] = f"{task}_{method.replace('@', '_').replace(',', '_').replace('=', '')}_s{seed}"
-    cfg["output_dir"] = os.path.join(ROOT, "output", "bench_lnsr")
+    cfg["output_dir"] = os.path.join(OUTPUT, output_dir)
     for key in ("train_dataset", "val_dataset"):
         cfg[key]["max_seq_len"] = args.max_seq_len
     cfg["train_dataset"]["max_examples"] = args.train_examples
@@ -119,6 +130,15 @@ def run_one(task, method, seed, args):
         cfg["model"]["pooling"] = args.pooling
     cfg["train"].update({"epochs": args.epochs, "batch_size": args.batch_size, "log_interval": 10 ** 9, "eval_interval": 10 ** 9,
                          "checkpoint_interval": 10 ** 9})
+    return cfg
+
+
+def run_one(task, method, seed, args, transfer=()):
+    """Train one run; returns its row and one row for each task of ``transfer`` (tasks that
+    train on the same data and evaluate elsewhere, e.g. ``mrpc2rte`` for ``mrpc``: the trained
+    model is evaluated on that task's dev set instead of being trained twice)."""
+    from ppzoo.engine import build_trainer
+    cfg = run_config(task, method, seed, args)
     trainer = build_trainer(cfg, overwrite=True)  # a rerun moves the previous run aside
     step_times = []
     orig = trainer.train_step
@@ -130,9 +150,40 @@ def run_one(task, method, seed, args):
     trainer.train_step = timed
     trainer.train()  # ends with an evaluation on the dev set; its record is the result
     step_times = sorted(step_times[1:] or step_times)  # first step warms up
-    return dict({"task": task, "method": method, "seed": seed, "metric": task_info(task)[0],
-                 "median_step_s": step_times[len(step_times) // 2], "iters": trainer.iter},
-                **run_records(trainer.work_dir, task, trainer.iter))
+    common = {"method": method, "seed": seed, "median_step_s": step_times[len(step_times) // 2],
+              "iters": trainer.iter}
+    rows = [dict(common, task=task, metric=task_info(task)[0], **run_records(trainer.work_dir, task, trainer.iter))]
+    for other in transfer:
+        res = evaluate_on(trainer, other, method, seed, args)
+        rows.append(dict(common, task=other, metric=task_info(other)[0], trained_on=task,
+                         value=res[task_info(other)[0]], results=res,
+                         train_mean_losses=rows[0]["train_mean_losses"]))
+    return rows
+
+
+def evaluate_on(trainer, other, method, seed, args):
+    """Metrics of ``other``'s config on its dev set for the model ``trainer`` trained."""
+    from ppzoo.core.builder import DATASETS, METRICS
+    ocfg = run_config(other, method, seed, args)
+    ds = DATASETS.build(ocfg["val_dataset"], key_path="val_dataset")
+    own = trainer.metrics
+    trainer.metrics = [METRICS.build(m, key_path=f"metrics[{i}]") for i, m in enumerate(ocfg["metrics"])]
+    try:
+        return trainer.evaluate(trainer._make_eval_loader(ds))
+    finally:
+        trainer.metrics = own
+
+
+def check_transfer(task, other, methods, args):
+    """``other`` may reuse ``task``'s runs only when every method trains the same thing."""
+    problems = []
+    for m in methods:
+        a, b = run_config(task, m, 0, args), run_config(other, m, 0, args)
+        for key in ("train_dataset", "model", "optimizer", "regularizer", "train", "loss", "lr_scheduler"):
+            if a.get(key) != b.get(key):
+                problems.append(f"--transfer {task}:{other}: configs/lnsr/{other}_{parse_method(m)[0]}.yml "
+                                f"differs from {task}'s in {key!r}, so {task}'s runs do not train it")
+    return problems
 
 
 def run_records(work_dir, task, iters):
@@ -222,6 +273,119 @@ def paired_tests(x, y):
     return out
 
 
+def command_lines(rows, tasks):
+    """The commands that wrote the runs (each run records its own), or this invocation's."""
+    cmds = list(dict.fromkeys(r["command"] for r in rows if r["task"] in tasks and "command" in r))
+    if not cmds:
+        return [f"Command: `nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py "
+                f"{' '.join(a for a in sys.argv[1:] if a != '--report')}`"
+                + "".join(f"; row {m}: the same with `--tasks {t} --methods {m}`" for t, m in variants(rows, tasks))]
+    return ["Commands (each run records the command that ran it; `--report` rewrites this page):", ""] + \
+        [f"    nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py {c}" for c in cmds] + [""]
+
+
+def protocol_text(pr):
+    n = pr.get("train_examples")
+    return ((f"fixed train subsample of {n} examples (subsample seed 0), " if n else "the whole training set, ")
+            + f"max_seq_len {pr['max_seq_len']}, {pr['epochs']} epoch(s), batch {pr['batch_size']}, "
+            f"AdamW {pr['lr']:g} with linear decay")
+
+
+def protocol_lines(rows, tasks, args):
+    """The scale of each task's runs (tasks may run at different scales)."""
+    per_task = {}
+    for t in tasks:
+        prs = list(dict.fromkeys(json.dumps(r["protocol"], sort_keys=True) for r in rows if r["task"] == t and "protocol" in r))
+        per_task[t] = [json.loads(x) for x in prs] or [protocol_of(args)]
+    tail = ("; mean pooling unless the protocol names another; evaluation on the full dev set "
+            "after the last step; a task trained on another task's data (`trained on`) is that "
+            "task's runs evaluated on this task's dev set.")
+    distinct = {json.dumps(p, sort_keys=True) for ps in per_task.values() for p in ps}
+    if len(distinct) == 1:
+        return ["Protocol: " + protocol_text(next(iter(per_task.values()))[0]) + tail]
+    out = ["Protocol per task" + tail, "", "| task | trained on | scale |", "|---|---|---|"]
+    for t, ps in per_task.items():
+        src = sorted({r.get("trained_on", t) for r in rows if r["task"] == t})
+        out += [f"| {t} | {', '.join(src)} | {protocol_text(p)}{', pooling ' + p['pooling'] if p.get('pooling') else ''} |"
+                for p in ps]
+    return out + [""]
+
+
+def holm(pvalues):
+    """Holm's step-down adjustment of ``pvalues`` (family-wise error; NaN stays NaN)."""
+    import math
+    idx = sorted((i for i, p in enumerate(pvalues) if not math.isnan(p)), key=lambda i: pvalues[i])
+    m, out, running = len(idx), [float("nan")] * len(pvalues), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def scale_lines(path):
+    """The scale search (plain fine-tuning, one seed per scale) from ``path``: where plain
+    leaves the majority class.  For accuracy the majority rate's binomial standard error on
+    the dev set, sqrt(p (1 - p) / n), says how far above it a single run must be to mean more
+    than chance; for Matthews correlation the null's is about 1 / sqrt(n)."""
+    import math
+    recs = read_jsonl(path)
+    if not recs:
+        return []
+    out = ["Scale search: plain fine-tuning, one seed, at growing scales (the runs file "
+           f"`{os.path.basename(path)}`). Majority: what always answering the most frequent dev "
+           "label scores; SE: the binomial standard error of that rate on the dev set (accuracy) "
+           "or 1/sqrt(n) (MCC, under no correlation).", "",
+           "| task | scale | seed | metric | plain | majority | SE | plain - majority in SE | median step (s) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        task, metric = r["task"], r["metric"]
+        n = dev_size(task)
+        if metric == "acc":
+            base = majority_rate(task)
+            se = math.sqrt(base * (1 - base) / n)
+        else:
+            base, se = 0.0, 1 / math.sqrt(n)
+        shown = f"{task} (trained on {r['trained_on']})" if r.get("trained_on") else task
+        out.append(f"| {shown} | {protocol_text(r['protocol'])} | {r['seed']} | {metric} | {r['value']:.4f} | "
+                   f"{base:.4f} | {se:.4f} | {(r['value'] - base) / se:+.1f} | {r['median_step_s']:.2f} |")
+    return out + [""]
+
+
+@functools.lru_cache(maxsize=None)
+def dev_size(task):
+    from ppzoo.core import load_config
+    from ppzoo.core.builder import DATASETS
+    cfg = load_config(config_path(task, "plain"))
+    return len(DATASETS.build(cfg["val_dataset"], key_path="val_dataset"))
+
+
+def timing_lines(path):
+    """The side-by-side step-time table from a ``--timing`` file."""
+    import numpy as np
+    recs = read_jsonl(path)
+    if not recs:
+        return []
+    out = ["Step time measured side by side (`--timing`): every method's trainer built in one "
+           "process, all stepping on the same batches, methods interleaved in rounds with the order "
+           "rotating; per round the median of its steps; ratio = a method's round median over "
+           "plain's in the same round.", ""]
+    for task in dict.fromkeys(r["task"] for r in recs):
+        rs = [r for r in recs if r["task"] == task]
+        first = rs[0]
+        out += [f"{task}: {first['steps']} steps per method per round, {len({r['round'] for r in rs})} rounds, "
+                f"{protocol_text(first['protocol'])}; {first['cpu']}, {first['date']}, code {first['code']}, "
+                f"1-minute load average {min(r['load1'] for r in rs):.1f}-{max(r['load1'] for r in rs):.1f}.", "",
+                "| method | median step (s) | ratio to plain: median | min | max |", "|---|---|---|---|---|"]
+        plain = {r["round"]: r["median_step_s"] for r in rs if r["method"] == "plain"}
+        for m in dict.fromkeys(r["method"] for r in rs):
+            mine = {r["round"]: r["median_step_s"] for r in rs if r["method"] == m}
+            ratios = [mine[k] / plain[k] for k in mine if k in plain]
+            out.append(f"| {m} | {np.median(list(mine.values())):.3f} | "
+                       + (f"{np.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} |" if ratios else "n/a | | |"))
+        out.append("")
+    return out
+
+
 def summarize(rows, out_md, out_png, args):
     import numpy as np
     tasks = [t for t in args.tasks if any(r["task"] == t for r in rows)]
@@ -230,13 +394,8 @@ def summarize(rows, out_md, out_png, args):
              + ", ".join(f"{c} ({n} runs)" for c, n in cpus(rows).items())
              + f"; code: " + ", ".join(sorted({r.get('code', 'unrecorded') for r in rows}))
              + f". Table written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-             f"Command: `nice -n 5 .venv/bin/python benchmarks/lnsr_glue.py {' '.join(a for a in sys.argv[1:] if a != '--report')}`"
-             + "".join(f"; row {m}: the same with `--tasks {t} --methods {m}`" for t, m in variants(rows, tasks)),
-             (f"Protocol: fixed train subsample of {args.train_examples} examples (subsample seed 0), "
-              if args.train_examples else "Protocol: the whole training set, ") +
-             f"max_seq_len {args.max_seq_len}, {args.epochs} epoch(s), batch {args.batch_size}, AdamW {args.lr:g} with linear "
-             "decay; mean pooling unless --pooling says otherwise; evaluation on the full dev set after the last step; "
-             + (FIXED_SETTINGS if all("code" in r for r in rows) else EARLIER_SETTINGS), "",
+             ] + command_lines(rows, tasks) + protocol_lines(rows, tasks, args) + [
+             "Hyper-parameters: " + (FIXED_SETTINGS if all("code" in r for r in rows) else EARLIER_SETTINGS), "",
              "| task | method | seeds | metric | mean | std | step time / plain |",
              "|---|---|---|---|---|---|---|"]
     for task in tasks:
@@ -257,17 +416,21 @@ def summarize(rows, out_md, out_png, args):
             lines.append(f"| {task} | {m} | {len(v)} | {metric} | {v.mean():.4f} | {std:.4f} | {ratio} |")
     lines += ["", "std is the sample standard deviation over seeds. Step time / plain: the median over a "
               "method's runs of each run's median step time, over the same for plain on that task "
-              "(a shared machine: the ratio is noisy, and it compares runs made at different times "
-              "and loads when a method's runs come from another invocation than plain's; the "
-              "ratios of the variant rows, run on an idle machine after plain ran under load, "
-              "are not step costs).", "",
+              "(runs made one after another on a shared machine whose load changes from run to "
+              "run: this column is not a step cost; the side-by-side timing table, where there "
+              "is one, is).", "",
               "Each method against plain fine-tuning, paired by seed (same seed: same subsample, "
               "initial head and batch order): mean difference of the metric, two-sided p of the "
               "paired t-test and of the exact Wilcoxon signed-rank test (with n seeds its smallest "
               "possible p is 2/2^n), and two-sided p of the Pitman-Morgan test that the two "
-              "spreads are equal.", "",
-              "| task | method | paired seeds | mean diff | t-test p | Wilcoxon p | std ratio (method/plain) | Pitman-Morgan p |",
-              "|---|---|---|---|---|---|---|---|"]
+              "spreads are equal.  Multiple comparisons: the Holm columns adjust the t-test p and the "
+              "Pitman-Morgan p over every comparison of this table (one family each, "
+              "family-wise error); a difference is called significant here only where its Holm p "
+              "is below 0.05.", "",
+              "| task | method | paired seeds | mean diff | t-test p | t-test p (Holm) | Wilcoxon p | "
+              "std ratio (method/plain) | Pitman-Morgan p | Pitman-Morgan p (Holm) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    table = []
     for task in tasks:
         plain = {r["seed"]: r["value"] for r in rows if r["task"] == task and r["method"] == "plain"}
         for m in methods_of(rows, task):
@@ -279,14 +442,27 @@ def summarize(rows, out_md, out_png, args):
                 continue
             x, y = [mine[k] for k in seeds], [plain[k] for k in seeds]
             st = paired_tests(x, y)
-            ratio = (np.std(x, ddof=1) / np.std(y, ddof=1)) if len(seeds) > 1 and np.std(y) > 0 else float("nan")
-            lines.append(f"| {task} | {m} | {st['n']} | {st['diff']:+.4f} | {st['t_p']:.3f} | "
-                         f"{st['w_p']:.3f} | {ratio:.2f} | {st['pm_p']:.3f} |")
+            st["ratio"] = (np.std(x, ddof=1) / np.std(y, ddof=1)) if len(seeds) > 1 and np.std(y) > 0 else float("nan")
+            table.append((task, m, st))
+    t_holm = holm([st["t_p"] for _, _, st in table])
+    pm_holm = holm([st["pm_p"] for _, _, st in table])
+    for (task, m, st), th, ph in zip(table, t_holm, pm_holm):
+        lines.append(f"| {task} | {m} | {st['n']} | {st['diff']:+.4f} | {st['t_p']:.3f} | {th:.3f} | "
+                     f"{st['w_p']:.3f} | {st['ratio']:.2f} | {st['pm_p']:.3f} | {ph:.3f} |")
     lines += [""]
+    lines += timing_lines(out_md[:-3] + "_timing.jsonl")
+    lines += scale_lines(out_md[:-3] + "_scale_runs.jsonl")
     lines += loss_table(rows, tasks)
     lines += [f"Per run (JSON lines): `docs/benchmarks/{os.path.basename(out_md)[:-3]}_runs.jsonl`."]
-    with open(out_md, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    kept = ""  # a written reading below READING_MARKER survives a rewrite of the tables
+    if os.path.exists(out_md):
+        text = open(out_md, encoding="utf-8").read()
+        if READING_MARKER in text:
+            kept = "\n" + text[text.index(READING_MARKER):]
+    tmp = out_md + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n" + kept)
+    os.replace(tmp, out_md)
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -340,37 +516,120 @@ def main():
                    help="runs file <name>_runs.jsonl and page <name>.md under --out (lnsr_glue: the "
                         "runs of the code before the regularizer fixes)")
     p.add_argument("--report", action="store_true", help="only rewrite the table and plot from the runs file")
+    p.add_argument("--transfer", nargs="+", default=[], metavar="TASK:OTHER",
+                   help="after each run of TASK also evaluate the trained model on OTHER's dev set "
+                        "(OTHER's configs must train exactly what TASK's do, e.g. mrpc:mrpc2rte)")
+    p.add_argument("--timing", type=int, metavar="REPEATS",
+                   help="instead of training runs: time the methods' steps side by side on the first "
+                        "task, REPEATS rounds of --timing-steps steps per method, methods interleaved")
+    p.add_argument("--timing-steps", type=int, default=5)
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     runs = os.path.join(args.out, f"{args.name}_runs.jsonl")
     md, png = os.path.join(args.out, f"{args.name}.md"), os.path.join(args.out, f"{args.name}.png")
-    protocol = {k: getattr(args, k) for k in ("train_examples", "max_seq_len", "epochs", "lr",
-                                               "batch_size", "pooling")}
-    rows = [json.loads(l) for l in open(runs)] if os.path.exists(runs) else []
-    other = [r for r in rows if r.get("protocol") != protocol]
-    if other:
-        sys.exit(f"{runs} holds {len(other)} run(s) of another protocol ({other[0].get('protocol')}); "
-                 f"resume with those options or write elsewhere with --out")
+    protocol = protocol_of(args)
+    rows = read_jsonl(runs)
+    transfer = {}
+    for item in args.transfer:
+        src, colon, dst = item.partition(":")
+        if not colon or src not in args.tasks:
+            sys.exit(f"--transfer {item!r}: expected TASK:OTHER with TASK among --tasks {args.tasks}")
+        transfer.setdefault(src, []).append(dst)
+    run_tasks = args.tasks + [d for ds in transfer.values() for d in ds]
+    # one protocol per task: a runs file may hold tasks run at different scales
+    other = [r for r in rows if r["task"] in run_tasks and r.get("protocol") != protocol]
+    if other and not args.report:
+        sys.exit(f"{runs} holds {len(other)} run(s) of task {other[0]['task']} with another protocol "
+                 f"({other[0].get('protocol')}); resume with those options or write elsewhere with --name")
     if args.report:
+        args.tasks = run_tasks
         summarize(rows, md, png, args)
         return
-    problems = [p for task in args.tasks for p in check_task(task, args.methods)]
+    problems = [p for task in run_tasks for p in check_task(task, args.methods)]
+    problems += [p for src, ds in transfer.items() for d in ds for p in check_transfer(src, d, args.methods, args)]
     if problems:
         sys.exit("cannot run the benchmark:\n  " + "\n  ".join(problems))
     code = git_commit()
+    if args.timing:
+        timing_file = os.path.join(args.out, f"{args.name}_timing.jsonl")
+        for rec in time_steps(args.tasks[0], args.methods, args):
+            rec.update(protocol=protocol, cpu=cpu_model(), date=time.strftime('%Y-%m-%d'), code=code)
+            append_jsonl(timing_file, rec)
+            print(json.dumps(rec), flush=True)
+        args.tasks = list(dict.fromkeys([r["task"] for r in rows] + [args.tasks[0]]))
+        summarize(rows, md, png, args)
+        return
+    args.tasks = run_tasks
     done = {(r["task"], r["method"], r["seed"]) for r in rows}
     for seed in args.seeds:  # seed-major: partial results stay balanced across methods
-        for task in args.tasks:
+        for task in [t for t in args.tasks if t not in {d for ds in transfer.values() for d in ds}]:
             for m in args.methods:
-                if (task, m, seed) in done:
+                wanted = [task] + transfer.get(task, [])
+                if all((t, m, seed) in done for t in wanted):
                     continue
-                row = dict(run_one(task, m, seed, args), protocol=protocol, cpu=cpu_model(),
-                           date=time.strftime('%Y-%m-%d'), code=code)
-                rows.append(row)
-                with open(runs, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+                new_rows = [dict(r, protocol=protocol, cpu=cpu_model(), date=time.strftime('%Y-%m-%d'), code=code,
+                                 command=" ".join(sys.argv[1:]))
+                            for r in run_one(task, m, seed, args, transfer.get(task, []))]
+                for row in new_rows:
+                    if (row["task"], m, seed) in done:
+                        continue
+                    rows.append(row)
+                    append_jsonl(runs, row)
+                    print(json.dumps(row), flush=True)
                 summarize(rows, md, png, args)
-                print(json.dumps(row), flush=True)
+
+
+def protocol_of(args):
+    return {k: getattr(args, k) for k in ("train_examples", "max_seq_len", "epochs", "lr", "batch_size", "pooling")}
+
+
+def read_jsonl(path):
+    return [json.loads(l) for l in open(path)] if os.path.exists(path) else []
+
+
+def append_jsonl(path, row):
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def time_steps(task, methods, args):
+    """Step times of ``methods`` measured side by side: every method's trainer is built first,
+    all step on the same batches, and each of ``args.timing`` rounds times ``args.timing_steps``
+    steps of every method in turn (the order rotating each round), so load changes on a shared
+    machine hit every method alike.  Yields one record per (round, method)."""
+    import statistics
+    from ppzoo.engine import build_trainer
+    from ppzoo.engine.trainer import seed_everything
+    trainers = {}
+    for m in methods:
+        cfg = run_config(task, m, 0, args, output_dir="bench_lnsr_timing")
+        cfg["train"]["epochs"] = 1000  # the lr schedule stays away from zero while timing
+        trainers[m] = build_trainer(cfg, overwrite=True)
+    try:
+        first = trainers[methods[0]]
+        first.sampler.set_epoch(0, 0)
+        batches = []
+        for b in first.train_loader:
+            batches.append(b)
+            if len(batches) == args.timing_steps:
+                break
+        for m in methods:  # warm-up: the first steps build caches
+            trainers[m].train_step(batches[0])
+        for rnd in range(args.timing):
+            order = methods[rnd % len(methods):] + methods[:rnd % len(methods)]
+            for m in order:
+                times = []
+                for k, b in enumerate(batches):
+                    seed_everything(1000003 * rnd + k)
+                    t0 = time.perf_counter()
+                    trainers[m].train_step(b)
+                    times.append(time.perf_counter() - t0)
+                yield {"task": task, "method": m, "round": rnd, "position": order.index(m),
+                       "median_step_s": statistics.median(times), "steps": len(times),
+                       "load1": os.getloadavg()[0]}
+    finally:
+        for t in trainers.values():
+            t._release_lock()
 
 
 if __name__ == "__main__":
