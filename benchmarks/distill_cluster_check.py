@@ -30,21 +30,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import ROOT, write_page  # noqa: E402
 from distill_common import export_untrained  # noqa: E402
+from ppzoo.core.ports import free_ports  # noqa: E402
 
 PY = sys.executable
 RAY = os.path.join(os.path.dirname(PY), "ray")
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def worker_port_range(width=40):

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from ppzoo.core import load_config
+from ppzoo.core.ports import free_ports
 from ppzoo.federated.flower_app import pack, unpack, write_app
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -66,18 +67,6 @@ def test_wire_format_round_trips_bit_for_bit():
         pack({"s": {1, 2}})
 
 
-def _free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _wait_port(port, proc, log, timeout=60.0):
     end = time.time() + timeout
     while time.time() < end:
@@ -121,7 +110,7 @@ def test_flower_deployment_on_loopback_matches_the_simulator(tmp_path):
     app = tmp_path / "app"
     flower_run, sim_run = tmp_path / "flower_run", tmp_path / "sim_run"
     write_app(str(app), cfg_path, work_dir=str(flower_run), node_wait_s=60, reply_timeout_s=120)
-    link_port, node_ports = _free_ports(1)[0], _free_ports(2)
+    link_port, node_ports = free_ports(1)[0], free_ports(2)
     home = tmp_path / "flwr_home"
     home.mkdir()
     (home / "config.toml").write_text(
