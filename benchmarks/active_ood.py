@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, write_page  # noqa: E402
+from bench_common import ROOT, write_page  # noqa: E402
 
 import numpy as np  # noqa: E402
 

@@ -57,7 +57,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     import numpy as np
-    from _common import CPU_SETTINGS, write_page
+    from bench_common import CPU_SETTINGS, write_page
     res = {False: [], True: []}
     for _ in range(args.rounds):
         for tuned in (False, True):

@@ -14,7 +14,7 @@ import os
 import statistics
 import time
 
-from _common import ROOT, write_page
+from bench_common import ROOT, write_page
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402

@@ -12,7 +12,7 @@ import shutil
 import statistics
 import time
 
-from _common import ROOT, write_page
+from bench_common import ROOT, write_page
 
 import paddle  # noqa: E402
 

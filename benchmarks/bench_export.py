@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from _common import calibrate_bn, write_page
+from bench_common import calibrate_bn, write_page
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -49,7 +49,7 @@ def timed(fn, rounds):
 
 
 def calibrate_bn_random(model, size, seed=0):
-    """BatchNorm statistics from a random batch (see ``_common.calibrate_bn``)."""
+    """BatchNorm statistics from a random batch (see ``bench_common.calibrate_bn``)."""
     x = np.random.default_rng(seed).normal(size=(8, 3, size, size)).astype(np.float32)
     calibrate_bn(model, x)
 

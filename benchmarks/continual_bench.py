@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, write_page  # noqa: E402  (also tunes the CPU before any math)
+from bench_common import ROOT, write_page  # noqa: E402  (also tunes the CPU before any math)
 from ppzoo.core.errors import PPZooError  # noqa: E402
 
 STRATEGIES = {

@@ -18,7 +18,7 @@ os.environ.setdefault("PPZOO_CPU_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, write_page  # noqa: E402
+from bench_common import ROOT, write_page  # noqa: E402
 
 
 def main():

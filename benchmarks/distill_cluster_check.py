@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, write_page  # noqa: E402
+from bench_common import ROOT, write_page  # noqa: E402
 from distill_common import export_untrained  # noqa: E402
 from ppzoo.core.ports import free_ports  # noqa: E402
 

@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, write_page  # noqa: E402
+from bench_common import ROOT, write_page  # noqa: E402
 from distill_common import export_untrained, run_config, run_options  # noqa: E402
 
 from ppzoo.engine.hooks import Hook  # noqa: E402

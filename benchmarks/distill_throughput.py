@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, write_page  # noqa: E402
+from bench_common import ROOT, write_page  # noqa: E402
 
 
 def cpu_self():

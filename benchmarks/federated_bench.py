@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, write_page  # noqa: E402
+from bench_common import ROOT, write_page  # noqa: E402
 
 STRATEGIES = ["fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "scaffold",
               "fedat", "fedda", "fedhisyn"]

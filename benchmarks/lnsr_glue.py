@@ -41,7 +41,7 @@ import time
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, CPU_SETTINGS, cpu_model, last_record  # noqa: E402  (also tunes the CPU before any math)
+from bench_common import ROOT, CPU_SETTINGS, cpu_model, last_record  # noqa: E402  (also tunes the CPU before any math)
 
 METHODS = ["plain", "lnsr", "l2sp", "mixout", "smart"]
 OUTPUT = os.path.join(ROOT, "output")  # the runs' work folders

@@ -28,7 +28,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import ROOT, last_record, write_page  # noqa: E402
+from bench_common import ROOT, last_record, write_page  # noqa: E402
 
 import ppzoo  # noqa: E402,F401
 from ppzoo.core import load_config  # noqa: E402

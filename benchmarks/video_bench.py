@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from _common import ROOT, calibrate_bn, write_page
+from bench_common import ROOT, calibrate_bn, write_page
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
