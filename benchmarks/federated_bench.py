@@ -4,7 +4,7 @@ devices, 3 seeds; plus the simulator's cost against centralized training.
     python benchmarks/federated_bench.py                       # the whole benchmark (the page's settings), resumable
     python benchmarks/federated_bench.py --part cost           # only the cost comparison
     python benchmarks/federated_bench.py --report              # tables and plots from finished runs
-    python benchmarks/federated_bench.py --part accuracy --local-epochs 5 --rounds 15 \
+    python benchmarks/federated_bench.py --part accuracy --local-epochs 5 --rounds 30 \
         --fedhisyn-max-steps 2 --out output/federated_bench_e5  # the rerun (docs/benchmarks/federated.md)
 
 Each run is ``configs/federated/cifar10_<strategy>.yml`` (the configs ``tools/train.py``
