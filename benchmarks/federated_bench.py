@@ -4,12 +4,16 @@ devices, 3 seeds; plus the simulator's cost against centralized training.
     python benchmarks/federated_bench.py                       # the whole benchmark (the page's settings), resumable
     python benchmarks/federated_bench.py --part cost           # only the cost comparison
     python benchmarks/federated_bench.py --report              # tables and plots from finished runs
+    python benchmarks/federated_bench.py --part accuracy --local-epochs 5 --rounds 30 \
+        --fedhisyn-max-steps 2 --out output/federated_bench_e5  # the rerun (docs/benchmarks/federated.md)
 
 Each run is ``configs/federated/cifar10_<strategy>.yml`` (the configs ``tools/train.py``
 runs) with the scale overrides below, trained by ``FederatedTrainer`` in this process into
 ``output/federated_bench/a<alpha>/<strategy>/s<seed>/``.  A run whose ``metrics.jsonl``
 holds its last round is read, not rerun; a cut-off run is continued with the trainer's
-exact ``--resume``.  Results: docs/benchmarks/federated.md (+ federated_*.png).
+exact ``--resume``; ``--out`` puts the accuracy runs in another folder, ``--page`` names the
+result page.  Results: docs/benchmarks/federated.md (5 local epochs) and
+docs/benchmarks/federated_small.md (the defaults: 1 local epoch), with their *_alpha*.png.
 """
 import argparse
 import json
@@ -26,7 +30,8 @@ from bench_common import ROOT, write_page  # noqa: E402
 STRATEGIES = ["fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "scaffold",
               "fedat", "fedda", "fedhisyn"]
 FEDOPT = ["fedavgm", "fedadam", "fedyogi", "fedadagrad"]
-OUT = os.path.join(ROOT, "output", "federated_bench")
+OUT = os.path.join(ROOT, "output", "federated_bench")  # --out replaces it for the accuracy runs
+COST_OUT = OUT  # the cost comparison always lives here
 DOCS = os.path.join(ROOT, "docs", "benchmarks")
 DATA = os.path.join(ROOT, "..", "shared", "data", "cifar10")
 NORM = {"type": "Normalize", "mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]}
@@ -77,7 +82,9 @@ def bench_config(strategy, alpha, seed, args, lists):
                eval_every=1)
     fed["partition"] = {"type": "dirichlet", "alpha": float(alpha),
                         "min_partition_size": args.min_partition_size}
-    fed["local"]["epochs"] = 1
+    fed["local"]["epochs"] = args.local_epochs
+    if args.lr is not None and strategy != "fedda":  # FedDA's Adam-form client lr is its own
+        fed["local"]["optimizer"]["learning_rate"] = args.lr
     fed["local"]["batch_size"] = 32
     if strategy == "fedda":
         fed["strategy"]["full_batch_rounds"] = args.fedda_full_batch_rounds
@@ -163,7 +170,7 @@ def cost_comparison(args, lists):
         fed["partition"] = {"type": "iid"}
         fed.pop("profile", None)
         fcfg.pop("val_dataset")
-        fwd = os.path.join(OUT, "cost", f"federated_{rep}")
+        fwd = os.path.join(COST_OUT, "cost", f"federated_{rep}")
         shutil.rmtree(fwd, ignore_errors=True)
         trainer = FederatedTrainer(fcfg, work_dir=fwd)
         _fill_cache(trainer.train_dataset)
@@ -181,7 +188,7 @@ def cost_comparison(args, lists):
         ccfg["optimizer"] = dict(fcfg["federated"]["local"]["optimizer"])
         ccfg["train"] = {"iters": steps, "batch_size": 32, "log_interval": 10 ** 6,
                          "checkpoint_interval": 10 ** 6}
-        cwd = os.path.join(OUT, "cost", f"centralized_{rep}")
+        cwd = os.path.join(COST_OUT, "cost", f"centralized_{rep}")
         shutil.rmtree(cwd, ignore_errors=True)
         central = Trainer(ccfg, work_dir=cwd)
         _fill_cache(central.train_dataset)
@@ -192,7 +199,7 @@ def cost_comparison(args, lists):
         paddle.device.cuda.empty_cache() if paddle.is_compiled_with_cuda() else None
         print(f"cost rep {rep}: federated {results['federated'][-1]}, centralized "
               f"{results['centralized'][-1]}", flush=True)
-    with open(os.path.join(OUT, "cost.json"), "w") as f:
+    with open(os.path.join(COST_OUT, "cost.json"), "w") as f:
         json.dump(results, f)
     return results
 
@@ -268,7 +275,8 @@ def report(args):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     data = load_all(args)
-    body = [SCALE.format(**vars(args), fedat_rounds=args.rounds * 3)]
+    lr_note = "" if args.lr is None else f" at learning rate {args.lr:g}"
+    body = [SCALE.format(**vars(args), fedat_rounds=args.rounds * 3, lr_note=lr_note)]
     names = {s: s for s in STRATEGIES}
     seeds = list(range(args.seeds))
     for alpha in args.alphas:
@@ -372,11 +380,11 @@ def report(args):
         axes[1].legend(fontsize=8, ncol=2)
         fig.suptitle(f"Federated CIFAR-10 ({args.image_size}x{args.image_size}), Dirichlet alpha {alpha}")
         fig.tight_layout()
-        png = f"federated_alpha{alpha}.png"
+        png = f"{args.page}_alpha{alpha}.png"
         fig.savefig(os.path.join(DOCS, png), dpi=90)
         plt.close(fig)
         body.append(f"\n![accuracy against client updates and simulated time, alpha {alpha}]({png})\n")
-    cost_path = os.path.join(OUT, "cost.json")
+    cost_path = os.path.join(COST_OUT, "cost.json")
     if os.path.isfile(cost_path):
         with open(cost_path) as f:
             cost = json.load(f)
@@ -399,7 +407,7 @@ def report(args):
                     f"the federated side trains fewer samples in as many steps; CPU time is the "
                     f"process's, all threads, and is the measure to read on a machine whose "
                     f"other users change the wall time from minute to minute.)\n")
-    page = os.path.join(DOCS, "federated.md")
+    page = os.path.join(DOCS, f"{args.page}.md")
     if os.path.isfile(page):  # the hand-written reading of the numbers is kept across reruns
         with open(page, encoding="utf-8") as f:
             old = f.read()
@@ -417,7 +425,7 @@ SCALE = """## Scale (CPU, shared 2-core machine)
 | data | real CIFAR-10 JPEGs (`../shared/data/cifar10`): {train_per_class} training and {test_per_class} test images a class (fixed draw, seed 0), resized to {image_size}x{image_size} |
 | model | SmallCNN width {width}, depth 2, no BatchNorm (the configs' model at width {width}) |
 | clients | {clients}, Dirichlet(alpha) label split (flwr-datasets semantics, min {min_partition_size} samples: at alpha 0.1 no draw gives all 50 clients 10 of the 3000 images), {per_round} a round |
-| local work | 1 epoch, batch 32, the configs' client optimizer |
+| local work | {local_epochs} epoch(s), batch 32, the configs' client optimizer{lr_note} |
 | rounds | {rounds} (FedAT: {fedat_rounds} tier updates, about the same client updates) ; evaluation every round |
 | devices | the configs' three classes: fast 30% (400 samples/s, 20 ms, 50 Mbit/s), mid 40% (100, 50 ms, 20 Mbit/s), slow 30% (25, 200 ms, 5 Mbit/s) |
 | strategies | configs/federated/cifar10_<name>.yml as committed; FedDA's full-batch phase: last {fedda_full_batch_rounds} rounds; FedHiSyn at most {fedhisyn_max_steps} ring steps a round (CPU budget; its fast categories would fit more) |
@@ -461,7 +469,19 @@ def main():
     p.add_argument("--cost-clients", type=int, default=10)
     p.add_argument("--cost-rounds", type=int, default=2)
     p.add_argument("--cost-repeats", type=int, default=3)
+    p.add_argument("--local-epochs", type=int, default=1, help="federated.local.epochs of every client")
+    p.add_argument("--lr", type=float, default=None,
+                   help="client learning rate (federated.local.optimizer.learning_rate); "
+                        "default: each config's (FedDA keeps its Adam-form 0.001 either way)")
+    p.add_argument("--out", default=None,
+                   help="folder of the accuracy runs (default output/federated_bench); the cost "
+                        "comparison stays in output/federated_bench")
+    p.add_argument("--page", default="federated",
+                   help="docs/benchmarks/<page>.md and <page>_alpha<alpha>.png")
     args = p.parse_args()
+    global OUT
+    if args.out:
+        OUT = os.path.abspath(args.out)
     os.makedirs(OUT, exist_ok=True)
     if not args.report:
         import ppzoo  # noqa: F401  (registries)
