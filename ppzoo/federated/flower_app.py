@@ -55,7 +55,7 @@ from ..core.config import apply_opts, load_config
 from ..core.errors import ConfigError
 from ..engine.trainer import close_logger
 from . import client as client_mod
-from .strategies import ClientResult, FedDA
+from .strategies import ClientResult
 from .trainer import FederatedError, FederatedTrainer
 
 RUN_DEFAULTS = {"config": "", "opts": "", "work-dir": "", "resume": False, "overwrite": False,
@@ -327,17 +327,12 @@ class FlowerFederatedTrainer(FederatedTrainer):
             return None
         return res
 
-    def _sync_round(self, rnd):
-        """Send the round's tasks at once, then run the simulator's round on the replies
-        (a task the round asks for that was not sent ahead is sent then, on its own).
-        Clients that ``federated.round_deadline_s`` will drop on the virtual clock are sent
-        their task too; the simulator's round then leaves their result out."""
-        s = self.strategy
-        full = isinstance(s, FedDA) and s.is_full_batch(rnd)
-        selected = list(range(self.num_clients)) if full else self.select_clients(rnd)
-        conf = s.client_config(rnd, self.server_state)
-        jobs = [(c, self.global_weights, conf, self.client_seed(rnd, c)) for c in selected]
+    def _before_clients(self, rnd, jobs):
+        """Send a synchronous round's tasks at once (clients the virtual clock drops as late
+        get none); ``_run_client`` then takes their replies."""
         self._prefetched = self.dispatch(rnd, jobs) if jobs else {}
+
+    def _sync_round(self, rnd):
         try:
             return super()._sync_round(rnd)
         finally:

@@ -304,6 +304,10 @@ class FederatedTrainer(Trainer):
         return self.strategy.aggregate(rnd, self.global_weights, results, self.server_state, **kw)
 
     # ------------------------------------------------------------------ schedules
+    def _before_clients(self, rnd, jobs):
+        """Called with a synchronous round's jobs [(cid, weights, conf, seed)] before any runs;
+        a deployment that trains clients elsewhere sends them all here, at once."""
+
     def _sync_round(self, rnd):
         s = self.strategy
         full = isinstance(s, FedDA) and s.is_full_batch(rnd)
@@ -316,11 +320,11 @@ class FederatedTrainer(Trainer):
         for c in late:
             self.logger.info(f"round {rnd}: client {c} would take {times[c]:.3f}s > "
                              f"round_deadline_s {self.deadline}; left out of the round")
+        jobs = [(c, self.global_weights, conf, self.client_seed(rnd, c)) for c in selected if c not in late]
+        self._before_clients(rnd, jobs)
         failures, results = [], []
-        for c in selected:
-            if c in late:
-                continue
-            res = self._run_client(rnd, c, self.global_weights, conf, self.client_seed(rnd, c), failures)
+        for c, weights, conf_c, seed in jobs:
+            res = self._run_client(rnd, c, weights, conf_c, seed, failures)
             if res is not None:
                 results.append(res)
         self._need(rnd, len(results), len(selected), failures)
