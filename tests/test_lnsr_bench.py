@@ -50,6 +50,7 @@ def test_transfer_only_between_tasks_that_train_the_same(bench):
     trains on other data and is refused, naming the config and the section."""
     args = args_of()
     assert bench.check_transfer("mrpc", "mrpc2rte", bench.METHODS, args) == []
+    assert bench.check_transfer("rte", "rte2mrpc", bench.METHODS, args) == []
     problems = bench.check_transfer("rte", "mrpc2rte", ["plain"], args)
     assert problems and "mrpc2rte_plain.yml" in problems[0] and "train_dataset" in problems[0]
 
