@@ -35,6 +35,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 
@@ -158,7 +159,17 @@ def run_one(task, method, seed, args, transfer=()):
         rows.append(dict(common, task=other, metric=task_info(other)[0], trained_on=task,
                          value=res[task_info(other)[0]], results=res,
                          train_mean_losses=rows[0]["train_mean_losses"]))
+    if not getattr(args, "keep_checkpoints", False):
+        drop_checkpoints(trainer.work_dir)
     return rows
+
+
+def drop_checkpoints(work_dir):
+    """Remove a finished run's ``best/`` and ``latest/`` (weights and optimizer state, about
+    0.5 GB a MiniLM run): its results are already read into its rows, and a grid of runs would
+    otherwise fill the disk.  The run's config, log and metrics stay."""
+    for name in ("best", "latest"):
+        shutil.rmtree(os.path.join(work_dir, name), ignore_errors=True)
 
 
 def evaluate_on(trainer, other, method, seed, args):
@@ -523,6 +534,9 @@ def main():
                    help="instead of training runs: time the methods' steps side by side on the first "
                         "task, REPEATS rounds of --timing-steps steps per method, methods interleaved")
     p.add_argument("--timing-steps", type=int, default=5)
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each run's best/ and latest/ (by default they are removed once the run's "
+                        "row is written: about 0.5 GB a run)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     runs = os.path.join(args.out, f"{args.name}_runs.jsonl")

@@ -94,7 +94,7 @@ def test_transfer_rows_evaluate_the_trained_model_on_the_other_dev_set(bench, to
     the same weights score on the other dev set, computed here separately."""
     import paddle
     from ppzoo.engine import build_trainer
-    args = args_of()
+    args = args_of(keep_checkpoints=True)
     rows = bench.run_one("toy", "lnsr", 1, args, transfer=["toyshift"])
     assert [r["task"] for r in rows] == ["toy", "toyshift"] and rows[1]["trained_on"] == "toy"
     work = os.path.join(str(toy / "output"), "bench_lnsr", "toy_lnsr_s1")
@@ -104,6 +104,19 @@ def test_transfer_rows_evaluate_the_trained_model_on_the_other_dev_set(bench, to
     t.model.set_state_dict(paddle.load(os.path.join(work, "latest", "model.pdparams")))
     assert t.evaluate()["acc"] == pytest.approx(rows[1]["value"], abs=1e-9)
     assert rows[0]["value"] == pytest.approx(rows[0]["results"]["acc"])
+
+
+def test_finished_runs_drop_their_checkpoints_unless_asked_to_keep_them(bench, toy):
+    """A grid of MiniLM runs at ~0.5 GB of checkpoints each fills a disk: by default a run keeps
+    its config, log and metrics and loses best/ and latest/ once its rows are read."""
+    rows = bench.run_one("toy", "plain", 2, args_of())
+    work = os.path.join(str(toy / "output"), "bench_lnsr", "toy_plain_s2")
+    assert rows[0]["value"] == pytest.approx(rows[0]["results"]["acc"])
+    left = sorted(os.listdir(work))
+    assert "best" not in left and "latest" not in left
+    assert {"config.yml", "metrics.jsonl"} <= set(left)
+    bench.run_one("toy", "plain", 2, args_of(keep_checkpoints=True))
+    assert os.path.exists(os.path.join(work, "latest", "model.pdparams"))
 
 
 def test_timing_interleaves_methods_and_rotates_their_order(bench, toy):
