@@ -536,7 +536,7 @@ def main():
     p.add_argument("--timing-steps", type=int, default=5)
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's best/ and latest/ (by default they are removed once the run's "
-                        "row is written: about 0.5 GB a run)")
+                        "results are read: about 0.5 GB a run)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     runs = os.path.join(args.out, f"{args.name}_runs.jsonl")

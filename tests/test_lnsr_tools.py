@@ -37,6 +37,24 @@ def test_train_and_eval_tools_with_lnsr(tmp_path):
     assert json.loads(out.read_text())["metrics"]["acc"] >= 0.9
 
 
+def test_domain_shift_configs_map_entailment_to_paraphrase():
+    """A paraphrase entails its pair: in both shifts the class index of MRPC's "1" (equivalent)
+    must be the one of RTE's "entailment", whichever task trains, and the training part must be
+    the source task's own."""
+    from ppzoo.core import load_config
+
+    def cfg(name):
+        return load_config(os.path.join(ROOT, "configs", "lnsr", f"{name}_plain.yml"))
+    rte, mrpc, rte2mrpc, mrpc2rte = cfg("rte"), cfg("mrpc"), cfg("rte2mrpc"), cfg("mrpc2rte")
+    assert rte2mrpc["train_dataset"] == rte["train_dataset"]
+    assert mrpc2rte["train_dataset"] == mrpc["train_dataset"]
+    for shift, src in ((rte2mrpc, rte), (mrpc2rte, mrpc)):
+        train, val = src["train_dataset"]["labels"], shift["val_dataset"]["labels"]
+        rte_labels, mrpc_labels = (train, val) if src is rte else (val, train)
+        assert rte_labels.index("entailment") == mrpc_labels.index("1")
+        assert rte_labels.index("not_entailment") == mrpc_labels.index("0")
+
+
 def test_every_lnsr_config_loads_and_names_registered_components():
     import glob
     from ppzoo.core import load_config
