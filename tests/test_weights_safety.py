@@ -392,3 +392,151 @@ def test_safetensors_are_read_wherever_weights_are(tmp_path):
     assert all(isinstance(v, paddle.Tensor) for v in tensors.values())
     from ppzoo.video import weights as vw
     assert vw.load_paddlevideo_weights(small_cnn(3), str(folder / "model.safetensors")) == []
+
+
+# ---------------------------------------------------------------- archives
+def _state_bytes(seed=5):
+    buf = io.BytesIO()
+    paddle.save(small_cnn(seed).state_dict(), buf)
+    return buf.getvalue()
+
+
+def _tar(path, members):
+    """``members``: (name, bytes or None for a folder, mode)."""
+    with tarfile.open(path, "w:gz") as t:
+        for name, data, mode in members:
+            info = tarfile.TarInfo(name)
+            info.mode = mode
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                t.addfile(info)
+            else:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def _modes(folder):
+    out = {folder: os.stat(folder).st_mode}
+    for d, ds, fs in os.walk(folder):
+        for n in ds + fs:
+            out[os.path.join(d, n)] = os.stat(os.path.join(d, n)).st_mode
+    return out
+
+
+def test_archive_members_get_safe_modes_whatever_they_say(tmp_path, home):  # noqa: F811
+    """A setuid/setgid/sticky 0o7777 member and a `.` entry with 0777 unpack as 0644 files
+    and 0755 folders (less the umask): nothing world-writable, no special bits."""
+    archive = _tar(tmp_path / "modes.tar.gz", [
+        (".", None, 0o777), ("./sub", None, 0o1777),
+        ("./sub/model.pdparams", _state_bytes(), 0o6777), ("./run.sh", b"#!/bin/sh\n", 0o7777)])
+    old = os.umask(0o022)
+    try:
+        report = hub.load_pretrained(small_cnn(2), archive)
+    finally:
+        os.umask(old)
+    assert report.ok
+    dest = os.path.dirname(os.path.dirname(report.file))
+    modes = _modes(dest)
+    assert len(modes) == 5                                  # folder, sub, 2 files, manifest
+    for p, m in modes.items():
+        assert m & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWOTH) == 0, (p, oct(m))
+        assert stat.S_IMODE(m) == (0o755 if stat.S_ISDIR(m) else 0o644), (p, oct(m))
+
+
+def test_archive_bombs_and_member_floods_are_refused(tmp_path, home, monkeypatch):  # noqa: F811
+    weights = _state_bytes()
+    bomb = str(tmp_path / "bomb.zip")
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("model.pdparams", weights)
+        z.writestr("padding.bin", bytes(40 << 20))           # 40 MB of zeros in ~40 KB
+    assert os.path.getsize(bomb) < 100_000
+    flood = str(tmp_path / "flood.tar.gz")
+    _tar(flood, [("model.pdparams", weights, 0o644)] + [(f"f{i}", b"", 0o644) for i in range(10_000)])
+    unpacked = os.path.join(str(home), "weights", "unpacked")
+    for archive, msg in ((bomb, "times its"), (flood, "more than 1000 members")):
+        with pytest.raises(WeightsError, match=msg) as err:
+            hub.load_pretrained(small_cnn(2), archive)
+        assert "\n" not in str(err.value) and archive in str(err.value)
+        assert os.listdir(unpacked) == []                  # the temp folder is gone
+    # a size limit of its own, and each limit can be raised for an archive that is right
+    monkeypatch.setenv("PPZOO_ARCHIVE_MAX_RATIO", "10000")
+    monkeypatch.setenv("PPZOO_ARCHIVE_MAX_BYTES", str(10 << 20))
+    with pytest.raises(WeightsError, match=f"more than {10 << 20} bytes"):
+        hub.load_pretrained(small_cnn(2), bomb)
+    monkeypatch.setenv("PPZOO_ARCHIVE_MAX_BYTES", str(100 << 20))
+    assert hub.load_pretrained(small_cnn(2), bomb).ok
+    few = _tar(tmp_path / "few.tar.gz", [("model.pdparams", weights, 0o644)] +
+               [(f"f{i}", b"", 0o644) for i in range(10)])
+    monkeypatch.setenv("PPZOO_ARCHIVE_MAX_FILES", "5")
+    with pytest.raises(WeightsError, match="more than 5 members"):
+        hub.load_pretrained(small_cnn(2), few)
+    monkeypatch.setenv("PPZOO_ARCHIVE_MAX_FILES", "11")
+    assert hub.load_pretrained(small_cnn(2), few).ok
+    from ppzoo.hub.archive import archive_limits
+    monkeypatch.setenv("PPZOO_ARCHIVE_MAX_FILES", "many")
+    with pytest.raises(ConfigError, match="PPZOO_ARCHIVE_MAX_FILES='many'"):
+        archive_limits()
+
+
+def test_links_devices_and_duplicates_are_refused(tmp_path, home):  # noqa: F811
+    weights = _state_bytes()
+    link = str(tmp_path / "link.tar.gz")
+    with tarfile.open(link, "w:gz") as t:
+        info = tarfile.TarInfo("model.pdparams")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(info)
+    dup = _tar(tmp_path / "dup.tar.gz", [("model.pdparams", weights, 0o644),
+                                        ("./model.pdparams", weights, 0o644)])
+    zlink = str(tmp_path / "link.zip")
+    with zipfile.ZipFile(zlink, "w") as z:
+        info = zipfile.ZipInfo("model.pdparams")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(info, "/etc/passwd")
+    for archive, msg in ((link, "is a link or device"), (dup, "appears twice"), (zlink, "is a link or device")):
+        with pytest.raises(WeightsError, match=msg):
+            hub.load_pretrained(small_cnn(2), archive)
+
+
+def test_a_file_replaced_in_the_unpacked_cache_is_refused(server, home, tmp_path, marker):  # noqa: F811
+    """The archive's hash proves the archive; the manifest written at unpacking proves
+    the files unpacked from it, on every use."""
+    archive = _tar(os.path.join(server.folder, "cached.tar.gz"),
+                   [("net/model.pdparams", _state_bytes(5), 0o644), ("net/README", b"w", 0o644)])
+    url = f"{server.base}/files/cached.tar.gz#sha256={sha256(archive)}"
+    first = hub.load_pretrained(small_cnn(2), url)
+    assert first.ok and hub.load_pretrained(small_cnn(3), url).file == first.file
+    dest = os.path.dirname(os.path.dirname(first.file))
+    assert os.path.isfile(os.path.join(dest, ".ppzoo-manifest.json"))
+    with open(first.file, "rb") as f:
+        original = f.read()
+    # replaced by another valid state dict: refused, naming the file
+    with open(first.file, "wb") as f:
+        f.write(_state_bytes(9))
+    with pytest.raises(WeightsError, match="was replaced since") as err:
+        hub.load_pretrained(small_cnn(2), url)
+    assert first.file in str(err.value) and "\n" not in str(err.value)
+    # a crafted file put in its place is refused the same way, before it is read
+    craft(first.file, marker)
+    with pytest.raises(WeightsError, match="was replaced since"):
+        hub.load_pretrained(small_cnn(2), url)
+    assert not marker.exists()
+    # a second weights file added beside it would change which one is taken
+    with open(first.file, "wb") as f:
+        f.write(original)
+    assert hub.load_pretrained(small_cnn(2), url).ok      # restored: accepted again
+    with open(os.path.join(os.path.dirname(first.file), "other.pdparams"), "wb") as f:
+        f.write(original)
+    with pytest.raises(WeightsError, match="other.pdparams was added since"):
+        hub.load_pretrained(small_cnn(2), url)
+    # a folder unpacked by an older version (no manifest) is unpacked again
+    import shutil
+    shutil.rmtree(dest)
+    os.makedirs(os.path.join(dest, "net"))
+    with open(os.path.join(dest, "net", "model.pdparams"), "wb") as f:
+        f.write(_state_bytes(9))
+    model = small_cnn(6)
+    assert hub.load_pretrained(model, url).file == first.file
+    state = {k: v.numpy() for k, v in small_cnn(5).state_dict().items()}
+    for k, v in model.state_dict().items():                 # the archive's weights, not seed 9's
+        np.testing.assert_array_equal(v.numpy(), state[k])
