@@ -540,3 +540,44 @@ def test_a_file_replaced_in_the_unpacked_cache_is_refused(server, home, tmp_path
     state = {k: v.numpy() for k, v in small_cnn(5).state_dict().items()}
     for k, v in model.state_dict().items():                 # the archive's weights, not seed 9's
         np.testing.assert_array_equal(v.numpy(), state[k])
+
+
+# ---------------------------------------------------------------- configs
+def _alias_bomb(levels=7, width=9):
+    lines = ["a: &a [" + ", ".join(["x"] * width) + "]"]
+    for i in range(1, levels):
+        prev, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * width) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    """Seven levels of nine aliases (254 bytes) stand for 9**7 values; merging a config
+    expanded them one by one (1.5 s and 120 MB before).  An alias is refused as soon as
+    it is read, with one line naming the file and the line."""
+    from ppzoo.core.config import load_config, yaml_load
+    bomb = tmp_path / "bomb.yml"
+    bomb.write_text(_alias_bomb())
+    assert len(bomb.read_bytes()) < 400
+    with pytest.raises(ConfigError) as err:
+        load_config(str(bomb))
+    msg = str(err.value)
+    assert msg.startswith(f"{bomb}: line 2: the YAML alias *a is refused") and "\n" not in msg
+    # a merge key needs an alias too; an anchor alone is harmless
+    merge = tmp_path / "merge.yml"
+    merge.write_text("base: &b {lr: 0.1}\ntrain:\n  <<: *b\n")
+    with pytest.raises(ConfigError, match="line 3: the YAML alias \\*b"):
+        load_config(str(merge))
+    anchored = tmp_path / "anchored.yml"
+    anchored.write_text("model: &m {type: SmallCNN}\n")
+    assert load_config(str(anchored))["model"] == {"type": "SmallCNN"}
+    # a weights table is read by the same loader
+    with pytest.raises(ConfigError, match="alias \\*a is refused"):
+        hub.load_table(str(bomb))
+    # no shipped config or table uses an alias
+    for d, _, files in os.walk(os.path.join(ROOT, "configs")):
+        for f in files:
+            if f.endswith((".yml", ".yaml")):
+                with open(os.path.join(d, f), encoding="utf-8") as fh:
+                    yaml_load(fh)
+    hub.load_table(hub.DEFAULT_TABLE)
