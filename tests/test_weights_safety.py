@@ -199,6 +199,19 @@ def test_crafted_weights_through_the_tools(server, home, tmp_path, marker, capsy
     assert "digits_evil.pdparams" in err[0] and not marker.exists()
 
 
+def test_train_resume_refuses_a_crafted_optimizer_state(tmp_path, marker, capsys):
+    run = tmp_path / "run"
+    code, err = tool_inprocess("train.py", "-c", CFG, "--save-dir", run, "--opts", "model.width=8",
+                               "train.iters=2", "train.eval_interval=2", capsys=capsys)
+    assert code == 0, err
+    with open(run / "latest" / "model.pdopt", "wb") as f:
+        pickle.dump({"LR_Scheduler": _SystemPayload(str(marker))}, f, protocol=2)
+    code, err = tool_inprocess("train.py", "-c", CFG, "--save-dir", run, "--resume", "--opts",
+                               "model.width=8", "train.iters=4", "train.eval_interval=2", capsys=capsys)
+    assert code == 2 and len(err) == 1 and f"model.pdopt: refused to load {REFUSED['system']}" in err[0], err
+    assert not marker.exists()
+
+
 def test_resume_refuses_crafted_checkpoint_files(tmp_path, marker):
     """--resume reads latest/model.pdparams and model.pdopt through the same reader."""
     model = small_cnn(1)
