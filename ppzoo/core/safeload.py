@@ -113,6 +113,8 @@ def unpickle(path):
                            "only arrays, numbers, strings and containers (see docs/weights.md)") from None
     except FileNotFoundError:
         raise WeightsError(f"weights file not found: {path}") from None
+    except (PermissionError, IsADirectoryError) as err:
+        raise WeightsError(f"cannot read {path}: {err.strerror}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, UnicodeDecodeError, MemoryError, OverflowError, io.UnsupportedOperation,
             OSError) as err:
@@ -157,6 +159,7 @@ def load(path, return_numpy=False):
         import paddle
         return {k: paddle.to_tensor(v) for k, v in obj.items()}
     obj = unpickle(path)
+    import paddle.framework.io  # noqa: F401  (the conversions below are paddle.load's own)
     try:
         return _as_paddle(obj, return_numpy)
     except Exception as err:  # noqa: BLE001 - a structure paddle.load would fail on too
