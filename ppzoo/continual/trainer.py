@@ -20,8 +20,8 @@ import os
 import numpy as np
 import paddle
 
-from ..core.builder import TRAINERS
 from ..core import safeload
+from ..core.builder import TRAINERS
 from ..core.config import check_keys, save_config
 from ..core.errors import ConfigError, PPZooError
 from ..engine import checkpoint as ckpt

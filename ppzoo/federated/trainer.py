@@ -28,8 +28,8 @@ import time
 import numpy as np
 import paddle
 
-from ..core.builder import DATASETS, TRAINERS
 from ..core import safeload
+from ..core.builder import DATASETS, TRAINERS
 from ..core.config import check_keys, save_config
 from ..core.errors import ConfigError, PPZooError, WeightsError
 from ..engine import checkpoint as ckpt
