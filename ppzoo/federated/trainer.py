@@ -26,7 +26,6 @@ import os
 import time
 
 import numpy as np
-import paddle
 
 from ..core import safeload
 from ..core.builder import DATASETS, TRAINERS
