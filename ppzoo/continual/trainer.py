@@ -20,6 +20,7 @@ import os
 import numpy as np
 import paddle
 
+from ..core import safeload
 from ..core.builder import TRAINERS
 from ..core.config import check_keys, save_config
 from ..core.errors import ConfigError, PPZooError
@@ -258,7 +259,7 @@ class ContinualTrainer(Trainer):
         found = ckpt.resolve_checkpoint_dir(self.state_dir)
         model_state, _, state = ckpt.load_checkpoint(self.state_dir)
         self.model.set_state_dict(model_state)
-        self.strategy.load_state_dict(paddle.load(os.path.join(found, "strategy.pdparams"))["state"])
+        self.strategy.load_state_dict(safeload.load(os.path.join(found, "strategy.pdparams"))["state"])
         self.results = state["results"]
         self.start_task = int(state["tasks_done"])
         self.logger.info(f"resumed the continual run after task {self.start_task - 1}")

@@ -13,8 +13,28 @@ import yaml
 
 from .errors import ConfigError
 
+class AliasRefused(yaml.YAMLError):
+    """A YAML alias (``*name``) in a config."""
+
+    def __init__(self, anchor, mark):
+        super().__init__()
+        self.anchor, self.line = anchor, mark.line + 1
+
+    def __str__(self):
+        return (f"line {self.line}: the YAML alias *{self.anchor} is refused (aliases can expand "
+                f"exponentially); write the value out, or share it through {BASE_KEY}")
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 needs ``1.0e-4``)."""
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 needs ``1.0e-4``) and
+    refuses aliases: nine nested aliases of nine items each (under 400 bytes) stand for
+    9**9 values, which merging and checking a config would expand one by one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise AliasRefused(event.anchor, event.start_mark)
+        return super().compose_node(parent, index)
 
 
 _Loader.add_implicit_resolver(
@@ -41,6 +61,8 @@ def _read_yaml(path):
     try:
         with open(path, "r", encoding="utf-8") as f:
             data = yaml_load(f)
+    except AliasRefused as err:
+        raise ConfigError(f"{path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if data is None:

@@ -2,7 +2,8 @@
 
 A checkpoint is a folder (``model.pdparams``, ``model.pdopt``, ``state.json``).  It is
 written under a temporary name and renamed into place; the previous folder is kept as
-``<name>.old`` until the rename succeeded, and loading falls back to it.
+``<name>.old`` until the rename succeeded, and loading falls back to it.  Loading reads
+the files with ``ppzoo.core.safeload`` (no code from a file runs).
 """
 import json
 import os
@@ -11,6 +12,7 @@ import shutil
 
 import paddle
 
+from ..core import safeload
 from ..core.errors import WeightsError
 
 
@@ -60,11 +62,13 @@ def load_checkpoint(ckpt_dir, return_path=False):
     if found is None:
         raise WeightsError(f"no checkpoint to resume from in {ckpt_dir}")
     try:
-        model_state = paddle.load(os.path.join(found, "model.pdparams"))
+        model_state = safeload.load(os.path.join(found, "model.pdparams"))
         opt_path = os.path.join(found, "model.pdopt")
-        opt_state = paddle.load(opt_path) if os.path.isfile(opt_path) else None
+        opt_state = safeload.load(opt_path) if os.path.isfile(opt_path) else None
         with open(os.path.join(found, "state.json"), encoding="utf-8") as f:
             state = json.load(f)
+    except WeightsError:   # names the file and what was refused
+        raise
     except Exception as err:  # noqa: BLE001  (truncated or foreign files)
         raise WeightsError(f"checkpoint {found} cannot be read: {type(err).__name__}: "
                            f"{str(err).splitlines()[0] if str(err) else ''}") from None

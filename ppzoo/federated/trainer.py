@@ -26,8 +26,8 @@ import os
 import time
 
 import numpy as np
-import paddle
 
+from ..core import safeload
 from ..core.builder import DATASETS, TRAINERS
 from ..core.config import check_keys, save_config
 from ..core.errors import ConfigError, PPZooError, WeightsError
@@ -210,7 +210,7 @@ class FederatedTrainer(Trainer):
         _, state, found = self.load_latest()
         self.global_weights = get_weights(self.model)
         try:
-            extra = paddle.load(os.path.join(found, STATE_FILE), return_numpy=True)
+            extra = safeload.load(os.path.join(found, STATE_FILE), return_numpy=True)
         except Exception as err:  # noqa: BLE001
             raise WeightsError(f"--resume: {found}/{STATE_FILE} cannot be read: {err}") from None
         self.server_state = extra["server_state"]

@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core import safeload
 from ..core.errors import ConfigError, WeightsError
 from .archive import ARCHIVE_SUFFIXES, WEIGHT_SUFFIXES, is_archive, weights_in_archive
-from .download import download
+from .download import download, split_url_hash
 from .table import lookup
 
-SPEC_KEYS = ("path", "url", "name", "sha256", "md5", "prefix", "strip_prefix", "exclude", "strict")
+SPEC_KEYS = ("path", "url", "name", "sha256", "md5", "prefix", "strip_prefix", "exclude", "strict",
+             "allow_unhashed")
+ALLOW_UNHASHED_ENV = "PPZOO_ALLOW_UNHASHED_URLS"
 _URL = re.compile(r"^(https?|file)://", re.I)
 _SHOW = 10
 
@@ -98,14 +101,16 @@ def resolve(source, table=None, logger=None):
 def _resolve(spec, table, logger):
     src = spec["path"]
     if _URL.match(src):
+        _check_hash_given(src, spec)
         path = download(src, sha256=spec.get("sha256"), md5=spec.get("md5"), logger=logger)
         return path, None
     expanded = os.path.expanduser(src)
     if os.path.isdir(expanded):
-        candidate = os.path.join(expanded, "model.pdparams")
-        if not os.path.isfile(candidate):
-            raise WeightsError(f"pretrained folder {src} holds no model.pdparams")
-        return candidate, None
+        for name in ("model.safetensors", "model.pdparams"):   # safetensors hold no code
+            candidate = os.path.join(expanded, name)
+            if os.path.isfile(candidate):
+                return candidate, None
+        raise WeightsError(f"pretrained folder {src} holds no model.pdparams (or model.safetensors)")
     if os.path.isfile(expanded):
         return expanded, None
     if os.sep in src or "/" in src or src.lower().endswith(WEIGHT_SUFFIXES + ARCHIVE_SUFFIXES):
@@ -115,20 +120,40 @@ def _resolve(spec, table, logger):
     return path, entry
 
 
+def unhashed_allowed(spec=None):
+    """True where the user opted out of hashes for URLs: ``allow_unhashed: true`` in the
+    mapping form, or ``$PPZOO_ALLOW_UNHASHED_URLS`` set to 1/true/yes."""
+    if spec and spec.get("allow_unhashed") is not None:
+        if not isinstance(spec["allow_unhashed"], bool):
+            raise ConfigError(f"pretrained.allow_unhashed must be true or false, "
+                              f"got {spec['allow_unhashed']!r}")
+        return spec["allow_unhashed"]
+    return os.environ.get(ALLOW_UNHASHED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _check_hash_given(src, spec):
+    """An http(s) URL outside the weights table names the file it expects by its hash.
+
+    Without one, whoever controls the server (or the network path to it) chooses the file;
+    the hash makes the download that file or nothing.  ``file://`` is local, like a path.
+    """
+    if not re.match(r"^https?://", src, re.I):
+        return
+    _, frag = split_url_hash(src)
+    if frag or spec.get("sha256") or spec.get("md5") or unhashed_allowed(spec):
+        return
+    raise WeightsError(f"pretrained {src}: a URL outside the weights table needs its hash: "
+                       f"add #sha256=<hex> (or sha256: in the mapping form), or accept any file "
+                       f"with allow_unhashed: true or {ALLOW_UNHASHED_ENV}=1")
+
+
 def read_state_dict(path):
-    """``{name: numpy array}`` from a ``.pdparams`` (or ``.safetensors``) file."""
-    if path.endswith(".safetensors"):
-        try:
-            from safetensors.numpy import load_file
-            obj = load_file(path)
-        except Exception as err:  # noqa: BLE001 - any failure means "not a weights file"
-            raise WeightsError(f"{path} is not a safetensors file ({type(err).__name__}: {err})") from None
-    else:
-        import paddle
-        try:
-            obj = paddle.load(path, return_numpy=True)
-        except Exception as err:  # noqa: BLE001
-            raise WeightsError(f"{path} is not a Paddle state dict ({type(err).__name__}: {err})") from None
+    """``{name: numpy array}`` from a ``.pdparams`` (or ``.safetensors``) file.
+
+    Read with the restricted unpickler (``ppzoo.core.safeload``): a file that would run
+    code while it is read is refused, naming the global it asked for.
+    """
+    obj = safeload.load(path, return_numpy=True)
     # a checkpoint that wraps its state dict, e.g. {"state_dict": {...}}
     if isinstance(obj, dict):
         nested = [k for k, v in obj.items() if isinstance(v, dict) and k != "StructuredToParameterName@@"]

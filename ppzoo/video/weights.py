@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 
+from ..core import safeload
 from ..core.errors import WeightsError
 
 _TCN = {"0": "bn1", "2": "tconv", "3": "bn2"}
@@ -113,13 +114,14 @@ def load_paddlevideo_weights(model, path_or_state, strict=True, report=None):
     own graph in place.  ``report`` (a dict) receives ``loaded``, ``skipped``, ``missing``
     and ``fixed_kept`` (file entries for fixed buffers, not loaded).
     """
-    import paddle
     source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
     if isinstance(path_or_state, str):
         if not os.path.isfile(path_or_state):
             raise WeightsError(f"weights file not found: {path_or_state}")
         try:
-            state = paddle.load(path_or_state)
+            state = safeload.load(path_or_state)
+        except WeightsError:
+            raise
         except Exception as err:  # noqa: BLE001 - any unreadable file is one clear error
             raise WeightsError(f"cannot read weights {path_or_state}: {err}") from None
     else:
@@ -163,11 +165,12 @@ def load_backbone_pretrained(backbone, source, strict=False, logger=None):
     """``backbone.pretrained`` of ResNetTSM: ImageNet weights (a path, URL or zoo name such
     as ``resnet50_imagenet`` or ``paddlevideo_resnet50_vd_ssld_v2``) into the backbone alone,
     whatever the file's naming (see ``backbone_state``)."""
-    import paddle
     from ..hub.load import resolve
     path, _ = resolve(source)
     try:
-        state = paddle.load(path)
+        state = safeload.load(path)
+    except WeightsError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is one clear error
         raise WeightsError(f"cannot read weights {source}: {err}") from None
     if not isinstance(state, dict):
