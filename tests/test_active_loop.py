@@ -49,7 +49,7 @@ def _state(work):
 
 @pytest.mark.parametrize("strategy", [
     {"type": "RandomStrategy"},
-    {"type": "REPV", "alpha": 0.5, "normalize": "minmax", "re": {"form": "vote"}},
+    {"type": "REPV", "alpha": 0.5, "normalize": "minmax", "re": {"form": "top_vote"}},
 ])
 def test_loop_labels_each_query_once_and_stops_at_the_budget(ltr_files, tmp_path, strategy):
     work = str(tmp_path / "run")

@@ -10,7 +10,8 @@ import pytest
 
 import ppzoo  # noqa: F401
 from ppzoo.core.errors import ConfigError, DataError
-from ppzoo.ranking.active import REPV, normalize_scores, prediction_variance, ranking_entropy
+from ppzoo.ranking.active import (REPV, RankingEntropy, normalize_scores, prediction_variance,
+                                  ranking_entropy)
 from ppzoo.ranking.data import LTRDataset, Query, read_ltr_file, write_ltr_file
 from ppzoo.ranking.losses import (GradedCrossEntropy, LambdaRankLoss, ListNetLoss,
                                   PointwiseRegression, RankNetLoss)
@@ -142,24 +143,74 @@ def test_losses_average_over_queries_and_ignore_padding():
 
 
 # --------------------------------------------------------------------------- RE / PV
-def test_ranking_entropy_vote_form_zero_when_agreeing_max_when_disagreeing():
+def test_ranking_entropy_top_vote_form_zero_when_agreeing_max_when_disagreeing():
     agree = np.array([[3.0, 1.0, 0.0], [2.0, 1.5, 0.1], [9.0, 0.0, -1.0]])
-    assert ranking_entropy(agree, form="vote") == 0.0
+    assert ranking_entropy(agree, form="top_vote") == 0.0
     disagree = np.array([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 1.0, 5.0]])
-    assert ranking_entropy(disagree, form="vote") == pytest.approx(math.log(3))
-    assert ranking_entropy(disagree, form="vote", normalize=True) == pytest.approx(1.0)
+    assert ranking_entropy(disagree, form="top_vote") == pytest.approx(math.log(3))
+    assert ranking_entropy(disagree, form="top_vote", normalize=True) == pytest.approx(1.0)
     rng = np.random.default_rng(0)
     for _ in range(20):  # no committee of 3 exceeds the all-disagree value
-        assert ranking_entropy(rng.normal(size=(3, 3)), form="vote") <= math.log(3) + 1e-12
+        assert ranking_entropy(rng.normal(size=(3, 3)), form="top_vote") <= math.log(3) + 1e-12
 
 
-def test_ranking_entropy_softmax_form():
+def rank_vote_entropy_by_hand(scores):
+    """Independent reading of rank disagreement: each member's ranking by sorting the
+    documents (ties: document order), then per document the entropy (scipy) of the rank
+    positions it got from the members, averaged over the documents."""
+    from scipy.stats import entropy
+    m, d = scores.shape
+    rank_of = [{doc: pos for pos, doc in enumerate(sorted(range(d), key=lambda j: (-row[j], j)))}
+               for row in scores]
+    per_doc = []
+    for doc in range(d):
+        counts = np.bincount([rank_of[k][doc] for k in range(m)], minlength=d)
+        per_doc.append(entropy(counts / m))
+    return float(np.mean(per_doc))
+
+
+def test_default_ranking_entropy_is_committee_disagreement_not_list_length():
+    rng = np.random.default_rng(0)
+    for d in (2, 5, 40, 200):
+        one = rng.normal(size=d)
+        same = np.repeat(one[None], 5, axis=0)  # five identical committee members
+        assert ranking_entropy(same) == 0.0
+        assert RankingEntropy().score([same], rng)[0] == 0.0
+        assert ranking_entropy(same, form="softmax_disagreement") == pytest.approx(0.0, abs=1e-12)
+        # the consensus entropy is the one model's uncertainty: log D for flat scores
+        assert ranking_entropy(np.zeros((5, d)), form="consensus_entropy") == pytest.approx(math.log(d))
+    for _ in range(10):
+        s = rng.normal(size=(5, int(rng.integers(2, 30))))
+        s[:, 0] = s[:, 1]  # a tie inside every member's list
+        assert ranking_entropy(s) == pytest.approx(rank_vote_entropy_by_hand(s), abs=1e-12)
+        assert 0.0 <= ranking_entropy(s) <= math.log(min(5, s.shape[1])) + 1e-12
+        assert ranking_entropy(s, normalize=True) == pytest.approx(
+            rank_vote_entropy_by_hand(s) / math.log(min(5, s.shape[1])))
+    # a tie ranks in document order, as the metrics do: these two members agree
+    assert ranking_entropy(np.array([[1.0, 1.0, 0.0], [1.0, 0.9, 0.0]])) == 0.0
+    # members that reverse each other's order: every document gets two ranks, half-half
+    rev = np.array([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]])
+    assert ranking_entropy(rev) == pytest.approx(math.log(2))
+    # disagreement rises with the committee's disagreement, not with the scores' spread
+    base = rng.normal(size=10)
+    close = np.stack([base + 1e-3 * rng.normal(size=10) for _ in range(5)])
+    assert ranking_entropy(close) < ranking_entropy(rng.normal(size=(5, 10)))
+
+
+def test_ranking_entropy_consensus_and_softmax_disagreement_forms():
     s = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    p = (np.exp(s) / np.exp(s).sum(1, keepdims=True)).mean(0)
-    assert ranking_entropy(s) == pytest.approx(-(p * np.log(p)).sum())
-    assert ranking_entropy(np.zeros((4, 5))) == pytest.approx(math.log(5))  # maximal: uniform
+    p = np.exp(s) / np.exp(s).sum(1, keepdims=True)
+    h = lambda q: float(-(q * np.log(q)).sum())  # noqa: E731
+    assert ranking_entropy(s, form="consensus_entropy") == pytest.approx(h(p.mean(0)))
+    assert ranking_entropy(s, form="softmax_disagreement") == pytest.approx(
+        h(p.mean(0)) - np.mean([h(r) for r in p]))
+    assert ranking_entropy(s / 2, form="consensus_entropy") == pytest.approx(
+        ranking_entropy(s, form="consensus_entropy", temperature=2.0))
     with pytest.raises(ConfigError, match="form"):
         ranking_entropy(s, form="votes")
+    for old, new in (("softmax", "consensus_entropy"), ("vote", "top_vote")):
+        with pytest.raises(ConfigError, match=new):
+            RankingEntropy(form=old)
 
 
 def test_prediction_variance_equals_the_variance_formula():

@@ -6,12 +6,27 @@ matrix of candidate query ``i`` (see ``ppzoo.active.strategies``).
 
 Readings of the paper (arXiv 2205.10137) that its abstract leaves open are options:
 
-* ``RankingEntropy(form="softmax")``: the entropy of the committee's mean softmax
-  distribution over the query's documents (``temperature`` scales the scores first);
-  ``form="vote"``: the entropy of the committee's votes for the top document
-  (0 when every member ranks the same document first, ``log(members)`` when all differ).
-  ``normalize=True`` divides by the largest entropy the query can have (``log D``, or
-  ``log min(D, members)`` for votes), so long and short queries compare on one scale.
+* ``RankingEntropy(form=...)``, each form named for what it measures (``RANKING_ENTROPY_FORMS``):
+
+  - ``rank_disagreement`` (default): for each document, the entropy of the rank positions
+    the members give it, averaged over the query's documents.  The paper describes RE as
+    the entropy of the query's webpages as ranked by a committee of checkpoints (query by
+    committee), i.e. the committee's disagreement: this is 0 whenever every member ranks
+    the documents the same way, whatever the scores and the list length, and at most
+    ``log min(members, D)``.
+  - ``top_vote``: the entropy of the members' votes for the top document (0 when every
+    member ranks the same document first, ``log min(members, D)`` when all differ);
+    disagreement about the first place only.
+  - ``softmax_disagreement``: ``H(mean_k p_k) - mean_k H(p_k)`` of the members' top-one
+    softmax distributions over the documents (their Jensen-Shannon divergence; 0 for
+    identical members, at most ``log members``).
+  - ``consensus_entropy``: ``H(mean_k p_k)``, the entropy of the committee's mean softmax.
+    It is not a disagreement: identical members score their own uncertainty, and it grows
+    like ``log D`` with the list length (ppzoo's default before, named ``softmax``).
+
+  ``temperature`` scales the scores of the softmax forms; ``normalize=True`` divides by the
+  form's largest value for the query (``log min(members, D)``, ``log min(members, D)``,
+  ``log members``, ``log D``), so long and short queries compare on one scale.
 * ``PredictionVariance(source="current")``: the variance of the current model's scores
   over the query's documents; ``source="committee"``: that variance averaged over the
   members; ``over="members"``: the variance of each document's score across the members,
@@ -39,22 +54,48 @@ def _softmax(s, t):
 
 def _entropy(p):
     p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
+    return float(-(p * np.log(p)).sum()) + 0.0  # + 0.0: no -0.0 for a point mass
 
 
-def ranking_entropy(scores, form="softmax", temperature=1.0, normalize=False):
+RANKING_ENTROPY_FORMS = ("rank_disagreement", "top_vote", "softmax_disagreement",
+                         "consensus_entropy")
+_RENAMED = {"softmax": "consensus_entropy", "vote": "top_vote"}
+
+
+def rank_positions(scores):
+    """[members, documents] rank of each document in each member's ranking (0 = first;
+    tied scores keep the document order, as the metrics do)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), 1)
+    return ranks
+
+
+def ranking_entropy(scores, form="rank_disagreement", temperature=1.0, normalize=False):
     """RE of one query from its committee score matrix ``scores`` [members, documents]."""
     scores = np.atleast_2d(np.asarray(scores, np.float64))
     m, d = scores.shape
-    if form == "softmax":
-        h = _entropy(_softmax(scores, float(temperature)).mean(0))
-        top = np.log(d)
-    elif form == "vote":
+    if form == "rank_disagreement":
+        ranks = rank_positions(scores)
+        h = float(np.mean([_entropy(np.bincount(ranks[:, j], minlength=d) / m) for j in range(d)]))
+        top = np.log(min(d, m))
+    elif form == "top_vote":
         votes = np.bincount(np.argmax(scores, axis=1), minlength=d) / m  # ties: first document
         h = _entropy(votes)
         top = np.log(min(d, m))
+    elif form == "softmax_disagreement":
+        p = _softmax(scores, float(temperature))
+        h = max(_entropy(p.mean(0)) - float(np.mean([_entropy(row) for row in p])), 0.0)
+        top = np.log(m)
+    elif form == "consensus_entropy":
+        h = _entropy(_softmax(scores, float(temperature)).mean(0))
+        top = np.log(d)
+    elif form in _RENAMED:
+        raise ConfigError(f"RankingEntropy.form {form!r} is now {_RENAMED[form]!r} (forms: "
+                          f"{', '.join(RANKING_ENTROPY_FORMS)})")
     else:
-        raise ConfigError(f"RankingEntropy.form must be 'softmax' or 'vote', got {form!r}")
+        raise ConfigError(f"RankingEntropy.form must be one of {', '.join(RANKING_ENTROPY_FORMS)}; "
+                          f"got {form!r}")
     if normalize:
         return h / top if top > 0 else 0.0
     return h
@@ -94,7 +135,9 @@ def normalize_scores(values, mode):
 
 @STRATEGIES.register()
 class RankingEntropy(QueryStrategy):
-    def __init__(self, form="softmax", temperature=1.0, normalize=False):
+    """RE of each candidate query; ``form`` says which (module docstring)."""
+
+    def __init__(self, form="rank_disagreement", temperature=1.0, normalize=False):
         ranking_entropy(np.zeros((1, 2)), form, temperature)  # checks the options
         self.form, self.temperature, self.normalize = form, float(temperature), bool(normalize)
 
