@@ -343,16 +343,8 @@ def build_for_weights(cfg):
     the weights file replaces every parameter, so fetching pretrained weights first would
     only cost time (or a download).
     """
-    from .trainer import build_trainer
-
-    def drop(node):
-        if isinstance(node, dict):
-            return {k: drop(v) for k, v in node.items() if k not in ("pretrained", "pretrained_strict")}
-        if isinstance(node, list):
-            return [drop(v) for v in node]
-        return node
-    cfg = {k: (drop(v) if k == "model" else v) for k, v in cfg.items() if k != "pretrained"}
-    return build_trainer(cfg, build_train=False)
+    from .trainer import build_trainer, without_pretrained
+    return build_trainer(without_pretrained(cfg), build_train=False)
 
 
 def export_from_config(cfg, weights, save_dir, logger=None):

@@ -58,11 +58,13 @@ def export_extractor(cfg, save_dir, weights=None, logger=None):
     ``pretrained``) as a ``frame_features`` model; returns the deploy dict."""
     from ..core.builder import build_model
     from ..engine.export import export_model, load_weights
+    from ..engine.trainer import without_pretrained
     model_cfg = cfg.get("model") or {}
     if "backbone" not in model_cfg:
         raise ConfigError(f"{cfg.get('_file_', '<config>')}: model has no backbone; feature "
                           f"extraction needs a 2D recognizer (Recognizer2D)")
-    model = build_model(model_cfg)
+    # ``weights`` replaces every parameter: the backbone's ImageNet init is never fetched
+    model = build_model(without_pretrained({"model": model_cfg})["model"] if weights else model_cfg)
     if weights:
         load_weights(model, weights)
     elif cfg.get("pretrained"):
