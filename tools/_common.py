@@ -1,6 +1,7 @@
 """What every tool shares: the import path, and one-line errors instead of stack traces."""
 import functools
 import os
+import signal
 import sys
 import warnings
 
@@ -11,7 +12,23 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")
 from ppzoo.core.errors import PPZooError  # noqa: E402
 from ppzoo.engine.cpu import tune_cpu  # noqa: E402
 
-tune_cpu()
+tune_cpu()  # imports paddle
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def install_interrupt_handlers():
+    """SIGTERM and SIGINT raise KeyboardInterrupt, which ``main_guard`` turns into one line
+    and exit 130.  Importing paddle installs handlers that print Paddle's FatalError dump
+    instead, so this runs after that import; ``Trainer.train()`` installs its own (finish the
+    step, save) while it runs and restores these afterwards."""
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
+
+
+install_interrupt_handlers()
 
 
 def main_guard(fn):
@@ -29,8 +46,9 @@ def main_guard(fn):
         except OSError as err:
             print(f"error: {describe_os_error(err)}", file=sys.stderr)
             sys.exit(2)
-        except KeyboardInterrupt:
-            print("error: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as err:
+            by = f" by {err.args[0]}" if err.args and str(err.args[0]).startswith("SIG") else ""
+            print(f"error: interrupted{by}", file=sys.stderr)
             sys.exit(130)
     return wrapper
 

@@ -57,17 +57,25 @@ def resolve_weights(path):
     return path
 
 
-def load_weights(model, path):
+def read_weights(path):
+    """``(file, state dict)`` of ``--weights``: read before the model and data are built, so
+    a missing or unreadable file fails in a second, not after minutes of building."""
+    from ..hub import read_state_dict
+    file = resolve_weights(path)
+    return file, read_state_dict(file)
+
+
+def load_weights(model, path, state=None):
     """Load ``path`` into ``model`` strictly: every parameter present with its exact shape.
 
     Evaluation and export must run the weights that were trained, so a missing,
     unexpected or mis-shaped key is an error here, reported in one line with the first
     offenders.  Reading (``.pdparams`` or ``.safetensors``) and loading are the hub's.
+    ``state``: what :func:`read_weights` returned for ``path`` (not read again).
     Returns the file loaded.
     """
-    from ..hub import load_state_dict, read_state_dict
-    file = resolve_weights(path)
-    state = read_state_dict(file)
+    from ..hub import load_state_dict
+    file, state = state if state is not None else read_weights(path)
     problems = state_fit_problems(model, state)
     if problems:
         raise WeightsError(f"weights {file} do not fit the model "
@@ -353,8 +361,9 @@ def export_from_config(cfg, weights, save_dir, logger=None):
     A trainer whose ``model`` holds more than is deployed (a distillation trainer's
     teacher and student) defines ``model_for_export()`` returning the layer to export.
     """
+    state = read_weights(weights)  # a missing or unreadable file fails before the build
     trainer = build_for_weights(cfg)
-    file = load_weights(trainer.model, weights)
+    file = load_weights(trainer.model, weights, state=state)
     model = trainer.model_for_export() if hasattr(trainer, "model_for_export") else trainer.model
     with paddle.utils.unique_name.guard(trainer._names):
         return export_model(model, cfg, save_dir, dataset=trainer.val_dataset,
