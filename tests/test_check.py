@@ -172,3 +172,129 @@ def test_train_check_tool_names_a_missing_earlier_step_in_one_line(tmp_path):
     assert err == [f"error: {os.path.join(ROOT, 'configs', 'pssl', 'camvid_finetune.yml')}: needs an "
                    f"earlier step: pretrained = output/pssl_camvid_pretrain/latest/model.pdparams"]
     assert os.listdir(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- errors come early
+def _load_tool(name):
+    import importlib.util
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    spec = importlib.util.spec_from_file_location(f"ppzoo_tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("tool", ["eval", "export"])
+def test_weights_are_checked_before_the_model_and_data_are_built(tool, tmp_path, monkeypatch, capsys):
+    import ppzoo.engine.export as export
+
+    def built(*a, **k):
+        raise AssertionError("the model and data were built before --weights was checked")
+    monkeypatch.setattr(export, "build_for_weights", built)
+    main = _load_tool(tool).main
+    cfg = os.path.join(ROOT, "configs", "quickstart", "digits.yml")
+    extra = ["--save-dir", str(tmp_path / "inference")] if tool == "export" else []
+    with pytest.raises(SystemExit) as exit_:
+        main(["-c", cfg, "--weights", str(tmp_path / "none.pdparams")] + extra)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: weights file not found: {tmp_path / 'none.pdparams'}"
+    junk = tmp_path / "junk.pdparams"
+    junk.write_bytes(b"not a state dict")
+    with pytest.raises(SystemExit) as exit_:
+        main(["-c", cfg, "--weights", str(junk)] + extra)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {junk} is not a Paddle state dict"), err
+    assert not (tmp_path / "inference").exists()
+
+
+SETUP_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tools!r})
+from _common import main_guard
+
+@main_guard
+def main():
+    import ppzoo  # noqa: F401  (set-up: before train() installs its own handlers)
+    print("ready", flush=True)
+    time.sleep(300)
+
+main()
+"""
+
+
+def test_sigterm_during_set_up_is_one_line_and_exit_130(tmp_path):
+    """Importing paddle installs a SIGTERM handler that prints Paddle's FatalError dump; the
+    tools reinstall theirs after that import."""
+    script = tmp_path / "setup.py"
+    script.write_text(SETUP_SCRIPT.format(tools=os.path.join(ROOT, "tools")))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"  # waits for the set-up, however slow
+        proc.terminate()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["error: interrupted by SIGTERM"], err
+
+
+def _no_downloads(monkeypatch):
+    load = sys.modules["ppzoo.hub.load"]  # (ppzoo.hub.download is also a function's name)
+    calls = []
+
+    def refuse(url, *a, **k):
+        calls.append(url)
+        raise AssertionError(f"downloaded {url}")
+    monkeypatch.setattr(load, "download", refuse)
+    return calls
+
+
+def test_pptsm_football_with_weights_never_downloads_its_imagenet_backbone(tmp_path, monkeypatch):
+    """tools/extract_features.py -c configs/video/pptsm_football.yml --weights W: the weights
+    replace every parameter, so the backbone's ImageNet init is not fetched (a small backbone
+    of the same config, for time)."""
+    from ppzoo.core.builder import build_model
+    from ppzoo.engine.trainer import without_pretrained
+    from ppzoo.localization.features import export_extractor
+    calls = _no_downloads(monkeypatch)
+    cfg = load_config(os.path.join(ROOT, "configs", "video", "pptsm_football.yml"),
+                      ["model.backbone.depth=18", "model.backbone.base_width=4", "model.head.in_channels=32"])
+    assert cfg["model"]["backbone"]["pretrained"] == PPTSM
+    weights = str(tmp_path / "w.pdparams")
+    paddle.save(build_model(without_pretrained(cfg)["model"]).state_dict(), weights)
+    export_extractor(cfg, str(tmp_path / "features"), weights=weights)
+    assert calls == []
+    with pytest.raises(AssertionError, match="downloaded"):  # without --weights it would fetch it
+        build_model(cfg["model"])
+
+
+def test_resume_never_downloads_the_init_latest_replaces(tmp_path, monkeypatch, digits_cfg):
+    from ppzoo.engine.trainer import Trainer
+    digits_cfg["train"].update({"epochs": 1})
+    Trainer(digits_cfg, work_dir=str(tmp_path / "run")).train()
+    calls = _no_downloads(monkeypatch)
+    cfg = dict(digits_cfg, pretrained="resnet18_imagenet")  # a change --resume allows
+    Trainer(cfg, work_dir=str(tmp_path / "run"), resume=True)
+    assert calls == []
+    with pytest.raises(AssertionError, match="downloaded"):  # a fresh run fetches its init
+        Trainer(cfg, work_dir=str(tmp_path / "fresh"))
+    assert calls
+
+
+def test_a_federated_round_failure_says_what_latest_holds(tmp_path):
+    from ppzoo.engine import checkpoint as ckpt
+    from ppzoo.federated.trainer import FederatedError, FederatedTrainer
+
+    class Run:
+        min_clients, round, work_dir = 2, 4, str(tmp_path)
+        _latest_note = FederatedTrainer._latest_note
+
+    with pytest.raises(FederatedError) as err:
+        FederatedTrainer._need(Run(), 5, 1, 3, [(7, "OSError: gone")])
+    assert str(err.value).endswith("; no latest/ written yet (a rerun starts afresh)")
+    ckpt.save_checkpoint(str(tmp_path / "latest"), {"w": np.zeros(2, np.float32)}, None, {"round": 3})
+    with pytest.raises(FederatedError) as err:
+        FederatedTrainer._need(Run(), 5, 1, 3, [])
+    assert str(err.value).endswith("; latest/ holds round 3")
