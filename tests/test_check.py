@@ -298,3 +298,26 @@ def test_a_federated_round_failure_says_what_latest_holds(tmp_path):
     with pytest.raises(FederatedError) as err:
         FederatedTrainer._need(Run(), 5, 1, 3, [])
     assert str(err.value).endswith("; latest/ holds round 3")
+
+
+@pytest.mark.parametrize("config,opts", [
+    ("skeleton/stgcn_fsd10.yml", []),
+    ("localization/lstm_football.yml", ["model.lstm_size=8", "model.fc_dims=[8,8]"]),  # small, for time
+])
+def test_export_needs_only_the_model_not_the_val_data(config, opts, tmp_path, monkeypatch):
+    """The val data and annotations of these configs are absent here: export takes the input
+    spec from export.input_spec and the label names from the dataset's config."""
+    from ppzoo.core.builder import build_model
+    from ppzoo.engine.export import export_from_config
+    from ppzoo.engine.trainer import without_pretrained
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(os.path.join(ROOT, "configs", config), opts)
+    with pytest.raises(PPZooError, match="not found"):  # the data really is absent
+        ppzoo.core.builder.DATASETS.build(cfg["val_dataset"])
+    weights = str(tmp_path / "w.pdparams")
+    paddle.save(build_model(without_pretrained(cfg)["model"]).state_dict(), weights)
+    deploy = export_from_config(cfg, weights, str(tmp_path / "inference"))
+    assert [i["shape"] for i in deploy["inputs"]] == [[-1] + s["shape"][1:] for s in cfg["export"]["input_spec"]]
+    assert deploy["label_names"] and len(deploy["label_names"]) == cfg["model"].get(
+        "num_classes", cfg["model"].get("head", {}).get("num_classes"))
+    assert sorted(os.listdir(tmp_path / "inference")) == ["deploy.yml", "model.json", "model.pdiparams"]

@@ -344,15 +344,66 @@ def _swap_into_place(tmp, save_dir):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build_for_weights(cfg):
-    """The trainer (model, metrics, val data, no training data) that ``--weights`` will fill.
+def build_for_weights(cfg, val_data=True):
+    """The trainer (model, metrics, val data, no training data) that ``--weights`` will fill;
+    ``val_data=False`` builds no dataset at all (export needs only the model).
 
     ``pretrained:`` is dropped, also inside the model (e.g. a backbone's ImageNet weights):
     the weights file replaces every parameter, so fetching pretrained weights first would
     only cost time (or a download).
     """
     from .trainer import build_trainer, without_pretrained
-    return build_trainer(without_pretrained(cfg), build_train=False)
+    cfg = without_pretrained(cfg)
+    if not val_data:
+        cfg["val_dataset"] = None
+    return build_trainer(cfg, build_train=False)
+
+
+class DatasetConfig:
+    """A val dataset whose files are absent, as export sees it: no samples, the class names,
+    ``fps`` and ``max_len`` its config gives (what the tasks' ``deploy_fields`` read)."""
+
+    def __init__(self, dcfg):
+        self.cfg = dict(dcfg or {})
+        self.fps = self.cfg.get("fps")
+        self.max_len = self.cfg.get("max_len", 300)
+        self.class_names = self._class_names(self.cfg.get("class_names"), self.cfg.get("num_classes"))
+
+    @staticmethod
+    def _class_names(spec, num_classes):
+        if isinstance(spec, (list, tuple)):
+            return [str(c) for c in spec]
+        if isinstance(spec, str):
+            from ..localization.classes import PRESETS as LOC
+            from ..video.classes import PRESETS as VIDEO
+            for presets in (VIDEO, LOC):
+                if spec in presets:
+                    return [str(c) for c in presets[spec]]
+        return [str(i) for i in range(int(num_classes))] if num_classes else None
+
+    def __len__(self):
+        return 0
+
+
+def export_dataset(cfg, logger=None):
+    """The val dataset for export: built where its files are there (a sample gives the input
+    spec and the check), else a :class:`DatasetConfig`, so export needs only the model when
+    the config gives ``export.input_spec``.  None without a ``val_dataset``."""
+    from ..core.builder import DATASETS
+    from ..core.errors import DataError
+    dcfg = cfg.get("val_dataset")
+    if not dcfg:
+        return None
+    try:
+        return DATASETS.build(dcfg, key_path="val_dataset")
+    except DataError as err:
+        if (cfg.get("export") or {}).get("input_spec") is None:
+            raise ConfigError(f"{cfg.get('_file_', '<config>')}: export takes the input spec from a "
+                              f"val sample, and the val data cannot be read ({err}); give "
+                              f"export.input_spec to export without data") from None
+        if logger:
+            logger.info(f"val data not read ({err}): exporting with export.input_spec")
+        return DatasetConfig(dcfg)
 
 
 def export_from_config(cfg, weights, save_dir, logger=None):
@@ -362,11 +413,12 @@ def export_from_config(cfg, weights, save_dir, logger=None):
     teacher and student) defines ``model_for_export()`` returning the layer to export.
     """
     state = read_weights(weights)  # a missing or unreadable file fails before the build
-    trainer = build_for_weights(cfg)
+    trainer = build_for_weights(cfg, val_data=False)
     file = load_weights(trainer.model, weights, state=state)
     model = trainer.model_for_export() if hasattr(trainer, "model_for_export") else trainer.model
+    dataset = export_dataset(cfg, logger or trainer.logger)
     with paddle.utils.unique_name.guard(trainer._names):
-        return export_model(model, cfg, save_dir, dataset=trainer.val_dataset,
+        return export_model(model, cfg, save_dir, dataset=dataset,
                             input_keys=trainer.input_keys, logger=logger or trainer.logger,
                             extra={"weights": os.path.abspath(file),
                                    "config": cfg.get("_file_")})
