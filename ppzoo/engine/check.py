@@ -216,7 +216,7 @@ def check_config(cfg, tool="train", weights=None, save_dir=None, resume=False, o
         check_arguments(cls.__init__, dict(tcfg), "trainer", cls.__name__, require=False)
 
     # export reads a val sample only where the config gives no export.input_spec
-    spec = (cfg.get("export") or {}).get("input_spec") is not None
+    spec = any((cfg.get("export") or {}).get(k) is not None for k in ("input_spec", "default_input_spec"))
     sections = {"train": ("train_dataset", "val_dataset", "test_dataset", "dataset"),
                 "eval": ("val_dataset",), "export": () if spec else ("val_dataset",)}[tool]
     report.data, needs = data_needs(cfg, sections)

@@ -18,6 +18,7 @@ The ``export`` config section (all optional)::
       task: classification          # an INFER_TASKS name (predictor.py)
       input_spec:                   # default: derived from a val sample
         - {name: image, shape: [null, 3, 224, 224], dtype: float32}
+      default_input_spec: [...]     # used only where no val sample can be read (no data)
       transforms: [...]             # default: val_dataset.transforms
       label_names: [...]            # default: the val dataset's class_names
       reader: {mode: RGB}           # merged over the task's defaults
@@ -38,7 +39,7 @@ from ..core.errors import ConfigError, WeightsError
 from . import checkpoint as ckpt
 from .predictor import DEPLOY_FILE, INFER_TASKS, MODEL_FILE, PARAMS_FILE, Predictor
 
-EXPORT_KEYS = {"task", "input_spec", "transforms", "label_names", "reader", "postprocess",
+EXPORT_KEYS = {"task", "input_spec", "default_input_spec", "transforms", "label_names", "reader", "postprocess",
                "verify_atol"}
 
 
@@ -209,6 +210,8 @@ def export_model(model, cfg, save_dir, dataset=None, input_keys=None, logger=Non
         specs = _check_spec(ecfg["input_spec"], source)
     elif sample is not None:
         specs = derive_input_spec(sample, input_keys, source)
+    elif ecfg.get("default_input_spec") is not None:
+        specs = _check_spec(ecfg["default_input_spec"], source)
     else:
         raise ConfigError(f"{source}: export needs a val_dataset to derive the input spec, "
                           f"or export.input_spec")
@@ -388,7 +391,8 @@ class DatasetConfig:
 def export_dataset(cfg, logger=None):
     """The val dataset for export: built where its files are there (a sample gives the input
     spec and the check), else a :class:`DatasetConfig`, so export needs only the model when
-    the config gives ``export.input_spec``.  None without a ``val_dataset``."""
+    the config gives ``export.input_spec`` or ``export.default_input_spec`` (the spec of a
+    val sample, for exports without data).  None without a ``val_dataset``."""
     from ..core.builder import DATASETS
     from ..core.errors import DataError
     dcfg = cfg.get("val_dataset")
@@ -397,12 +401,13 @@ def export_dataset(cfg, logger=None):
     try:
         return DATASETS.build(dcfg, key_path="val_dataset")
     except DataError as err:
-        if (cfg.get("export") or {}).get("input_spec") is None:
+        ecfg = cfg.get("export") or {}
+        if ecfg.get("input_spec") is None and ecfg.get("default_input_spec") is None:
             raise ConfigError(f"{cfg.get('_file_', '<config>')}: export takes the input spec from a "
                               f"val sample, and the val data cannot be read ({err}); give "
-                              f"export.input_spec to export without data") from None
+                              f"export.default_input_spec to export without data") from None
         if logger:
-            logger.info(f"val data not read ({err}): exporting with export.input_spec")
+            logger.info(f"val data not read ({err}): exporting with the config's input spec")
         return DatasetConfig(dcfg)
 
 
