@@ -176,14 +176,15 @@ def weights_needs(cfg):
 
 
 def step_needs(cfg, skip=("model", "pretrained") + DATASET_SECTIONS):
-    """Other ``output/...`` paths a config reads (a classifier's weights, a teacher export)."""
+    """Other ``output/...`` paths a config reads (a classifier's weights, a teacher export);
+    their readers take them relative to the working directory, as the run will."""
     needs = []
     for section, node in cfg.items():
         if section in skip or section == "output_dir":
             continue
         for where, k, v, _ in [(section, section, node, None)] + list(_walk(node, section)):
             if (isinstance(v, str) and _STEP.match(v) and k not in ("output_dir", "save_dir")
-                    and not os.path.exists(paths.resolve_data_path(v))):
+                    and not os.path.exists(v)):
                 needs.append(Need("step", where, v, "written by an earlier step, found nowhere"))
     return needs
 
