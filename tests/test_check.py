@@ -321,3 +321,10 @@ def test_export_needs_only_the_model_not_the_val_data(config, opts, tmp_path, mo
     assert deploy["label_names"] and len(deploy["label_names"]) == cfg["model"].get(
         "num_classes", cfg["model"].get("head", {}).get("num_classes"))
     assert sorted(os.listdir(tmp_path / "inference")) == ["deploy.yml", "model.json", "model.pdiparams"]
+
+
+def test_a_paddlenlp_model_name_is_a_download_and_a_package_folder_is_not(elsewhere):
+    path = os.path.join(ROOT, "configs", "lnsr", "rte_plain.yml")
+    report = check_config(load_config(path, ["model.pretrained=bert-base-uncased"]), "train", build=False)
+    assert [(n.kind, n.key, n.value) for n in report.needs] == [("download", "model.pretrained", "bert-base-uncased")]
+    assert check_config(load_config(path), "train", build=False).needs == []  # pkg:// is installed

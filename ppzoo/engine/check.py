@@ -141,9 +141,10 @@ def weights_need(key, source, model=None):
         from ..segmentation.models import BACKBONE_IMAGENET
         backbone = (model or {}).get("backbone", "ResNet50_vd")
         source = BACKBONE_IMAGENET.get(backbone, source)
-    if isinstance(source, str) and source.startswith("pkg://"):
+    if isinstance(source, str) and (source.startswith("pkg://") or _is_text_model(model)):
         from ..nlp.pretrained import resolve_path
-        resolve_path(source)  # a WeightsError names the package to install
+        if resolve_path(source) is None:  # a pkg:// or local folder; a WeightsError names what is missing
+            return Need("download", key, source, "a PaddleNLP model, fetched by PaddleNLP, size unknown")
         return None
     spec = parse_spec(source, where=key)
     src = os.path.expanduser(spec["path"])
@@ -160,6 +161,13 @@ def weights_need(key, source, model=None):
     if os.path.isfile(cache_path(entry["url"], entry.get("sha256"), entry.get("md5"))):
         return None
     return Need("download", key, src, f"{entry['url']}, {_size(entry)}; table {table_path()}")
+
+
+def _is_text_model(model):
+    """Whether ``model`` (a config mapping) is a transformer whose ``pretrained`` PaddleNLP reads."""
+    from ..core.builder import MODELS
+    kind = (model or {}).get("type")
+    return isinstance(kind, str) and kind in MODELS and MODELS.get(kind).__module__.startswith("ppzoo.nlp")
 
 
 def weights_needs(cfg):
@@ -218,6 +226,8 @@ def check_config(cfg, tool="train", weights=None, save_dir=None, resume=False, o
 
     # export reads a val sample only where the config gives no export.input_spec
     spec = any((cfg.get("export") or {}).get(k) is not None for k in ("input_spec", "default_input_spec"))
+    if tool == "eval" and not cfg.get("val_dataset"):
+        raise ConfigError(f"{source}: the config has no 'val_dataset' to evaluate on")
     sections = {"train": ("train_dataset", "val_dataset", "test_dataset", "dataset"),
                 "eval": ("val_dataset",), "export": () if spec else ("val_dataset",)}[tool]
     report.data, needs = data_needs(cfg, sections)
