@@ -317,7 +317,8 @@ def test_export_needs_only_the_model_not_the_val_data(config, opts, tmp_path, mo
     weights = str(tmp_path / "w.pdparams")
     paddle.save(build_model(without_pretrained(cfg)["model"]).state_dict(), weights)
     deploy = export_from_config(cfg, weights, str(tmp_path / "inference"))
-    assert [i["shape"] for i in deploy["inputs"]] == [[-1] + s["shape"][1:] for s in cfg["export"]["default_input_spec"]]
+    spec = cfg["export"]["default_input_spec"]
+    assert [i["shape"] for i in deploy["inputs"]] == [[-1] + s["shape"][1:] for s in spec]
     assert deploy["label_names"] and len(deploy["label_names"]) == cfg["model"].get(
         "num_classes", cfg["model"].get("head", {}).get("num_classes"))
     assert sorted(os.listdir(tmp_path / "inference")) == ["deploy.yml", "model.json", "model.pdiparams"]

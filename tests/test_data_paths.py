@@ -7,7 +7,6 @@ import os
 import re
 
 import numpy as np
-import pytest
 import yaml
 
 import ppzoo  # noqa: F401  (registers every component)
