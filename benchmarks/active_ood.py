@@ -219,7 +219,7 @@ CIFAR-10-sized pool is measured in [active_query_time.md](active_query_time.md).
   meet, 25% OOD; logistic regression refitted each round; 10 initial labels, then 7 queries of 10 (80 labelled).
 - **wine**: classes 0-1 ID, class 2 OOD at 20%; an MLP (16 hidden units) refitted each round;
   6 initial labels, then 7 queries of 4 (34 labelled).
-- **cifar10_r03 / cifar10_r06**: real CIFAR-10 (`../shared/data/cifar10`); classes 0-5
+- **cifar10_r03 / cifar10_r06**: real CIFAR-10 (`$PPZOO_DATA/cifar10`); classes 0-5
   (airplane ... dog) in-distribution, 6-9 OOD at 30% / 60% of the pool; 3000 ID training
   images (500 a class) plus the OOD ones; SmallCNN (width 16, depth 2, dropout 0.3) retrained
   from scratch each round with Adam (2e-3) for 200 iterations of batch 32; 100 random initial

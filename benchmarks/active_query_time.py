@@ -15,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import ROOT, write_page  # noqa: E402
+from ppzoo.core.paths import data_root  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -39,7 +40,7 @@ def main():
     from ppzoo.active.learners import DatasetInputs, PaddleLearner
     from ppzoo.active.strategies import STRATEGIES
     from ppzoo.core.builder import DATASETS, MODELS
-    root = os.path.join(ROOT, "..", "shared", "data", "cifar10", "train")
+    root = os.path.join(data_root(), "cifar10", "train")
     pool = DATASETS.build({"type": "ImageFolder", "root": root, "transforms": [
         {"type": "Normalize", "mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]},
         {"type": "ToCHW"}]})

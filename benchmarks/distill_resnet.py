@@ -9,7 +9,7 @@ and the student alone.
 The teacher is randomly initialised (seeded) and exported with the project's exporter:
 its weights do not change its cost, and throughput is what is measured here.  No
 simulated latency: every millisecond of teacher time is real compute.  Data: the real
-CIFAR-10 training images from ``../shared/data/cifar10`` (JPEG decoding is part of the
+CIFAR-10 training images from ``$PPZOO_DATA/cifar10`` (JPEG decoding is part of the
 student's step in every mode).  One thread per process (``tune_cpu(1)``, Paddle Inference
 ``cpu_threads: 1``); timed from iteration 3 to the last-but-one (no start-up, eval or
 checkpoint); median of round-robin repeats.  Also measured: the teacher's forward and the
@@ -32,10 +32,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import ROOT, write_page  # noqa: E402
+from ppzoo.core.paths import data_root  # noqa: E402
 from distill_common import export_untrained, run_config, run_options  # noqa: E402
 from ppzoo.engine.hooks import Hook  # noqa: E402
 
-DATA = os.path.join(ROOT, "..", "shared", "data", "cifar10")
+DATA = os.path.join(data_root(), "cifar10")
 
 
 class Clock(Hook):
@@ -79,7 +80,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/distill_resnet.md"))
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(DATA, "train")):
-        sys.exit(f"CIFAR-10 not found at {DATA} (see ../shared/data/README.md)")
+        sys.exit(f"CIFAR-10 not found at {DATA} (set $PPZOO_DATA to the data root)")
     import paddle
 
     from ppzoo.core.config import load_config

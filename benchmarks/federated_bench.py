@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import ROOT, write_page  # noqa: E402
+from ppzoo.core.paths import data_root  # noqa: E402
 
 STRATEGIES = ["fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "scaffold",
               "fedat", "fedda", "fedhisyn"]
@@ -33,7 +34,7 @@ FEDOPT = ["fedavgm", "fedadam", "fedyogi", "fedadagrad"]
 OUT = os.path.join(ROOT, "output", "federated_bench")  # --out replaces it for the accuracy runs
 COST_OUT = OUT  # the cost comparison always lives here
 DOCS = os.path.join(ROOT, "docs", "benchmarks")
-DATA = os.path.join(ROOT, "..", "shared", "data", "cifar10")
+DATA = os.path.join(data_root(), "cifar10")
 NORM = {"type": "Normalize", "mean": [0.491, 0.482, 0.447], "std": [0.247, 0.243, 0.262]}
 
 
@@ -422,7 +423,7 @@ READING = "## Reading the results"
 SCALE = """## Scale (CPU, shared 2-core machine)
 | setting | value |
 |---|---|
-| data | real CIFAR-10 JPEGs (`../shared/data/cifar10`): {train_per_class} training and {test_per_class} test images a class (fixed draw, seed 0), resized to {image_size}x{image_size} |
+| data | real CIFAR-10 JPEGs (`$PPZOO_DATA/cifar10`): {train_per_class} training and {test_per_class} test images a class (fixed draw, seed 0), resized to {image_size}x{image_size} |
 | model | SmallCNN width {width}, depth 2, no BatchNorm (the configs' model at width {width}) |
 | clients | {clients}, Dirichlet(alpha) label split (flwr-datasets semantics, min {min_partition_size} samples: at alpha 0.1 no draw gives all 50 clients 10 of the 3000 images), {per_round} a round |
 | local work | {local_epochs} epoch(s), batch 32, the configs' client optimizer{lr_note} |

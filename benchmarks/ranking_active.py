@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import ROOT, last_record, write_page  # noqa: E402
+from ppzoo.core.paths import data_root  # noqa: E402
 
 import ppzoo  # noqa: E402,F401
 from ppzoo.core import load_config  # noqa: E402
@@ -176,7 +177,7 @@ def real_part(args):
 
 def _real_pool_stats():
     from ppzoo.ranking.data import read_ltr_file
-    pool = read_ltr_file(os.path.join(os.environ.get("PPZOO_DATA", os.path.join(ROOT, "..", "shared", "data")),
+    pool = read_ltr_file(os.path.join(data_root(),
                                       "ltr", "lambdarank", "rank.train"), num_features=300)
     return (np.array([len(q) for q in pool]), np.array([q.labels.var() for q in pool]),
             np.array([q.labels.mean() for q in pool]))
@@ -266,7 +267,7 @@ def supervised_part(args):
                  for k in ("NDCG@1", "NDCG@5", "NDCG@10", "DCG@4")]
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(secs):.0f} |")
         print(rows[-1], flush=True)
-    test = read_ltr_file(os.path.join(os.environ.get("PPZOO_DATA", os.path.join(ROOT, "..", "shared", "data")),
+    test = read_ltr_file(os.path.join(data_root(),
                                       "ltr", "lambdarank", "rank.test"))
     rand = []
     for seed in range(100):

@@ -25,6 +25,9 @@ def parse_args(argv=None):
     p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. eval.batch_size=128")
     p.add_argument("--output", default=None, help="write the metrics to this JSON file")
+    p.add_argument("--check", action="store_true",
+                   help="check the config, its data, weights and output folder; build the model; "
+                        "write nothing (exit 0, or one line and exit 2)")
     return p.parse_args(argv)
 
 
@@ -54,17 +57,21 @@ def main(argv=None):
     args = parse_args(argv)
     import ppzoo  # noqa: F401  (registers every component)
     from ppzoo.core import ConfigError, load_config
-    from ppzoo.engine.export import build_for_weights, load_weights
+    from ppzoo.engine.export import build_for_weights, load_weights, read_weights
 
     cfg = load_config(args.config, args.opts)
     if args.output and os.path.isdir(args.output):
         raise ConfigError(f"--output {args.output} is a folder; name a .json file")
+    if args.check:
+        from ppzoo.engine.check import run_check
+        return run_check(cfg, "eval", weights=args.weights, output=args.output)
+    weights = read_weights(args.weights)  # a missing or unreadable file fails before the build
     trainer = build_for_weights(cfg)
     if trainer.val_loader is None:
         raise ConfigError(f"{args.config}: the config has no 'val_dataset' to evaluate on")
     if not trainer.metrics:
         raise ConfigError(f"{args.config}: the config lists no 'metrics'")
-    file = load_weights(trainer.model, args.weights)
+    file = load_weights(trainer.model, args.weights, state=weights)
     if getattr(trainer.val_dataset, "has_labels", True) is False:
         return _predict_unlabelled(trainer, args.output or "submission.csv", file)
     results = trainer.evaluate()

@@ -22,6 +22,9 @@ def parse_args(argv=None):
     p.add_argument("--save-dir", required=True, help="folder to write the exported model into")
     p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. export.postprocess.topk=3")
+    p.add_argument("--check", action="store_true",
+                   help="check the config, its data, weights and output folder; build the model; "
+                        "write nothing (exit 0, or one line and exit 2)")
     return p.parse_args(argv)
 
 
@@ -33,6 +36,9 @@ def main(argv=None):
     from ppzoo.engine.export import export_from_config
 
     cfg = load_config(args.config, args.opts)
+    if args.check:
+        from ppzoo.engine.check import run_check
+        return run_check(cfg, "export", weights=args.weights, save_dir=args.save_dir)
     deploy = export_from_config(cfg, args.weights, args.save_dir)
     ins = ", ".join(f"{i['name']} {i['shape']} {i['dtype']}" for i in deploy["inputs"])
     print(f"exported {deploy['model']} ({deploy['task']}; inputs: {ins}) to {args.save_dir}")

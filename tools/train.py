@@ -2,7 +2,8 @@
 
 A run folder that holds a run is refused unless ``--resume`` (continue it from latest/) or
 ``--overwrite`` (move it aside to <folder>.old-<time> and start afresh) is given.  Ctrl-C
-finishes the step, writes latest/ and exits 130.
+finishes the step, writes latest/ and exits 130.  ``--check`` says what the run would need
+(data, downloads, earlier steps) and where it would write, and writes nothing.
 """
 import argparse
 
@@ -19,6 +20,9 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="move a used run folder aside to <folder>.old-<time> and start afresh")
     p.add_argument("--save-dir", default=None, help="run directory (default output/<name>)")
+    p.add_argument("--check", action="store_true",
+                   help="check the config, its data, weights and output folder; build the model; "
+                        "write nothing (exit 0, or one line and exit 2)")
     return p.parse_args(argv)
 
 
@@ -30,6 +34,10 @@ def main(argv=None):
     import ppzoo
     from ppzoo.core import load_config
     cfg = load_config(args.config, args.opts)
+    if args.check:
+        from ppzoo.engine.check import run_check
+        return run_check(cfg, "train", save_dir=args.save_dir, resume=args.resume,
+                         overwrite=args.overwrite)
     if dist.get_world_size() > 1:
         dist.init_parallel_env()
     kwargs = {"overwrite": True} if args.overwrite else {}

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..core.builder import DATASETS
 from ..core.errors import DataError
+from ..core.paths import resolve_data_path
 from ..transforms import read_image
 from .base import BaseDataset
 
@@ -57,6 +58,7 @@ class ImageFolder(BaseDataset):
 
     def __init__(self, root, transforms=None, mode="RGB", extensions=IMG_EXTENSIONS, cache=False):
         super().__init__(transforms, cache=cache)
+        root = resolve_data_path(root)
         if not os.path.isdir(root):
             raise DataError(f"ImageFolder root not found: {root}")
         self.mode = mode
@@ -92,6 +94,7 @@ class ImageList(BaseDataset):
     def __init__(self, list_file, root=None, transforms=None, mode="RGB", class_names=None,
                  num_classes=None, delimiter=None, cache=False):
         super().__init__(transforms, cache=cache)
+        list_file, root = resolve_data_path(list_file), resolve_data_path(root)
         if not os.path.isfile(list_file):
             raise DataError(f"list file not found: {list_file}")
         root = root if root is not None else os.path.dirname(os.path.abspath(list_file))

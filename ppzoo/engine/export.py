@@ -18,6 +18,7 @@ The ``export`` config section (all optional)::
       task: classification          # an INFER_TASKS name (predictor.py)
       input_spec:                   # default: derived from a val sample
         - {name: image, shape: [null, 3, 224, 224], dtype: float32}
+      default_input_spec: [...]     # used only where no val sample can be read (no data)
       transforms: [...]             # default: val_dataset.transforms
       label_names: [...]            # default: the val dataset's class_names
       reader: {mode: RGB}           # merged over the task's defaults
@@ -38,7 +39,7 @@ from ..core.errors import ConfigError, WeightsError
 from . import checkpoint as ckpt
 from .predictor import DEPLOY_FILE, INFER_TASKS, MODEL_FILE, PARAMS_FILE, Predictor
 
-EXPORT_KEYS = {"task", "input_spec", "transforms", "label_names", "reader", "postprocess",
+EXPORT_KEYS = {"task", "input_spec", "default_input_spec", "transforms", "label_names", "reader", "postprocess",
                "verify_atol"}
 
 
@@ -57,17 +58,25 @@ def resolve_weights(path):
     return path
 
 
-def load_weights(model, path):
+def read_weights(path):
+    """``(file, state dict)`` of ``--weights``: read before the model and data are built, so
+    a missing or unreadable file fails in a second, not after minutes of building."""
+    from ..hub import read_state_dict
+    file = resolve_weights(path)
+    return file, read_state_dict(file)
+
+
+def load_weights(model, path, state=None):
     """Load ``path`` into ``model`` strictly: every parameter present with its exact shape.
 
     Evaluation and export must run the weights that were trained, so a missing,
     unexpected or mis-shaped key is an error here, reported in one line with the first
     offenders.  Reading (``.pdparams`` or ``.safetensors``) and loading are the hub's.
+    ``state``: what :func:`read_weights` returned for ``path`` (not read again).
     Returns the file loaded.
     """
-    from ..hub import load_state_dict, read_state_dict
-    file = resolve_weights(path)
-    state = read_state_dict(file)
+    from ..hub import load_state_dict
+    file, state = state if state is not None else read_weights(path)
     problems = state_fit_problems(model, state)
     if problems:
         raise WeightsError(f"weights {file} do not fit the model "
@@ -201,6 +210,8 @@ def export_model(model, cfg, save_dir, dataset=None, input_keys=None, logger=Non
         specs = _check_spec(ecfg["input_spec"], source)
     elif sample is not None:
         specs = derive_input_spec(sample, input_keys, source)
+    elif ecfg.get("default_input_spec") is not None:
+        specs = _check_spec(ecfg["default_input_spec"], source)
     else:
         raise ConfigError(f"{source}: export needs a val_dataset to derive the input spec, "
                           f"or export.input_spec")
@@ -336,23 +347,68 @@ def _swap_into_place(tmp, save_dir):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build_for_weights(cfg):
-    """The trainer (model, metrics, val data, no training data) that ``--weights`` will fill.
+def build_for_weights(cfg, val_data=True):
+    """The trainer (model, metrics, val data, no training data) that ``--weights`` will fill;
+    ``val_data=False`` builds no dataset at all (export needs only the model).
 
     ``pretrained:`` is dropped, also inside the model (e.g. a backbone's ImageNet weights):
     the weights file replaces every parameter, so fetching pretrained weights first would
     only cost time (or a download).
     """
-    from .trainer import build_trainer
-
-    def drop(node):
-        if isinstance(node, dict):
-            return {k: drop(v) for k, v in node.items() if k not in ("pretrained", "pretrained_strict")}
-        if isinstance(node, list):
-            return [drop(v) for v in node]
-        return node
-    cfg = {k: (drop(v) if k == "model" else v) for k, v in cfg.items() if k != "pretrained"}
+    from .trainer import build_trainer, without_pretrained
+    cfg = without_pretrained(cfg)
+    if not val_data:
+        cfg["val_dataset"] = None
     return build_trainer(cfg, build_train=False)
+
+
+class DatasetConfig:
+    """A val dataset whose files are absent, as export sees it: no samples, the class names,
+    ``fps`` and ``max_len`` its config gives (what the tasks' ``deploy_fields`` read)."""
+
+    def __init__(self, dcfg):
+        self.cfg = dict(dcfg or {})
+        self.fps = self.cfg.get("fps")
+        self.max_len = self.cfg.get("max_len", 300)
+        self.class_names = self._class_names(self.cfg.get("class_names"), self.cfg.get("num_classes"))
+
+    @staticmethod
+    def _class_names(spec, num_classes):
+        if isinstance(spec, (list, tuple)):
+            return [str(c) for c in spec]
+        if isinstance(spec, str):
+            from ..localization.classes import PRESETS as LOC
+            from ..video.classes import PRESETS as VIDEO
+            for presets in (VIDEO, LOC):
+                if spec in presets:
+                    return [str(c) for c in presets[spec]]
+        return [str(i) for i in range(int(num_classes))] if num_classes else None
+
+    def __len__(self):
+        return 0
+
+
+def export_dataset(cfg, logger=None):
+    """The val dataset for export: built where its files are there (a sample gives the input
+    spec and the check), else a :class:`DatasetConfig`, so export needs only the model when
+    the config gives ``export.input_spec`` or ``export.default_input_spec`` (the spec of a
+    val sample, for exports without data).  None without a ``val_dataset``."""
+    from ..core.builder import DATASETS
+    from ..core.errors import DataError
+    dcfg = cfg.get("val_dataset")
+    if not dcfg:
+        return None
+    try:
+        return DATASETS.build(dcfg, key_path="val_dataset")
+    except DataError as err:
+        ecfg = cfg.get("export") or {}
+        if ecfg.get("input_spec") is None and ecfg.get("default_input_spec") is None:
+            raise ConfigError(f"{cfg.get('_file_', '<config>')}: export takes the input spec from a "
+                              f"val sample, and the val data cannot be read ({err}); give "
+                              f"export.default_input_spec to export without data") from None
+        if logger:
+            logger.info(f"val data not read ({err}): exporting with the config's input spec")
+        return DatasetConfig(dcfg)
 
 
 def export_from_config(cfg, weights, save_dir, logger=None):
@@ -361,11 +417,13 @@ def export_from_config(cfg, weights, save_dir, logger=None):
     A trainer whose ``model`` holds more than is deployed (a distillation trainer's
     teacher and student) defines ``model_for_export()`` returning the layer to export.
     """
-    trainer = build_for_weights(cfg)
-    file = load_weights(trainer.model, weights)
+    state = read_weights(weights)  # a missing or unreadable file fails before the build
+    trainer = build_for_weights(cfg, val_data=False)
+    file = load_weights(trainer.model, weights, state=state)
     model = trainer.model_for_export() if hasattr(trainer, "model_for_export") else trainer.model
+    dataset = export_dataset(cfg, logger or trainer.logger)
     with paddle.utils.unique_name.guard(trainer._names):
-        return export_model(model, cfg, save_dir, dataset=trainer.val_dataset,
+        return export_model(model, cfg, save_dir, dataset=dataset,
                             input_keys=trainer.input_keys, logger=logger or trainer.logger,
                             extra={"weights": os.path.abspath(file),
                                    "config": cfg.get("_file_")})

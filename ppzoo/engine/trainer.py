@@ -96,16 +96,9 @@ class Trainer:
         a non-empty ``work_dir`` is refused (RunFolderError) before anything is written."""
         self.cfg = cfg
         self.source = cfg.get("_file_", "<config>")
-        check_keys(cfg, TOP_LEVEL_KEYS | self.extra_config_keys, "", self.source,
-                   hidden=("_file_",))
-        validate_config(cfg, self.source)
+        self.check_config(cfg)
         self.train_cfg = dict(cfg.get("train") or {})
-        check_keys(self.train_cfg, TRAIN_KEYS, "train.", self.source)
         self.eval_cfg = dict(cfg.get("eval") or {})
-        check_keys(self.eval_cfg, EVAL_KEYS, "eval.", self.source)
-        if isinstance(self.train_cfg.get("early_stop"), dict):
-            check_arguments(EarlyStoppingHook, self.train_cfg["early_stop"], "train.early_stop",
-                            "early_stop", require=False)
         self.seed = int(cfg.get("seed", 0))
         self.rank, self.world_size = get_rank(), get_world_size()
         name = cfg.get("name") or os.path.splitext(os.path.basename(self.source))[0]
@@ -146,6 +139,29 @@ class Trainer:
                 rundir.remove_failed_start(self.work_dir, created, fresh=not resume)
             raise
 
+    @classmethod
+    def check_config(cls, cfg):
+        """The checks made before anything is built (also ``--check``'s): every key known,
+        every engine value of the right type and range (ConfigError)."""
+        source = cfg.get("_file_", "<config>")
+        check_keys(cfg, TOP_LEVEL_KEYS | cls.extra_config_keys, "", source, hidden=("_file_",))
+        validate_config(cfg, source)
+        train_cfg = dict(cfg.get("train") or {})
+        check_keys(train_cfg, TRAIN_KEYS, "train.", source)
+        check_keys(dict(cfg.get("eval") or {}), EVAL_KEYS, "eval.", source)
+        if isinstance(train_cfg.get("early_stop"), dict):
+            check_arguments(EarlyStoppingHook, train_cfg["early_stop"], "train.early_stop",
+                            "early_stop", require=False)
+
+    def _resume_replaces_init(self):
+        """Whether a resume loads every parameter from ``latest/`` and nothing reads the
+        initial weights: true for trainers that keep the base ``_build``, ``_build_training``
+        and ``resume``.  Those that change them (a regularizer anchored at the pretrained
+        weights, task or round sequences) keep loading their ``pretrained`` init."""
+        cls = type(self)
+        return all(getattr(cls, m) is getattr(Trainer, m)
+                   for m in ("_build", "_build_training", "resume"))
+
     def _prepare_run_dir(self, resume, overwrite):
         """Checks before anything is written: a fresh run gets an unused folder, a resumed
         one a config that fits its checkpoint.  Returns the allowed config changes."""
@@ -179,6 +195,9 @@ class Trainer:
         seed_everything(self.seed)
         if "model" not in cfg:
             raise ConfigError(f"{self.source}: the config has no 'model' section")
+        skip_init = resume and self._resume_replaces_init()
+        if skip_init:  # latest/ replaces every parameter: never fetch an init it overwrites
+            cfg = without_pretrained(cfg)
         self.model = build_model(cfg["model"])
         if cfg.get("pretrained"):
             from ..hub import load_pretrained
@@ -468,6 +487,19 @@ class Trainer:
             results.update(m.accumulate())
         self.model.train()
         return results
+
+
+def without_pretrained(cfg):
+    """``cfg`` without ``pretrained:``, also inside the model (a backbone's ImageNet weights):
+    for a model whose every parameter is loaded afterwards (``--weights``, ``--resume``)."""
+    def drop(node):
+        if isinstance(node, dict):
+            return {k: drop(v) for k, v in node.items()
+                    if k not in ("pretrained", "pretrained_strict", "backbone_pretrained")}
+        if isinstance(node, list):
+            return [drop(v) for v in node]
+        return node
+    return {k: (drop(v) if k == "model" else v) for k, v in cfg.items() if k != "pretrained"}
 
 
 def build_trainer(cfg, **kwargs):

@@ -21,6 +21,7 @@ one tier update per round) and ``rings`` (FedHiSyn: ring steps inside categories
 round's interval, synchronous upload).  See docs/federated.md.
 """
 import collections
+import json
 import math
 import os
 import time
@@ -291,7 +292,18 @@ class FederatedTrainer(Trainer):
             raise FederatedError(
                 f"{what} {rnd}: only {answered} of {asked} clients answered, federated.min_clients "
                 f"is {self.min_clients}" + (f" ({detail})" if detail else "")
-                + f"; latest/ holds round {self.round}")
+                + f"; {self._latest_note()}")
+
+    def _latest_note(self):
+        """What ``latest/`` holds on disk now (it may not have been written yet)."""
+        found = ckpt.resolve_checkpoint_dir(os.path.join(self.work_dir, "latest"))
+        if found is None:
+            return "no latest/ written yet (a rerun starts afresh)"
+        try:
+            with open(os.path.join(found, "state.json"), encoding="utf-8") as f:
+                return f"latest/ holds round {int(json.load(f)['round'])}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return f"latest/ is at {found}"
 
     def _accept(self, res):
         state = res.extras.pop("client_state", None)

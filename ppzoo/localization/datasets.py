@@ -8,6 +8,7 @@ import numpy as np
 
 from ..core.builder import DATASETS
 from ..core.errors import ConfigError, DataError
+from ..core.paths import resolve_data_path
 from ..datasets.base import BaseDataset
 from .annotations import find_feature_file, read_annotations, read_features
 from .bmn import bmn_targets
@@ -32,6 +33,7 @@ class _FeatureVideos(BaseDataset):
     def __init__(self, annotations, feature_dir, annotation_format="auto", subset=None,
                  class_names=None, fps=None, transforms=None, seed=0):
         super().__init__(transforms, seed)
+        annotations, feature_dir = resolve_data_path(annotations), resolve_data_path(feature_dir)
         self.class_names = _class_names(class_names) if class_names is not None else None
         videos = read_annotations(annotations, annotation_format, self.class_names)
         if subset is not None:

@@ -57,14 +57,17 @@ def export_extractor(cfg, save_dir, weights=None, logger=None):
     """Export the backbone of ``cfg``'s recognizer (with ``weights``, or the config's
     ``pretrained``) as a ``frame_features`` model; returns the deploy dict."""
     from ..core.builder import build_model
-    from ..engine.export import export_model, load_weights
+    from ..engine.export import export_model, load_weights, read_weights
+    from ..engine.trainer import without_pretrained
     model_cfg = cfg.get("model") or {}
     if "backbone" not in model_cfg:
         raise ConfigError(f"{cfg.get('_file_', '<config>')}: model has no backbone; feature "
                           f"extraction needs a 2D recognizer (Recognizer2D)")
-    model = build_model(model_cfg)
+    state = read_weights(weights) if weights else None  # a bad file fails before the build
+    # ``weights`` replaces every parameter: the backbone's ImageNet init is never fetched
+    model = build_model(without_pretrained({"model": model_cfg})["model"] if weights else model_cfg)
     if weights:
-        load_weights(model, weights)
+        load_weights(model, weights, state=state)
     elif cfg.get("pretrained"):
         from ..hub import load_pretrained
         load_pretrained(model, cfg["pretrained"])

@@ -1,8 +1,8 @@
 """Text datasets: GLUE-format TSV (classification, regression) and SQuAD-format JSON (QA).
 
 Samples are dicts of token ids; ``collate_fn`` pads a batch to its longest sequence.
-A relative ``path`` that does not exist is looked up under ``$PPZOO_DATA`` (default
-``<repo>/../shared/data``), so configs say ``glue/RTE/train.tsv``.
+A relative ``path`` is resolved by ``ppzoo.core.paths`` (under ``$PPZOO_DATA`` first), so
+configs say ``glue/RTE/train.tsv``.
 """
 import json
 import os
@@ -12,24 +12,16 @@ import string
 import numpy as np
 
 from ..core.builder import DATASETS
+from ..core import paths
 from ..core.errors import ConfigError, DataError
 from ..datasets.base import BaseDataset
 from .pretrained import build_tokenizer
 
-_REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def data_root():
-    return os.environ.get("PPZOO_DATA", os.path.join(_REPO, "..", "shared", "data"))
-
-
 def resolve_data_path(path):
-    if os.path.exists(path) or os.path.isabs(path):
-        found = path
-    else:
-        found = os.path.join(data_root(), path)
+    """The file a config's ``path`` names (``ppzoo.core.paths``); a DataError if there is none."""
+    found = paths.resolve_data_path(path)
     if not os.path.isfile(found):
-        raise DataError(f"data file not found: {path} (also looked in {data_root()})")
+        raise DataError(f"data file not found: {paths.describe_search(path)}")
     return found
 
 

@@ -8,6 +8,7 @@ import paddle.nn.functional as F
 
 from ..core.builder import DATASETS, LOSSES, METRICS
 from ..core.errors import DataError
+from ..core.paths import resolve_data_path
 from ..datasets.base import BaseDataset
 from ..transforms import read_image
 from .released import (BACKGROUND, IGNORE, LIST_FILE, SYNSETS_FILE, read_released_label, read_synsets,
@@ -66,6 +67,7 @@ class PSSLReleased(BaseDataset):
     def __init__(self, pssl_root, imagenet_root, list_file=LIST_FILE, synsets_file=SYNSETS_FILE,
                  background=BACKGROUND, ignore_index=IGNORE, transforms=None, seed=0, limit=None):
         super().__init__(transforms, seed)
+        pssl_root, imagenet_root = resolve_data_path(pssl_root), resolve_data_path(imagenet_root)
         self.items = scan_released(pssl_root, imagenet_root, list_file, synsets_file)
         if limit:
             self.items = self.items[:int(limit)]
@@ -99,7 +101,7 @@ class ImageNetFolder(BaseDataset):
     def __init__(self, root, split="train", list_file=None, synsets_file=None, transforms=None, seed=0,
                  limit=None, extensions=(".jpeg", ".jpg", ".png")):
         super().__init__(transforms, seed)
-        self.root = root
+        self.root = root = resolve_data_path(root)
         base = os.path.join(root, split)
         if not os.path.isdir(base) and not list_file:
             raise DataError(f"ImageNetFolder: {base} not found (expected <root>/{split}/<wnid>/<image>)")

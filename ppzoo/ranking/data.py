@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.builder import DATASETS
 from ..core.errors import DataError
+from ..core.paths import resolve_data_path
 from ..datasets.base import BaseDataset
 
 NORMALIZATIONS = ("none", "query_minmax")
@@ -202,8 +203,7 @@ class LTRDataset(BaseDataset):
     Because an item is a whole query, the engine's resumable batch sampler draws batches
     of queries (a query is never split across batches).
 
-    ``path`` relative and absent is looked up under ``$PPZOO_DATA`` (default
-    ``<repo>/../shared/data``).  ``subset`` keeps only those query indices (in that order).
+    A relative ``path`` is resolved by ``ppzoo.core.paths`` (data root first).  ``subset`` keeps only those query indices (in that order).
     """
 
     def __init__(self, path, query_file="auto", num_features=None, normalize="none",
@@ -235,11 +235,3 @@ class LTRDataset(BaseDataset):
     @staticmethod
     def collate_fn(samples):
         return pad_queries(samples)
-
-
-def resolve_data_path(path):
-    if os.path.exists(path) or os.path.isabs(path):
-        return path
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    root = os.environ.get("PPZOO_DATA", os.path.join(repo, "..", "shared", "data"))
-    return os.path.join(root, path)

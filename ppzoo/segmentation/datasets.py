@@ -6,6 +6,7 @@ from PIL import Image
 
 from ..core.builder import DATASETS
 from ..core.errors import DataError
+from ..core.paths import data_root, resolve_data_path  # noqa: F401  (data_root: re-exported)
 from ..datasets.base import BaseDataset
 from ..transforms import read_image
 
@@ -14,12 +15,6 @@ CAMVID_CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSy
 CAMVID_PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [60, 40, 222],
                   [128, 128, 0], [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0],
                   [0, 128, 192]]
-
-
-def data_root():
-    """``$PPZOO_DATA`` or ``<repo>/../shared/data``."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.environ.get("PPZOO_DATA", os.path.join(repo, "..", "shared", "data"))
 
 
 def read_mask(path):
@@ -47,6 +42,7 @@ class SegFileList(BaseDataset):
                  class_names=None, transforms=None, seed=0, limit=None, subset_fraction=None,
                  subset_seed=0, cache=False):
         super().__init__(transforms, seed, cache=cache)
+        root = resolve_data_path(root)
         self.root, self.num_classes_ = root, int(num_classes)
         self.ignore_index = int(ignore_index)
         self.remap = {int(k): int(v) for k, v in (remap or {}).items()}
@@ -133,7 +129,7 @@ class CamVid(SegFileList):
     def __init__(self, root=None, split="train", transforms=None, seed=0, ignore_index=255,
                  limit=None, subset_fraction=None, subset_seed=0, cache=True):
         BaseDataset.__init__(self, transforms, seed, cache=cache)
-        self.root = root or os.path.join(data_root(), "camvid")
+        self.root = resolve_data_path(root or "camvid")
         img_dir, ann_dir = os.path.join(self.root, split), os.path.join(self.root, split + "annot")
         if not os.path.isdir(img_dir) or not os.path.isdir(ann_dir):
             raise DataError(f"CamVid split {split!r} not found under {self.root} "

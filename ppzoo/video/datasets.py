@@ -6,6 +6,7 @@ import numpy as np
 
 from ..core.builder import DATASETS
 from ..core.errors import ConfigError, DataError
+from ..core.paths import resolve_data_path
 from ..datasets.base import BaseDataset
 from . import classes as class_lists
 
@@ -40,6 +41,7 @@ class VideoDataset(BaseDataset):
     def __init__(self, file_path, data_prefix=None, transforms=None, class_names=None,
                  num_classes=None, seed=0):
         super().__init__(transforms, seed)
+        file_path, data_prefix = resolve_data_path(file_path), resolve_data_path(data_prefix)
         if not os.path.isfile(file_path):
             raise DataError(f"video list file not found: {file_path}")
         self.items, first_line = [], {}
@@ -172,6 +174,7 @@ class SkeletonDataset(BaseDataset):
     def __init__(self, file_path, label_path=None, transforms=None, class_names=None,
                  num_classes=None, mmap=True, seed=0):
         super().__init__(transforms, seed)
+        file_path, label_path = resolve_data_path(file_path), resolve_data_path(label_path)
         for p in (file_path, label_path):
             if p is not None and not os.path.isfile(p):
                 raise DataError(f"skeleton file not found: {p}")
