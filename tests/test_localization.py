@@ -340,3 +340,30 @@ def test_select_events_hand_case():
     # #2 is background; #1 (IoU 0.7) suppresses the overlapping #0; #4's IoU is under 0.1
     assert [(e["start"], e["end"], e["label"]) for e in ev] == [(11, 21, "b"), (60, 70, "b")]
     assert ev[0]["score"] == pytest.approx(0.8) and ev[0]["iou"] == pytest.approx(0.7)
+
+
+class _WritesMarker:
+    """A pickle payload that would create a file when unpickled by a plain pickle load."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pkl_features_load_as_arrays_and_never_run_code(tmp_path):
+    import pickle
+
+    from ppzoo.core.errors import DataError
+    from ppzoo.localization.annotations import read_features
+    feats = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    good = tmp_path / "good.pkl"
+    good.write_bytes(pickle.dumps({"image_feature": feats, "pcm_feature": feats[:, :2]}))
+    np.testing.assert_array_equal(read_features(str(good)), feats)
+    marker = tmp_path / "ran"
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(pickle.dumps({"image_feature": _WritesMarker(str(marker))}))
+    with pytest.raises(DataError, match=r"bad\.pkl: refused to load \S*open"):
+        read_features(str(bad))
+    assert not marker.exists()

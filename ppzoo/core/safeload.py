@@ -99,27 +99,29 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise RefusedGlobal("a persistent id", f" {repr(pid)[:40]}")
 
 
-def unpickle(path):
+def unpickle(path, error=WeightsError, kind="weights file"):
     """The object pickled in ``path``, read with :class:`RestrictedUnpickler`.
 
-    A refused global is a WeightsError naming the file and the global; a file that is not
-    a pickle at all is one naming the file and what went wrong.
+    A refused global is an ``error`` (WeightsError; DataError for data files) naming the
+    file and the global; a file that is not a pickle at all is one naming the file and what
+    went wrong.
     """
     try:
         with open(path, "rb") as f:
             return RestrictedUnpickler(f, encoding="latin1").load()
     except RefusedGlobal as err:
-        raise WeightsError(f"{path}: refused to load {err.qualname}: a weights file may hold "
-                           "only arrays, numbers, strings and containers (see docs/weights.md)") from None
+        raise error(f"{path}: refused to load {err.qualname}: a {kind} may hold "
+                    "only arrays, numbers, strings and containers (see docs/weights.md)") from None
     except FileNotFoundError:
-        raise WeightsError(f"weights file not found: {path}") from None
+        raise error(f"{kind} not found: {path}") from None
     except (PermissionError, IsADirectoryError) as err:
-        raise WeightsError(f"cannot read {path}: {err.strerror}") from None
+        raise error(f"cannot read {path}: {err.strerror}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             IndexError, KeyError, UnicodeDecodeError, MemoryError, OverflowError, io.UnsupportedOperation,
             OSError) as err:
         first = str(err).splitlines()[0] if str(err) else ""
-        raise WeightsError(f"{path} is not a Paddle state dict ({type(err).__name__}: {first})") from None
+        what = "a Paddle state dict" if kind == "weights file" else f"a readable {kind}"
+        raise error(f"{path} is not {what} ({type(err).__name__}: {first})") from None
 
 
 def _as_paddle(obj, return_numpy):

@@ -16,11 +16,11 @@ Formats read as they are:
 """
 import json
 import os
-import pickle
 
 import numpy as np
 
 from ..core.errors import DataError
+from ..core.safeload import unpickle
 
 
 def _load_json(path):
@@ -116,13 +116,13 @@ def read_annotations(path, fmt="auto", class_names=None):
 
 def read_features(path, key="image_feature"):
     """A ``(L, C)`` float32 feature sequence from ``.npy`` or a PaddleVideo ``.pkl``
-    (a dict holding ``key``; pickles run code when loaded: read only files you trust)."""
+    (a dict holding ``key``), the pickle read by the restricted unpickler of
+    ``ppzoo.core.safeload``: arrays, numbers, strings and containers only, never code."""
     if not os.path.isfile(path):
         raise DataError(f"feature file not found: {path}")
     try:
         if path.endswith(".pkl"):
-            with open(path, "rb") as f:
-                arr = pickle.load(f)
+            arr = unpickle(path, DataError, "feature file")
             if isinstance(arr, dict):
                 if key not in arr:
                     raise DataError(f"{path}: no {key!r} in the feature dict ({sorted(arr)})")
