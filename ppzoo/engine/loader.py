@@ -175,9 +175,10 @@ class BadSamples:
 
     Default: stop with a ``BadSampleError`` naming the file and dataset.  With ``skip``:
     leave the sample out of its batch, log its file once, count it, and stop when more than
-    ``max_fraction`` of the samples are bad: of the samples seen so far or of the dataset's
-    size, whichever is larger (so the first batches do not decide alone).  Training counts
-    run over the whole run (kept in ``latest/``); an evaluation counts its own pass.
+    ``max_fraction`` of a dataset's samples have turned out bad (distinct samples, so a bad
+    file met again in the next epoch, or early in an epoch, does not count twice).
+    ``skipped`` counts the skipped training samples over the run (kept in ``latest/``),
+    ``eval_skipped`` those of the last evaluation.
     """
 
     def __init__(self, cfg=None, logger=None):
@@ -185,9 +186,9 @@ class BadSamples:
         self.skip = bool(cfg.get("skip", False))
         self.max_fraction = float(cfg.get("max_fraction", 0.01))
         self.logger = logger
-        self.seen = self.skipped = 0          # training, over the run
-        self.eval_seen = self.eval_skipped = 0  # the last evaluation pass
-        self.named = set()
+        self.seen = self.skipped = 0            # training, over the run
+        self.eval_seen = self.eval_skipped = 0  # the last evaluation
+        self.named = set()                      # "<dataset>:<index>" of every bad sample met
 
     def state_dict(self):
         return {"seen": self.seen, "skipped": self.skipped, "named": sorted(self.named)}
@@ -212,16 +213,13 @@ class BadSamples:
             self.eval_seen += count
         if not bad:
             return
-        first = f"{where} sample {bad[0][0]}: {bad[0][2]}"
         if not self.skip:
             more = f" (and {len(bad) - 1} more in this batch)" if len(bad) > 1 else ""
-            raise BadSampleError(first + more)
+            raise BadSampleError(f"{where} sample {bad[0][0]}: {bad[0][2]}{more}")
         if training:
             self.skipped += len(bad)
-            n_bad, n_seen = self.skipped, self.seen
         else:
             self.eval_skipped += len(bad)
-            n_bad, n_seen = self.eval_skipped, self.eval_seen
         for index, _, message in bad:
             key = f"{where}:{index}"
             if key not in self.named:
@@ -229,11 +227,12 @@ class BadSamples:
                 if self.logger is not None:
                     self.logger.warning(f"skipping a bad sample of {where} (sample {index}): "
                                         f"{message}")
-        if n_bad > self.max_fraction * max(n_seen, size):
+        n_bad = sum(k.rsplit(":", 1)[0] == where for k in self.named)
+        if n_bad > self.max_fraction * size:
             raise BadSampleError(
-                f"{where}: {n_bad} bad samples, more than train.bad_samples.max_fraction="
-                f"{self.max_fraction:g} of {max(n_seen, size)} ({n_seen} "
-                f"{'seen' if training else 'evaluated'}, {size} in the dataset); the last: {first}")
+                f"{where}: {n_bad} of its {size} samples are bad, more than "
+                f"train.bad_samples.max_fraction={self.max_fraction:g}; the last: "
+                f"sample {bad[-1][0]}: {bad[-1][2]}")
 
 
 class SafeLoader:
