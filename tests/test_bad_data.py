@@ -190,6 +190,13 @@ def test_skipping_bad_samples_logs_each_file_once_counts_them_and_resumes_exactl
     assert [r["skipped_samples"] for r in recs][:8] == [1, 1, 1, 1, 1, 1, 3, 3]
     assert recs[-1]["skipped_samples"] == 9 and full.bad_samples.seen == 48
     assert "loss" not in recs[6] and "loss" in recs[7]  # the all-bad iteration: no update
+    # a record over several iterations averages the losses of the steps that were taken
+    every4 = ppzoo.Trainer(dict(cfg, train=dict(cfg["train"], log_interval=4)),
+                           work_dir=str(tmp_path / "every4")).train()
+    rec8 = _records(tmp_path / "every4" / "metrics.jsonl")[1]
+    assert rec8["iter"] == 8 and every4.iter == 24
+    np.testing.assert_allclose(rec8["loss"], np.mean([recs[i]["loss"] for i in (4, 5, 7)]),
+                               rtol=1e-5)
 
     # stopped at iter 13 and resumed: the same weights and the same records
     part = tmp_path / "part"
