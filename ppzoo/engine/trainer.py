@@ -470,6 +470,11 @@ class Trainer:
             for batch in steps:
                 seed_everything(self.seed * 1000003 + self.iter)
                 if batch is None:
+                    if self.world_size > 1:  # the other processes would wait for its gradients
+                        raise BadSampleError(
+                            f"train_dataset: every sample of the batch at iter {self.iter + 1} "
+                            f"of process {self.rank} is bad; with data parallel a batch cannot "
+                            f"be skipped as a whole (fix the files or use a larger batch_size)")
                     self.skip_step()
                 else:
                     self.train_step(batch)
