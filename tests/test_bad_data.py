@@ -363,3 +363,31 @@ def test_a_damaged_video_is_a_data_error_naming_it(tmp_path):
                                             {"type": "Sampler", "num_seg": 8}]})
         with pytest.raises(DataError, match=f"video .*{name}"):
             ds[0]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_skipped_samples_leave_the_rest_of_their_batch_with_any_number_of_workers(tmp_path,
+                                                                               workers):
+    from ppzoo.engine.loader import BadSamples, SafeLoader
+    from ppzoo.engine.sampler import ResumableBatchSampler
+    data = _image_folder(tmp_path / "data", bad={("a", 1): "empty", ("b", 4): "truncated",
+                                                 ("b", 5): "empty"})
+    ds = DATASETS.build({"type": "ImageFolder", "root": str(data),
+                         "transforms": [{"type": "Normalize"}, {"type": "ToCHW"}]})
+    sampler = ResumableBatchSampler(len(ds), 2, shuffle=True, drop_last=False, seed=3)
+    policy = BadSamples({"skip": True, "max_fraction": 0.5})
+    loader = SafeLoader(ds, sampler, "train_dataset (ImageFolder)", policy, training=True,
+                        num_workers=workers)
+    sampler.set_epoch(1, 0)
+    order = [list(b) for b in sampler]
+    got = list(loader.steps())
+    assert len(got) == len(order) == 8
+    for indices, batch in zip(order, got):
+        good = [i for i in indices if i not in (1, 12, 13)]
+        if not good:
+            assert batch is None
+            continue
+        want = np.stack([ds[i]["image"] for i in good])
+        np.testing.assert_array_equal(batch["image"].numpy(), want)
+        np.testing.assert_array_equal(batch["label"].numpy(), [ds[i]["label"] for i in good])
+    assert policy.skipped == 3 and policy.seen == 16
