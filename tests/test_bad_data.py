@@ -124,7 +124,8 @@ def test_a_signal_while_waiting_on_a_stuck_loader_exits_130(tmp_path, sig, worke
     cfg = _write(tmp_path / "cfg.yml", cfg)
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, str(script), "-c", cfg, "--save-dir", str(run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         deadline = time.time() + 240
         while time.time() < deadline and "iterations;" not in _text(run / "train.log"):
@@ -138,9 +139,11 @@ def test_a_signal_while_waiting_on_a_stuck_loader_exits_130(tmp_path, sig, worke
         _, err = proc.communicate(timeout=120)
         took = time.time() - sent
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        try:  # a run that failed the test must not leave its loader workers behind
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
     assert proc.returncode == 130, err[-3000:]
     assert f"error: interrupted by {sig} at iter 0/4" in err, err[-3000:]
     assert "Traceback" not in err
