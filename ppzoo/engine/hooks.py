@@ -58,9 +58,10 @@ class LoggerHook(Hook):
         self._t0, self._it0 = time.time(), trainer.iter
 
     def after_iter(self, trainer):
-        for k, v in trainer.log_vars.items():
-            self._acc[k] = self._acc.get(k, 0.0) + float(v)
-        self._n += 1
+        if trainer.log_vars:  # empty after an iteration whose samples were all skipped as bad
+            for k, v in trainer.log_vars.items():
+                self._acc[k] = self._acc.get(k, 0.0) + float(v)
+            self._n += 1
         if not (_every(trainer, self.interval) or trainer.iter == trainer.total_iters):
             return
         elapsed = time.time() - self._t0
@@ -70,6 +71,9 @@ class LoggerHook(Hook):
         rec = {"mode": "train", "epoch": trainer.epoch + 1, "iter": trainer.iter,
                "lr": trainer.current_lr()}
         rec.update({k: v / self._n for k, v in self._acc.items()})
+        bad = getattr(trainer, "bad_samples", None)
+        if bad is not None and bad.skip:
+            rec["skipped_samples"] = bad.skipped  # over the run so far
         rec["sec_per_iter"] = sec_per_iter
         self._acc, self._n = {}, 0
         vals = " ".join(f"{k}={v:.5g}" for k, v in rec.items()
@@ -118,6 +122,9 @@ class EvalHook(Hook):
         better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
         rec = {"mode": "val", "epoch": trainer.epoch + 1, "iter": trainer.iter}
         rec.update({k: float(v) for k, v in results.items() if _is_number(v)})
+        bad = getattr(trainer, "bad_samples", None)
+        if bad is not None and bad.skip:
+            rec["skipped_samples"] = bad.eval_skipped  # in this evaluation
         trainer.write_metrics(rec)
         msg = " ".join(f"{k}={float(v):.4f}" for k, v in results.items() if _is_number(v))
         trainer.logger.info(f"[val] iter {trainer.iter}: {msg}")

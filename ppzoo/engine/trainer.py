@@ -32,6 +32,7 @@ from ..core.registry import check_arguments
 from . import checkpoint as ckpt
 from . import rundir
 from .validate import check_best_metric, validate_config
+from .loader import BadSampleError, BadSamples, LoaderInterrupted, SafeLoader
 from .hooks import CheckpointHook, EarlyStoppingHook, EvalHook, LoggerHook, VisualDLHook, dump_jsonl
 from .sampler import ResumableBatchSampler
 
@@ -40,8 +41,12 @@ TOP_LEVEL_KEYS = {"_file_", "name", "seed", "output_dir", "model", "pretrained",
                   "lr_scheduler", "train", "eval", "export", "hooks", "trainer"}
 TRAIN_KEYS = {"epochs", "iters", "batch_size", "num_workers", "log_interval", "eval_interval",
               "checkpoint_interval", "grad_clip", "amp", "amp_level", "early_stop", "visualdl",
-              "input_keys", "label_key", "drop_last", "shuffle"}
+              "input_keys", "label_key", "drop_last", "shuffle", "bad_samples"}
 EVAL_KEYS = {"batch_size", "best_metric", "mode", "num_workers"}
+
+
+def _dataset_name(key, dataset):
+    return f"{key} ({type(dataset).__name__})"
 
 
 def get_rank():
@@ -206,6 +211,7 @@ class Trainer:
         self.metrics = [METRICS.build(m, key_path=f"metrics[{i}]")
                         for i, m in enumerate(cfg.get("metrics") or [])]
         check_best_metric(self.eval_cfg, self.metrics, self.source)
+        self.bad_samples = BadSamples(self.train_cfg.get("bad_samples"), self.logger)
         self.val_dataset = (DATASETS.build(cfg["val_dataset"], key_path="val_dataset")
                             if cfg.get("val_dataset") else None)
         self.val_loader = self._make_eval_loader(self.val_dataset) if self.val_dataset else None
@@ -232,10 +238,11 @@ class Trainer:
             self.total_iters = int(tc["epochs"]) * self.iters_per_epoch
         else:
             raise ConfigError(f"{self.source}: set train.epochs or train.iters")
-        self.train_loader = paddle.io.DataLoader(
-            self.train_dataset, batch_sampler=self.sampler,
+        self.train_loader = SafeLoader(
+            self.train_dataset, self.sampler, _dataset_name("train_dataset", self.train_dataset),
+            self.bad_samples, training=True,
             collate_fn=getattr(self.train_dataset, "collate_fn", None),
-            num_workers=int(tc.get("num_workers", 0)), use_shared_memory=False)
+            num_workers=int(tc.get("num_workers", 0)), stop=self._waiting_interrupted)
         if "optimizer" not in cfg:
             raise ConfigError(f"{self.source}: the config has no 'optimizer' section")
         base_lr = float(cfg["optimizer"].get("learning_rate", 0.01))
@@ -291,10 +298,15 @@ class Trainer:
     def _make_eval_loader(self, dataset):
         sampler = paddle.io.BatchSampler(dataset, batch_size=int(self.eval_cfg.get("batch_size", 64)),
                                          shuffle=False)
-        return paddle.io.DataLoader(dataset, batch_sampler=sampler,
-                                    collate_fn=getattr(dataset, "collate_fn", None),
-                                    num_workers=int(self.eval_cfg.get("num_workers", 0)),
-                                    use_shared_memory=False)
+        name = "val_dataset" if dataset is getattr(self, "val_dataset", None) else "eval dataset"
+        return SafeLoader(dataset, sampler, _dataset_name(name, dataset), self.bad_samples,
+                          training=False, collate_fn=getattr(dataset, "collate_fn", None),
+                          num_workers=int(self.eval_cfg.get("num_workers", 0)),
+                          stop=self._waiting_interrupted)
+
+    def _waiting_interrupted(self):
+        """True once SIGINT/SIGTERM came: a loader waiting for data stops waiting."""
+        return self._interrupt is not None
 
     # ------------------------------------------------------------------ state
     def current_lr(self):
@@ -309,7 +321,8 @@ class Trainer:
     def state(self):
         return {"iter": self.iter, "epoch": self.epoch, "seed": self.seed,
                 "total_iters": self.total_iters,
-                "hooks": {type(h).__name__: h.state_dict() for h in self.hooks}}
+                "hooks": {type(h).__name__: h.state_dict() for h in self.hooks},
+                "bad_samples": self.bad_samples.state_dict()}
 
     def save_checkpoint(self, name, with_optimizer=None):
         """Write ``<work_dir>/<name>/``; the optimizer state goes only into ``latest/``
@@ -353,6 +366,7 @@ class Trainer:
             self.optimizer.set_state_dict(opt_state)
         for h in self.hooks:
             h.load_state_dict(state.get("hooks", {}).get(type(h).__name__, {}))
+        self.bad_samples.load_state_dict(state.get("bad_samples", {}))
         self.iter = int(state["iter"])
         self.epoch = self.iter // self.iters_per_epoch
         self.tidy_resumed_folder(self.iter)
@@ -388,12 +402,24 @@ class Trainer:
             self.lr.step()
         self.log_vars = {k: float(v) for k, v in log_vars.items()}
 
+    def skip_step(self):
+        """An iteration whose samples were all skipped as bad: no update, but the LR schedule
+        advances, so the schedule and the data order stay tied to the iteration."""
+        if isinstance(self.lr, paddle.optimizer.lr.LRScheduler):
+            self.lr.step()
+        self.log_vars = {}
+
     def train(self):
         """Run to ``total_iters``.  SIGINT/SIGTERM finish the current step, write ``latest/``
         and raise ``Interrupted``; a second signal stops at once."""
         try:
             with paddle.utils.unique_name.guard(self._names), self._interrupts():
-                self._train()
+                try:
+                    self._train()
+                except LoaderInterrupted:
+                    pass  # the signal came while waiting for a batch: no step was under way
+                except BadSampleError as err:
+                    self._stop_on_bad_data(err)
                 if self._interrupt is not None:
                     self._stop_on_interrupt()
             return self
@@ -433,6 +459,19 @@ class Trainer:
         self.logger.info(msg)
         raise rundir.Interrupted(f"{msg} ({self.work_dir})")
 
+    def _stop_on_bad_data(self, err):
+        """A sample could not be read: save ``latest/`` (when training had started) and
+        raise one line naming the file, its dataset and what to do."""
+        saved = ""
+        if self.is_main and self.iter > 0:
+            self.save_checkpoint("latest")
+            saved = f"; latest/ holds iter {self.iter}, continue with --resume"
+        hint = "" if self.bad_samples.skip else \
+            " (fix or remove the file, or set train.bad_samples: {skip: true} to skip bad samples)"
+        msg = f"{err}{saved}{hint}"
+        self.logger.error(msg)
+        raise BadSampleError(msg) from None
+
     def _train(self):
         for h in self.hooks:
             h.before_run(self)
@@ -445,9 +484,19 @@ class Trainer:
                 self.train_dataset.set_epoch(self.epoch)
             for h in self.hooks:
                 h.before_epoch(self)
-            for batch in self.train_loader:
+            steps = self.train_loader.steps() if isinstance(self.train_loader, SafeLoader) \
+                else self.train_loader
+            for batch in steps:
                 seed_everything(self.seed * 1000003 + self.iter)
-                self.train_step(batch)
+                if batch is None:
+                    if self.world_size > 1:  # the other processes would wait for its gradients
+                        raise BadSampleError(
+                            f"train_dataset: every sample of the batch at iter {self.iter + 1} "
+                            f"of process {self.rank} is bad; with data parallel a batch cannot "
+                            f"be skipped as a whole (fix the files or use a larger batch_size)")
+                    self.skip_step()
+                else:
+                    self.train_step(batch)
                 self.iter += 1
                 for h in self.hooks:
                     h.after_iter(self)

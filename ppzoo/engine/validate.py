@@ -78,6 +78,20 @@ def _list_of_sections(v):
         return "a list of mappings with a 'type'"
 
 
+def _bad_samples(v):
+    """``train.bad_samples``: ``{skip: true/false, max_fraction: 0..1}``."""
+    if not isinstance(v, dict):
+        return "a mapping {skip: true/false, max_fraction: a number in [0, 1]}"
+    unknown = sorted(set(v) - {"skip", "max_fraction"})
+    if unknown:
+        return f"only the keys skip and max_fraction (not {', '.join(map(str, unknown))})"
+    if "skip" in v and not isinstance(v["skip"], bool):
+        return "skip: true or false"
+    f = v.get("max_fraction", 0.01)
+    if not _is_num(f) or not 0 <= f <= 1:
+        return "max_fraction: a number in [0, 1]"
+
+
 TOP = {"seed": _int(0), "name": _str, "output_dir": _str, "model": _section,
        "loss": _optional(_section), "train_dataset": _optional(_section),
        "val_dataset": _optional(_section), "test_dataset": _optional(_section),
@@ -90,7 +104,7 @@ TRAIN = {"epochs": _int(1), "iters": _int(1), "batch_size": _int(1), "num_worker
          "grad_clip": _optional(_num(0, strict=True)), "amp": _bool,
          "amp_level": _choice("O0", "O1", "O2"), "early_stop": _optional(_mapping),
          "visualdl": _bool, "input_keys": _list_of_str, "label_key": _str, "drop_last": _bool,
-         "shuffle": _bool}
+         "shuffle": _bool, "bad_samples": _optional(_bad_samples)}
 EVAL = {"batch_size": _int(1), "best_metric": _optional(_str), "mode": _choice("max", "min"),
         "num_workers": _int(0)}
 OPTIMIZER = {"learning_rate": _num(0)}

@@ -60,9 +60,31 @@ class _TextDataset(BaseDataset):
         return out
 
 
+NEWLINE = b"\n"
+
+
+def _undecodable(path, err, data=None):
+    """A DataError naming the file and the line of bytes that are not UTF-8."""
+    line = "" if data is None else f":{data.count(NEWLINE, 0, err.start) + 1}"
+    return DataError(f"{path}{line}: not UTF-8 text (byte {err.object[err.start:err.start + 1]!r} "
+                     f"at offset {err.start}); the file is damaged or in another encoding")
+
+
+def read_text(path, encoding="utf-8"):
+    """The text of ``path``; bytes that are not ``encoding`` are a DataError naming the file
+    and line, not a UnicodeDecodeError from deep inside a loader."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise _undecodable(path, err, data) from None
+
+
 def _read_tsv(path, header):
-    with open(path, encoding="utf-8-sig") as f:  # MRPC starts with a BOM
-        rows = [line.rstrip("\n").rstrip("\r").split("\t") for line in f if line.strip()]
+    text = read_text(path, "utf-8-sig")  # MRPC starts with a BOM
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    rows = [line.split("\t") for line in lines if line.strip()]
     if not rows:
         raise DataError(f"{path}: empty file")
     return (rows[0], rows[1:]) if header else (None, rows)
@@ -212,8 +234,7 @@ class SquadQA(_TextDataset):
         super().__init__(tokenizer, max_seq_len, seed)
         self.path = resolve_data_path(path)
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)["data"]
+            data = json.loads(read_text(self.path))["data"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise DataError(f"{self.path}: not SQuAD-format JSON ({err})") from None
         self.examples = []

@@ -66,20 +66,32 @@ def _parse_line(text, path, lineno):
     return int(label), qid, feats
 
 
+def _read_lines(path):
+    """The lines of a text file, read one at a time; bytes that are not UTF-8 (a damaged or
+    binary file) are a DataError naming the file and line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {raw[err.start:err.start + 1]!r}"
+                                f" at column {err.start + 1}); the file is damaged or not a "
+                                f"ranking file") from None
+
+
 def read_group_sizes(path):
     """The counts of a LightGBM ``.query`` file."""
     sizes = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                n = int(line.strip())
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: {line.strip()!r} is not a document count") from None
-            if n <= 0:
-                raise DataError(f"{path}:{lineno}: a query needs at least one document, got {n}")
-            sizes.append(n)
+    for lineno, line in enumerate(_read_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            n = int(line.strip())
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: {line.strip()!r} is not a document count") from None
+        if n <= 0:
+            raise DataError(f"{path}:{lineno}: a query needs at least one document, got {n}")
+        sizes.append(n)
     return sizes
 
 
@@ -94,11 +106,10 @@ def read_ltr_file(path, query_file="auto", num_features=None):
     if not os.path.isfile(path):
         raise DataError(f"ranking data file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parsed = _parse_line(line, path, lineno)
-            if parsed is not None:
-                rows.append((lineno,) + parsed)
+    for lineno, line in enumerate(_read_lines(path), 1):
+        parsed = _parse_line(line, path, lineno)
+        if parsed is not None:
+            rows.append((lineno,) + parsed)
     if not rows:
         raise DataError(f"{path} holds no documents")
     with_qid = [r[2] is not None for r in rows]

@@ -17,14 +17,15 @@ CAMVID_PALETTE = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128],
                   [0, 128, 192]]
 
 
-def read_mask(path):
+def read_mask(path, what="mask"):
+    """A label (or confidence) PNG as an array; an unreadable file is one DataError."""
     if not os.path.isfile(path):
-        raise DataError(f"mask file not found: {path}")
+        raise DataError(f"{what} file not found: {path}")
     try:
         with Image.open(path) as m:
             arr = np.asarray(m)
-    except OSError as err:
-        raise DataError(f"cannot read mask {path}: {err}") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read {what} {path}: {err}") from None
     if arr.ndim == 3:
         arr = arr[..., 0]
     return arr.astype(np.int64)
@@ -85,7 +86,7 @@ class SegFileList(BaseDataset):
         if len(it) == 3:
             # confidence rides in the mask's high bits (label + 256 * conf_uint8), so every
             # geometric transform moves it exactly as it moves the label
-            conf = np.asarray(Image.open(it[2]), dtype=np.int64)
+            conf = read_mask(it[2], "confidence")
             if conf.shape != mask.shape:
                 raise DataError(f"confidence {it[2]} has shape {conf.shape}, mask {it[1]} {mask.shape}")
             if self.ignore_index > 255 or mask.max() > 255:
