@@ -304,3 +304,40 @@ def test_resume_in_the_middle_of_a_task_reproduces_the_uninterrupted_run(tmp_pat
     for k in a:
         np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
     np.testing.assert_allclose(full.results["R"], resumed.results["R"])
+
+
+def test_a_damaged_probe_sample_stops_with_its_file_instead_of_hanging():
+    """The probes read data outside the engine's training loop; a file that cannot be read
+    there is one error naming it (a bare paddle DataLoader left the main thread waiting)."""
+    import threading
+    from types import SimpleNamespace
+
+    import paddle
+
+    from ppzoo.continual.trainer import ContinualTrainer
+    from ppzoo.core.errors import DataError
+
+    class Damaged(paddle.io.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            if i == 5:
+                raise DataError("cannot read image /data/task1/5.jpg: Truncated File Read")
+            return {"image": np.zeros((3, 4, 4), np.float32), "task": np.int64(0)}
+
+    loader = ContinualTrainer._loader(SimpleNamespace(probe_batch=4), Damaged())
+    caught = []
+
+    def read_all():
+        try:
+            for _ in loader:
+                pass
+        except DataError as err:
+            caught.append(str(err))
+
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    reader.join(600)  # generous: the point is that it ends at all
+    assert not reader.is_alive(), "the probe loader hung on a damaged sample"
+    assert len(caught) == 1 and "/data/task1/5.jpg" in caught[0] and "probe dataset (Damaged)" in caught[0]

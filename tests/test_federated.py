@@ -588,3 +588,21 @@ def test_a_signal_stops_after_the_round_and_resume_continues(tmp_path):
     for k in full.global_weights:
         assert np.array_equal(full.global_weights[k], resumed.global_weights[k]), k
     assert _strip(records(resumed)) == _strip(records(full))
+
+
+def test_a_damaged_file_in_a_clients_data_stops_the_run_with_one_line(tmp_path, monkeypatch):
+    """A RuntimeError is a simulated device failure (the client is left out); a DataError is a
+    damaged file on this machine, the same in every round: it stops the run naming the file."""
+    from ppzoo.core.errors import DataError
+    cfg = make_cfg({"type": "FedAvg"}, parts_of([20, 20, 20]), rounds=2, min_clients=1)
+    from ppzoo.federated import client as client_mod
+    real = client_mod.local_train
+
+    def damaged(trainer, w, idx, conf, local, seed):
+        if conf["client_id"] == 1:
+            raise DataError("cannot read image /data/cifar10/train/cat/0042.jpg: Truncated File Read")
+        return real(trainer, w, idx, conf, local, seed)
+
+    monkeypatch.setattr(client_mod, "local_train", damaged)
+    with pytest.raises(DataError, match=r"^round 1, client 1: cannot read image .*0042\.jpg"):
+        train(cfg, tmp_path)

@@ -25,6 +25,7 @@ from ..core.builder import TRAINERS
 from ..core.config import check_keys, save_config
 from ..core.errors import ConfigError, PPZooError
 from ..engine import checkpoint as ckpt
+from ..engine.loader import BadSamples, SafeLoader
 from ..engine.trainer import Trainer, seed_everything
 from .data import Scenario, build_base
 from .probe import PROBE_KEYS, LinearProbe, summarize
@@ -188,7 +189,11 @@ class ContinualTrainer(Trainer):
 
     # ------------------------------------------------------------------ measuring
     def _loader(self, ds):
-        return paddle.io.DataLoader(ds, batch_size=self.probe_batch, shuffle=False, use_shared_memory=False)
+        """The probes' loader: the engine's, so a damaged file stops the run with one line
+        naming it (it never hangs the reading thread) and Ctrl-C works while it reads."""
+        sampler = paddle.io.BatchSampler(ds, batch_size=self.probe_batch, shuffle=False)
+        return SafeLoader(ds, sampler, f"probe dataset ({type(ds).__name__})", BadSamples(),
+                          training=False, collate_fn=getattr(ds, "collate_fn", None))
 
     @paddle.no_grad()
     def accuracy_row(self, upto):

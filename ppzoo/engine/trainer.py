@@ -131,6 +131,8 @@ class Trainer:
             self.iter = 0
             self.epoch = 0
             self.log_vars = {}
+            # here, not in _build: trainers that build differently (one per task) read data too
+            self.bad_samples = BadSamples(self.train_cfg.get("bad_samples"), self.logger)
 
             # Parameter and optimizer-state names come from a generator of this trainer's
             # own, so a checkpoint loads into a trainer built later in the same process.
@@ -211,7 +213,6 @@ class Trainer:
         self.metrics = [METRICS.build(m, key_path=f"metrics[{i}]")
                         for i, m in enumerate(cfg.get("metrics") or [])]
         check_best_metric(self.eval_cfg, self.metrics, self.source)
-        self.bad_samples = BadSamples(self.train_cfg.get("bad_samples"), self.logger)
         self.val_dataset = (DATASETS.build(cfg["val_dataset"], key_path="val_dataset")
                             if cfg.get("val_dataset") else None)
         self.val_loader = self._make_eval_loader(self.val_dataset) if self.val_dataset else None

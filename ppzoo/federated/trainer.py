@@ -31,7 +31,7 @@ import numpy as np
 from ..core import safeload
 from ..core.builder import DATASETS, TRAINERS
 from ..core.config import check_keys, save_config
-from ..core.errors import ConfigError, PPZooError, WeightsError
+from ..core.errors import ConfigError, DataError, PPZooError, WeightsError
 from ..engine import checkpoint as ckpt
 from ..engine import rundir
 from ..engine.trainer import Trainer
@@ -271,7 +271,8 @@ class FederatedTrainer(Trainer):
         return _seed_of(self.seed, rnd, cid, step) % (2 ** 31)
 
     def _run_client(self, rnd, cid, weights, conf, seed, log):
-        """local_train for one client; a client that raises is logged and returns None."""
+        """local_train for one client; a client that raises is logged and returns None, but a
+        DataError (a damaged file here, the same in every round) stops the run with one line."""
         c = dict(conf)
         c["client_id"] = cid
         c["client_state"] = self.client_states.get(cid)
@@ -279,6 +280,8 @@ class FederatedTrainer(Trainer):
             return client_mod.local_train(self, weights, self.partitions[cid], c, self.local_cfg, seed)
         except (KeyboardInterrupt, SystemExit):
             raise
+        except DataError as err:  # a damaged file on this machine: the user must fix it
+            raise DataError(f"round {rnd}, client {cid}: {err}") from None
         except Exception as err:  # noqa: BLE001  (a failing client is left out of the round)
             msg = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             self.logger.info(f"round {rnd}: client {cid} failed ({msg}); left out of the round")
