@@ -68,3 +68,44 @@ def test_paper_pssl_configs_follow_paddlesegs_recipe(config, tmp_path, monkeypat
     s = ds[0]
     assert s["image"].shape == (3, 256, 256) and s["mask"].shape[:2] == (256, 256)
     assert set(np.unique(s["mask"])) <= {1, 1001}  # class 1 (from the synsets), padding ignored
+
+
+def test_deeplabv3_multi_grid_matches_paddleseg():
+    """DeepLabV3-R50 carries PaddleSeg's R50 DeepLabV3 multi-grid (1, 2, 4): with the same
+    weights its logits equal those of PaddleSeg's own module built as its configs build it
+    (ResNet50_vd, output_stride 8, multi_grid [1, 2, 4]); 4/4/4 dilations give other logits."""
+    import numpy as np
+    from paddleseg.models import DeepLabV3 as PSDeepLabV3
+    from paddleseg.models.backbones import ResNet50_vd
+
+    def paddleseg_net(grid):
+        return PSDeepLabV3(3, ResNet50_vd(output_stride=8, multi_grid=grid), backbone_indices=(3,),
+                           aspp_ratios=(1, 12, 24, 36), aspp_out_channels=256)
+
+    paddle.seed(0)
+    ours = MODELS.build({"type": "DeepLabV3", "num_classes": 3, "backbone": "ResNet50_vd"}, key_path="model")
+    state = ours.net.state_dict()
+    x = paddle.to_tensor(np.random.RandomState(0).randn(1, 3, 64, 64).astype("float32"))
+    outs = {}
+    for grid in [(1, 2, 4), (1, 1, 1)]:
+        ref = paddleseg_net(grid)
+        ref.set_state_dict(state)
+        ref.eval()
+        with paddle.no_grad():
+            outs[grid] = ref(x)[0].numpy()
+    ours.eval()
+    with paddle.no_grad():
+        got = ours(x).numpy()
+    scale = np.abs(outs[(1, 2, 4)]).max()
+    np.testing.assert_allclose(got, outs[(1, 2, 4)], rtol=0, atol=1e-5 * scale)
+    assert np.abs(got - outs[(1, 1, 1)]).max() > 1e-2 * scale  # the grid is visible at this size
+
+
+def test_deeplabv3_multi_grid_rejects_bad_values():
+    """A malformed grid, or one on a backbone without stages to dilate, is a one-line ConfigError."""
+    from ppzoo.core.errors import ConfigError
+    with pytest.raises(ConfigError, match="model.multi_grid"):
+        MODELS.build({"type": "DeepLabV3", "num_classes": 3, "multi_grid": [1, 2]}, key_path="model")
+    with pytest.raises(ConfigError, match="model.multi_grid"):
+        MODELS.build({"type": "DeepLabV3", "num_classes": 3, "backbone": "HRNet_W18", "multi_grid": [1, 2, 4]},
+                     key_path="model")
