@@ -109,3 +109,30 @@ def test_deeplabv3_multi_grid_rejects_bad_values():
     with pytest.raises(ConfigError, match="model.multi_grid"):
         MODELS.build({"type": "DeepLabV3", "num_classes": 3, "backbone": "HRNet_W18", "multi_grid": [1, 2, 4]},
                      key_path="model")
+
+
+@pytest.mark.parametrize("model", ["pspnet_r50", "deeplabv3_r50", "ocrnet_hrnetw18"])
+def test_pssl_configs_carry_both_paddleseg_schedules(model):
+    """``*_pssl.yml`` follow PaddleSeg's STDC PSSL configs (SGD momentum, weight decay 4e-5,
+    lr 0.01 held: StepDecay whose step lies beyond the run); ``*_pssl_poly.yml`` its PP-LiteSeg
+    PSSL configs (weight decay 5e-4, PolynomialDecay power 0.9 to 0 over the run); the rest
+    is the same recipe.  The learning rate is checked against the written-out formula."""
+    from ppzoo.core.builder import build_lr_scheduler
+    pssl = os.path.join(os.path.dirname(CONFIGS), "pssl")
+    step = load_config(os.path.join(pssl, f"{model}_pssl.yml"))
+    poly = load_config(os.path.join(pssl, f"{model}_pssl_poly.yml"))
+    assert step["optimizer"]["weight_decay"] == 4.0e-5 and poly["optimizer"]["weight_decay"] == 5.0e-4
+    iters = step["train"]["iters"]
+    assert iters == poly["train"]["iters"] == 133450
+    for cfg, want in ((step, lambda i: 0.01), (poly, lambda i: 0.01 * (1 - i / iters) ** 0.9)):
+        assert cfg["optimizer"]["learning_rate"] == 0.01 and cfg["optimizer"]["momentum"] == 0.9
+        sched = build_lr_scheduler(cfg["lr_scheduler"], cfg["optimizer"]["learning_rate"], iters)
+        for i in (0, 1, iters // 4, iters // 2, iters - 1, iters):
+            if callable(sched):
+                sched.step(i)  # the schedule's value after i optimizer steps
+            lr = float(sched() if callable(sched) else sched)
+            assert abs(lr - want(i)) < 1e-9, (cfg["name"], i, lr, want(i))
+    same = {k for k in step if k not in ("name", "optimizer", "lr_scheduler", "_file_")}
+    assert {k: step[k] for k in same} == {k: poly[k] for k in same}
+    assert {k: v for k, v in step["optimizer"].items() if k != "weight_decay"} == \
+        {k: v for k, v in poly["optimizer"].items() if k != "weight_decay"}
