@@ -238,12 +238,18 @@ class LIME(Explainer):
         self.alpha, self.positive_only, self.seed = float(alpha), bool(positive_only), int(seed)
 
     def segments(self, img_chw):
-        hwc = np.transpose(img_chw, (1, 2, 0)).astype(np.float64)
-        hwc = (hwc - hwc.min()) / (hwc.max() - hwc.min() + 1e-8)
+        """Superpixels of one (C,H,W) image.  quickshift segments the image exactly as
+        given (lime_image passes ``explain_instance``'s image to quickshift unchanged: its
+        colour distances, hence ``max_dist``, are in that image's units); slic, an
+        extension, runs on the image min-max stretched to [0, 1] so ``compactness`` keeps
+        one scale whatever the normalisation."""
+        hwc = np.transpose(img_chw, (1, 2, 0))
         if self.segmentation == "quickshift":
             if hwc.shape[2] != 3:
                 raise ConfigError("LIME.segmentation quickshift needs 3-channel images; use slic")
-            return _quickshift(hwc, seed=self.seed, **self.qs)
+            return _quickshift(np.ascontiguousarray(hwc), seed=self.seed, **self.qs)
+        hwc = hwc.astype(np.float64)
+        hwc = (hwc - hwc.min()) / (hwc.max() - hwc.min() + 1e-8)
         from skimage.segmentation import slic
         return slic(hwc, n_segments=self.num_segments, compactness=self.compactness, start_label=0,
                     convert2lab=False, channel_axis=-1 if hwc.shape[2] > 1 else None)

@@ -56,13 +56,21 @@ BACKBONE_IMAGENET = {
 }
 
 
-def _backbone(name, pretrained):
+def _backbone(name, pretrained, multi_grid=None):
     """A PaddleSeg backbone; ``pretrained`` (a path, URL, zoo name, or ``imagenet`` for
     PaddleSeg's published ImageNet weights of that backbone) loads through ppzoo's hub, so
-    it is cached, verified where a hash is known, and reported like every other load."""
+    it is cached, verified where a hash is known, and reported like every other load.
+    ``multi_grid`` multiplies the last ResNet stage's dilation per block (PaddleSeg's
+    ``multi_grid``); ``None`` keeps PaddleSeg's default (1, 1, 1)."""
     from paddleseg.models import backbones
     if name == "ResNet50_vd":
-        net = backbones.ResNet50_vd(output_stride=8, pretrained=None)
+        grid = (1, 1, 1) if multi_grid is None else tuple(multi_grid)
+        if len(grid) != 3 or not all(isinstance(g, int) and g >= 1 for g in grid):
+            raise ConfigError(f"model.multi_grid: {list(grid)} is not three positive integers "
+                              "(one dilation factor per block of the last stage)")
+        net = backbones.ResNet50_vd(output_stride=8, multi_grid=grid, pretrained=None)
+    elif multi_grid is not None:
+        raise ConfigError(f"model.multi_grid: only ResNet50_vd has a multi-grid, not {name!r}")
     elif name == "HRNet_W18":
         net = backbones.HRNet_W18(pretrained=None)
     else:
@@ -85,10 +93,16 @@ class PSPNet(_PaddleSegWrapper):
 
 @MODELS.register()
 class DeepLabV3(_PaddleSegWrapper):
-    def __init__(self, num_classes, backbone="ResNet50_vd", backbone_pretrained=None):
+    """PaddleSeg's DeepLabV3.  ``multi_grid`` defaults to (1, 2, 4), as PaddleSeg's
+    ResNet50_vd DeepLabV3 configs set it (last-stage dilations 4/8/16 at output stride 8),
+    so weights trained there give PaddleSeg's logits here; ``null`` gives 4/4/4."""
+
+    def __init__(self, num_classes, backbone="ResNet50_vd", backbone_pretrained=None, multi_grid=(1, 2, 4)):
         super().__init__()
         from paddleseg.models import DeepLabV3 as _D
-        self.net = _D(num_classes, _backbone(backbone, backbone_pretrained), backbone_indices=(3,),
+        if backbone != "ResNet50_vd" and multi_grid == (1, 2, 4):
+            multi_grid = None  # the default belongs to the ResNet backbone only
+        self.net = _D(num_classes, _backbone(backbone, backbone_pretrained, multi_grid), backbone_indices=(3,),
                       aspp_ratios=(1, 12, 24, 36), aspp_out_channels=256)
         self.num_classes = num_classes
 
