@@ -289,7 +289,8 @@ class FedDA(ServerStrategy):
     global weights: G = sum_i N_i/N grad L_i(w), and the centralized optimizer's step
     with it (sgdm: m = beta_1 m + (1-beta_1) G, w -= lr m; adam: also v = beta_2 v +
     (1-beta_2) G^2, w -= lr m / (sqrt(v) + eps); adagrad: v += G^2, w -= lr G / (sqrt(v) + eps)),
-    ``lr`` = ``full_batch_lr`` (default: the clients' learning rate)."""
+    ``lr`` = ``full_batch_lr`` (default: the clients' learning rate).  ``full_batch_rounds``
+    must be below the run's rounds; a resume may not move the phase over rounds already done."""
 
     FORMS = ("sgdm", "adam", "adagrad")
 
@@ -408,8 +409,9 @@ class FedAT(ServerStrategy):
     updates less often, weighs as much as the mirrored fast tier has updated).  The global
     model is this weighted sum, not an update of the previous global model.
     ``unreported: initial`` (the paper's rule) keeps every tier model in the sum from the
-    start, a tier that has not reported yet holding the initial global model; ``skip`` sums
-    only the tiers that have reported, mirroring the counts among them.  ``count`` weighs
+    start, a tier that has not reported yet holding the initial global model (so until the
+    slowest tier reports the fastest weighs 0 and the initial model T_1/T, e.g. 8/9);
+    ``skip`` sums only the tiers that have reported, mirroring the counts among them.  ``count`` weighs
     tier m by T_m, ``uniform`` equally."""
     schedule = "tiers"
     WEIGHTINGS = ("cross", "count", "uniform")
