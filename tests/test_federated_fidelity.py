@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import paddle
 import pytest
+import yaml
 
 from ppzoo.core.errors import ConfigError
 from ppzoo.federated import strategies as S
@@ -65,6 +66,8 @@ def test_fedda_resume_to_more_rounds_after_its_full_batch_rounds_is_refused(tmp_
         train(_fedda_cfg(5), tmp_path, "run", resume=True)
     assert "\n" not in str(err.value)
     assert [r["round"] for r in records(done)] == [1, 2, 3]
+    with open(f"{done.work_dir}/config.yml") as f:  # the run folder still says 3 rounds
+        assert yaml.safe_load(f)["federated"]["rounds"] == 3
 
 
 @pytest.mark.parametrize("old,new,saved,ok", [
