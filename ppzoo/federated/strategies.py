@@ -410,9 +410,9 @@ class FedAT(ServerStrategy):
     model is this weighted sum, not an update of the previous global model.
     ``unreported: initial`` (the paper's rule) keeps every tier model in the sum from the
     start, a tier that has not reported yet holding the initial global model (so until the
-    slowest tier reports the fastest weighs 0 and the initial model T_1/T, e.g. 8/9);
-    ``skip`` sums only the tiers that have reported, mirroring the counts among them.  ``count`` weighs
-    tier m by T_m, ``uniform`` equally."""
+    slowest tier reports the fastest weighs 0 and the initial model at least T_1/T, e.g.
+    8/9); ``skip`` sums only the tiers that have reported, mirroring the counts among them,
+    and avoids both.  ``count`` weighs tier m by T_m, ``uniform`` equally."""
     schedule = "tiers"
     WEIGHTINGS = ("cross", "count", "uniform")
     UNREPORTED = ("initial", "skip")
