@@ -260,13 +260,14 @@ def _moments(w, seed):
 def test_fedda_full_batch_round_equals_a_centralized_full_batch_step(tmp_path, form):
     parts = parts_of([30, 50, 20])
     strat = {"type": "FedDA", "form": form, "full_batch_rounds": 1, "beta_1": 0.8, "beta_2": 0.9}
-    cfg = make_cfg(strat, parts, rounds=1, per_round=1,
+    cfg = make_cfg(strat, parts, rounds=2, per_round=1,
                    local={"steps": 2, "batch_size": 16,
                           "optimizer": {"type": "SGD", "learning_rate": 0.3}})
     t = FederatedTrainer(copy.deepcopy(cfg), work_dir=str(tmp_path / "r"))
     w0 = copy.deepcopy(t.global_weights)
     m0, v0 = _moments(w0, 1), collections.OrderedDict((k, np.abs(x)) for k, x in _moments(w0, 2).items())
-    t.server_state = {"m": m0, "v": v0, "t": 5}
+    t.server_state = {"m": m0, "v": v0, "t": 5, "full_batch_done": 0}
+    t.round = 1  # only round 2, the full-batch one, runs
     t.train()
     G = grad_at(t, w0, range(100))  # the union of the data, one centralized gradient
     b1, b2, eps, lr = 0.8, 0.9, 1e-8, 0.3

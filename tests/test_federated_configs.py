@@ -34,9 +34,11 @@ def test_config_is_valid(path):
 @pytest.mark.parametrize("path", [p for p in CONFIGS if os.path.basename(p).startswith("digits_")],
                          ids=os.path.basename)
 def test_digits_config_trains_two_rounds(path, tmp_path):
-    cfg = load_config(path, ["federated.rounds=2", "federated.num_clients=6",
-                             "federated.clients_per_round=3", "federated.local.batch_size=64",
-                             "federated.eval_every=1"])
+    opts = ["federated.rounds=2", "federated.num_clients=6", "federated.clients_per_round=3",
+            "federated.local.batch_size=64", "federated.eval_every=1"]
+    if "fedda" in os.path.basename(path):  # full_batch_rounds must stay below rounds
+        opts.append("federated.strategy.full_batch_rounds=1")
+    cfg = load_config(path, opts)
     t = FederatedTrainer(cfg, work_dir=str(tmp_path / "run"))
     t.train()
     with open(tmp_path / "run" / "metrics.jsonl") as f:

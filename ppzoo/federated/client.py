@@ -106,10 +106,13 @@ def samples_of_work(num_examples, local_cfg):
 class DecoupledOptimizer:
     """FedDA's client step: the global moments (m, v) of the server on every local
     iteration (see ``FedDA``), plain Python over the model's named parameters.  It keeps
-    the sum of g and g^2 per parameter for the server."""
+    the sum of g and g^2 per parameter for the server.  ``grad_clip`` (``train.grad_clip``)
+    clips g by the global norm before it is used or summed, the same clip
+    (``paddle.nn.ClipGradByGlobalNorm``) the engine's optimizers apply to plain clients."""
 
-    def __init__(self, named_params, lr, form, beta_1, beta_2, eps, m, v):
+    def __init__(self, named_params, lr, form, beta_1, beta_2, eps, m, v, grad_clip=None):
         self.params = [(k, p) for k, p in named_params if not p.stop_gradient]
+        self.clip = paddle.nn.ClipGradByGlobalNorm(clip_norm=float(grad_clip)) if grad_clip else None
         self.lr, self.form = float(lr), form
         self.b1, self.b2, self.eps = float(beta_1), float(beta_2), float(eps)
         self.m = {k: paddle.to_tensor(np.asarray(m[k])) for k, _ in self.params}
@@ -123,10 +126,14 @@ class DecoupledOptimizer:
 
     @paddle.no_grad()
     def step(self):
+        pairs = [(p, p.grad) for _, p in self.params if p.grad is not None]
+        if self.clip is not None and pairs:
+            pairs = self.clip(pairs)
+        grads = {id(p): g for p, g in pairs}
         for k, p in self.params:
-            if p.grad is None:
+            if id(p) not in grads:
                 continue
-            g = p.grad
+            g = grads[id(p)]
             self.sum_g[k] += g
             self.sum_g2[k] += g * g
             if self.form == "sgdm":
@@ -197,13 +204,13 @@ def local_train(trainer, global_weights, indices, client_config, local_cfg, seed
                             {"grad": grads})
     lr = _local_lr(local_cfg, client_config)
     named = list(model.named_parameters())
+    grad_clip = (getattr(trainer, "train_cfg", None) or {}).get("grad_clip")
     if fedda:
         optimizer = DecoupledOptimizer(named, lr, fedda["form"], fedda["beta_1"], fedda["beta_2"],
-                                       fedda["eps"], fedda["m"], fedda["v"])
+                                       fedda["eps"], fedda["m"], fedda["v"], grad_clip=grad_clip)
     else:
         opt_cfg = dict(local_cfg.get("optimizer") or {"type": "SGD"})
-        optimizer = build_optimizer(opt_cfg, named, lr,
-                                    grad_clip=(trainer.train_cfg or {}).get("grad_clip"))
+        optimizer = build_optimizer(opt_cfg, named, lr, grad_clip=grad_clip)
 
     mu = float(client_config.get("proximal_mu") or 0.0)
     anchors = ({k: paddle.to_tensor(np.asarray(global_weights[k])) for k, p in named

@@ -289,7 +289,8 @@ class FedDA(ServerStrategy):
     global weights: G = sum_i N_i/N grad L_i(w), and the centralized optimizer's step
     with it (sgdm: m = beta_1 m + (1-beta_1) G, w -= lr m; adam: also v = beta_2 v +
     (1-beta_2) G^2, w -= lr m / (sqrt(v) + eps); adagrad: v += G^2, w -= lr G / (sqrt(v) + eps)),
-    ``lr`` = ``full_batch_lr`` (default: the clients' learning rate)."""
+    ``lr`` = ``full_batch_lr`` (default: the clients' learning rate).  ``full_batch_rounds``
+    must be below the run's rounds; a resume may not move the phase over rounds already done."""
 
     FORMS = ("sgdm", "adam", "adagrad")
 
@@ -305,6 +306,12 @@ class FedDA(ServerStrategy):
 
     def bind(self, num_clients, trainable=None, total_rounds=None):
         super().bind(num_clients, trainable)
+        if total_rounds is not None and self.full_batch_rounds >= int(total_rounds):
+            # otherwise no round would train locally: the run is a centralized full-batch run
+            raise ConfigError(
+                f"federated.strategy.full_batch_rounds ({self.full_batch_rounds}) must be less "
+                f"than federated.rounds ({int(total_rounds)}): FedDA's full-batch rounds are the "
+                "last rounds of the run, after rounds of local training")
         self.total_rounds = total_rounds
         return self
 
@@ -312,11 +319,35 @@ class FedDA(ServerStrategy):
         return bool(self.full_batch_rounds and self.total_rounds is not None
                     and rnd > self.total_rounds - self.full_batch_rounds)
 
+    def full_batch_before(self, rnd):
+        """How many of rounds 1..rnd-1 are full-batch rounds under the current total."""
+        return sum(self.is_full_batch(r) for r in range(1, int(rnd)))
+
     def init_state(self, global_weights):
         zeros = _od((k, np.zeros_like(global_weights[k])) for k in self._trainable(global_weights))
-        return {"m": zeros, "v": _od((k, np.zeros_like(x)) for k, x in zeros.items()), "t": 0}
+        return {"m": zeros, "v": _od((k, np.zeros_like(x)) for k, x in zeros.items()), "t": 0,
+                "full_batch_done": 0}
+
+    def check_resumed(self, rnd, state):
+        """The full-batch rounds are anchored to the end of the run (the last
+        ``full_batch_rounds`` of ``rounds``), so a resume that changes ``rounds`` after a
+        full-batch round was done (or that moves the phase before the saved round) cannot
+        end as an uninterrupted run of the new total: refuse it instead of recounting."""
+        done = state.get("full_batch_done")
+        if done is None or self.total_rounds is None:
+            return
+        want = self.full_batch_before(rnd)
+        if int(done) != want:
+            T, F = int(self.total_rounds), self.full_batch_rounds
+            raise ConfigError(
+                f"federated.rounds: latest/ did {int(done)} FedDA full-batch rounds by round "
+                f"{int(rnd) - 1}, but with federated.rounds={T} and "
+                f"federated.strategy.full_batch_rounds={F} the full-batch rounds are "
+                f"{T - F + 1}..{T} ({want} of them by then); resume with the rounds it was "
+                "trained with, or start over")
 
     def client_config(self, rnd, state):
+        self.check_resumed(rnd, state)
         return {"fedda": {"form": self.form, "beta_1": self.beta_1, "beta_2": self.beta_2,
                           "eps": self.eps, "m": state["m"], "v": state["v"],
                           "full_batch": self.is_full_batch(rnd)}}
@@ -334,7 +365,8 @@ class FedDA(ServerStrategy):
             new = collections.OrderedDict(global_weights)
             for k in step:
                 new[k] = (global_weights[k] - lr * step[k]).astype(global_weights[k].dtype, copy=False)
-            return new, {"m": m, "v": v, "t": state["t"] + 1}
+            return new, {"m": m, "v": v, "t": state["t"] + 1,
+                         "full_batch_done": int(state.get("full_batch_done") or 0) + 1}
         gbar = weighted_average([r.extras["grad_mean"] for r in results], n)
         g2bar = weighted_average([r.extras["grad_sq_mean"] for r in results], n)
         m = _od((k, b1 * m[k] + (1 - b1) * gbar[k]) for k in m)
@@ -345,7 +377,8 @@ class FedDA(ServerStrategy):
         avg = fedavg_of(results)
         new = _od((k, (global_weights[k] + self.eta_g * (avg[k] - global_weights[k]))
                    .astype(global_weights[k].dtype, copy=False)) for k in global_weights)
-        return new, {"m": m, "v": v, "t": state["t"] + 1}
+        return new, {"m": m, "v": v, "t": state["t"] + 1,
+                     "full_batch_done": state.get("full_batch_done")}
 
     def centralized_step(self, G, m, v):
         """The centralized optimizer's moments and step direction for the gradient G."""
@@ -376,9 +409,10 @@ class FedAT(ServerStrategy):
     updates less often, weighs as much as the mirrored fast tier has updated).  The global
     model is this weighted sum, not an update of the previous global model.
     ``unreported: initial`` (the paper's rule) keeps every tier model in the sum from the
-    start, a tier that has not reported yet holding the initial global model; ``skip`` sums
-    only the tiers that have reported, mirroring the counts among them.  ``count`` weighs
-    tier m by T_m, ``uniform`` equally."""
+    start, a tier that has not reported yet holding the initial global model (so until the
+    slowest tier reports the fastest weighs 0 and the initial model at least T_1/T, e.g.
+    8/9); ``skip`` sums only the tiers that have reported, mirroring the counts among them,
+    and avoids both.  ``count`` weighs tier m by T_m, ``uniform`` equally."""
     schedule = "tiers"
     WEIGHTINGS = ("cross", "count", "uniform")
     UNREPORTED = ("initial", "skip")

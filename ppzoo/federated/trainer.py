@@ -183,6 +183,8 @@ class FederatedTrainer(Trainer):
         self.last_ring_trace = {}
         if resume:
             self.resume()
+            if isinstance(self.strategy, FedDA):  # refuse before config.yml is rewritten
+                self.strategy.check_resumed(self.round + 1, self.server_state)
         if self.is_main:
             for line in getattr(self, "_config_changes", []):
                 self.logger.info(f"resume with a changed config: {line}")
