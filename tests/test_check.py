@@ -32,6 +32,8 @@ TSM = "paddlevideo_resnet50_imagenet"
 DOWNLOADS = {
     "pssl/deeplabv3_r50_pssl.yml": {SEG_R50}, "pssl/pspnet_r50_pssl.yml": {SEG_R50},
     "pssl/ocrnet_hrnetw18_pssl.yml": {SEG_HRNET},
+    "pssl/deeplabv3_r50_pssl_poly.yml": {SEG_R50}, "pssl/pspnet_r50_pssl_poly.yml": {SEG_R50},
+    "pssl/ocrnet_hrnetw18_pssl_poly.yml": {SEG_HRNET},
     "segmentation/deeplabv3_r50_camvid.yml": {SEG_R50}, "segmentation/pspnet_r50_camvid.yml": {SEG_R50},
     "segmentation/ocrnet_hrnetw18_camvid.yml": {SEG_HRNET},
     "video/pptsm_basketball.yml": {PPTSM}, "video/pptsm_football.yml": {PPTSM},
@@ -60,7 +62,8 @@ MISSING_DATA = (
     {f"lnsr/{t}_{m}.yml" for t in ("squad", "stsb")
      for m in ("plain", "lnsr", "lnsr_manifold", "l2sp", "mixout", "smart")}
     | {f"localization/{m}_{s}.yml" for m in ("bmn", "lstm") for s in ("basketball", "football")}
-    | {f"pssl/{m}_pssl.yml" for m in ("deeplabv3_r50", "pspnet_r50", "ocrnet_hrnetw18")}
+    | {f"pssl/{m}_pssl{s}.yml" for m in ("deeplabv3_r50", "pspnet_r50", "ocrnet_hrnetw18")
+       for s in ("", "_poly")}
     | {f"skeleton/{c}.yml" for c in ("agcn2s_fsd10", "agcn2s_fsd10_bone", "agcn2s_fsd10_fusion",
                                      "agcn_fsd10", "stgcn_fsd10", "stgcn_ntu")}
     | {f"video/{c}.yml" for c in ("pptsm_basketball", "pptsm_football", "pptsm_r50",
