@@ -166,3 +166,40 @@ def test_paddlevideo_stgcn_weights_load():
     pv["backbone.st_gcn_networks.9.gcn.conv.weight"] = np.zeros((3, 3))
     with pytest.raises(WeightsError, match="blocks.9.gcn.weight"):
         load_paddlevideo_weights(dst, pv)
+
+
+class _RunsCode:
+    """Unpickled by a plain pickle load, this would create the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_skeleton_labels_read_every_format_and_never_run_code(tmp_path):
+    import pickle
+
+    from ppzoo.core.errors import DataError
+    from ppzoo.video.datasets import read_skeleton_labels
+    names, labels = ["a", "b", "c"], [3, 0, 7]
+    np.save(tmp_path / "ids.npy", np.array(labels))
+    pair = np.empty(2, dtype=object)
+    pair[0], pair[1] = names, labels
+    np.save(tmp_path / "pair.npy", pair, allow_pickle=True)
+    (tmp_path / "pair.pkl").write_bytes(pickle.dumps((names, np.array(labels))))
+    for f in ("ids.npy", "pair.npy", "pair.pkl"):
+        np.testing.assert_array_equal(read_skeleton_labels(str(tmp_path / f)), labels)
+    marker = tmp_path / "ran"
+    crafted = np.empty(2, dtype=object)
+    crafted[0], crafted[1] = _RunsCode(str(marker)), labels
+    np.save(tmp_path / "bad.npy", crafted, allow_pickle=True)
+    (tmp_path / "bad.pkl").write_bytes(pickle.dumps((_RunsCode(str(marker)), labels)))
+    for f in ("bad.npy", "bad.pkl"):
+        with pytest.raises(DataError, match=rf"{f}: refused to load \S*open"):
+            read_skeleton_labels(str(tmp_path / f))
+    assert not marker.exists()
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "pair.npy").read_bytes()[:90])
+    with pytest.raises(DataError, match=r"cannot read skeleton label file .*cut\.npy"):
+        read_skeleton_labels(str(tmp_path / "cut.npy"))

@@ -167,3 +167,27 @@ def load(path, return_numpy=False):
     except Exception as err:  # noqa: BLE001 - a structure paddle.load would fail on too
         first = str(err).splitlines()[0] if str(err) else ""
         raise WeightsError(f"{path} is not a Paddle state dict ({type(err).__name__}: {first})") from None
+
+
+def load_npy(path, error=WeightsError, kind="array file"):
+    """A ``.npy`` array, an object array (pickled inside the file) included, read without
+    running code: ``np.load(allow_pickle=True)`` is a plain pickle load for those."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+            if not dtype.hasobject:
+                f.seek(0)
+                return np.load(f, allow_pickle=False)
+            arr = RestrictedUnpickler(f, encoding="latin1").load()
+    except RefusedGlobal as err:
+        raise error(f"{path}: refused to load {err.qualname}: a {kind} may hold "
+                    "only arrays, numbers, strings and containers (see docs/weights.md)") from None
+    except FileNotFoundError:
+        raise error(f"{kind} not found: {path}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, UnicodeDecodeError, OSError) as err:
+        first = str(err).splitlines()[0] if str(err) else "empty or truncated file"
+        raise error(f"cannot read {kind} {path}: {first}") from None
+    return np.asarray(arr).reshape(shape, order="F" if fortran else "C") \
+        if isinstance(arr, np.ndarray) else arr

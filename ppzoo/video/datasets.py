@@ -133,16 +133,13 @@ def check_skeleton_layout(shape, path):
 
 def read_skeleton_labels(path):
     """``*_label.npy`` (N integers) or PaddleVideo's / ST-GCN's ``.pkl`` of
-    ``(sample_names, labels)``; anything else is one DataError naming the file."""
-    import pickle
-    try:
-        if path.endswith(".pkl"):
-            with open(path, "rb") as f:
-                labels = pickle.load(f)
-        else:
-            labels = np.load(path, allow_pickle=True)
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as err:
-        raise DataError(f"cannot read skeleton labels {path}: {err or 'empty or truncated file'}") from None
+    ``(sample_names, labels)``; anything else is one DataError naming the file.  Both are
+    read by ``ppzoo.core.safeload`` (arrays, numbers, strings, containers: never code)."""
+    from ..core.safeload import load_npy, unpickle
+    if path.endswith(".pkl"):
+        labels = unpickle(path, DataError, "skeleton label file")
+    else:
+        labels = load_npy(path, DataError, "skeleton label file")
     if isinstance(labels, np.ndarray) and labels.dtype == object and labels.shape == (2,):
         labels = tuple(labels)
     if isinstance(labels, (tuple, list)) and len(labels) == 2 and not np.isscalar(labels[0]):
