@@ -510,10 +510,14 @@ class TeacherPool:
                     self.assigned = [w for w in self.assigned if w != wid]
 
     def replace(self, wid):
-        """A worker stopped answering (hung, paused, unreachable): kill it and forget it."""
+        """A worker stopped answering (hung, paused, unreachable): kill it (it frees its
+        reservation) and start a new one in its place, so the pool keeps its size; a
+        service's worker is restarted by Ray under the same name instead."""
         if wid in self.workers:
             self.retired.append(wid)
             self.mark_dead(wid)
+            if self.owned:
+                self.add(1)
 
     def resize(self, n):
         n = max(int(n), 0)
