@@ -675,6 +675,8 @@ def _paused_run(tmp_path, teacher, *opts, **pause):
                    "train.eval_interval=100000", "train.log_interval=1000", *opts)
     del cfg["train"]["iters"]
     tr = build_trainer(cfg)
+    tr.log_lines = _Capture()
+    tr.logger.addHandler(tr.log_lines)
     pid = ray.get(tr.soft_source.pool.workers[0].ready.remote())[0]
     hook = _Pause(pid, **pause)
     tr.register_hook(hook)
@@ -701,7 +703,10 @@ def test_teacher_paused_for_good_is_replaced_across_short_epochs(ray_local, teac
     assert hook.epochs < 300, "the paused worker was never replaced"
     assert pool.retired[:1] == [0] and 0 not in hook.workers and len(hook.workers) == 2
     assert pool_mod.wait_for(lambda: not _alive(pid), timeout=60)       # killed for good
-    assert tr.soft_source.timeouts >= 1
+    # its first calls passed their deadline; it held them (never answered), so it got no
+    # more: at most max_in_flight (4) misses, not a few at the start of every epoch
+    missed = [ln for ln in tr.log_lines.lines if "on worker 0 passed" in ln]
+    assert 1 <= len(missed) <= 4, missed
 
 
 def test_teacher_paused_then_resumed_mid_epoch_is_kept(ray_local, teacher, tmp_path):
