@@ -190,8 +190,9 @@ class EDLReader:
     def _pick(self, live, holders, now, limit):
         """The worker for the next request, or None (every worker in trouble and none due
         for a probe: wait).  A worker in trouble that holds no call gets a probe at most
-        every ``min(limit, PROBE_EVERY_S)``; otherwise the least-loaded healthy worker
-        (loaded ones first), preferring one that does not already hold the request."""
+        every ``min(limit, PROBE_EVERY_S)``; otherwise the least-loaded healthy worker (a
+        new one still loading included: it answers once loaded), preferring one that
+        does not already hold the request."""
         trouble, load = self._trouble, self._load
         every = min(limit, PROBE_EVERY_S)
         for w in live:
@@ -204,8 +205,7 @@ class EDLReader:
             return None
         choice = [w for w in ok if w not in holders] or ok
         n = max(len(live), 1)
-        return min(choice, key=lambda w: (self.pool.loaded_since(w) is None, load[w],
-                                          (w + self.rank) % n))
+        return min(choice, key=lambda w: (load[w], (w + self.rank) % n))
 
     def read(self, batches):
         import ray
