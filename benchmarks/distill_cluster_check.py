@@ -160,10 +160,14 @@ def main():
     for s in steps:
         rows.append(f"| {s['step']} | `{s['command']}` | {s['s']} | {s['rc']} |")
     served = next((s["served"] for s in steps if "served" in s), {})
+    stopped = steps[-1].get("processes", [])
+    names = sorted({p["name"] for p in stopped})
     body = (f"All steps passed in {time.time() - t0:.0f} s (ports chosen free at run time; "
             f"`<tmp>` a fresh folder under /tmp).  The student's {args.iters} iterations of "
             f"batch 64 were served by the service's 2 workers (samples per worker "
-            f"{served}); their pids were the same before and after the student.\n\n"
+            f"{served}); their pids were the same before and after the student.  "
+            f"Stopping the cluster found {len(stopped)} processes ({', '.join(names)}) "
+            f"and left none running.\n\n"
             + "\n".join(rows) + "\n")
     cmd = "nice -n 5 python benchmarks/distill_cluster_check.py " + " ".join(sys.argv[1:])
     write_page(args.out, "EDL-Dist on a real Ray cluster (scripted check)", cmd, body)
