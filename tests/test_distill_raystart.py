@@ -97,3 +97,14 @@ def test_start_budget_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv(raystart.START_TIMEOUT_ENV, "soon")
     with pytest.raises(ConfigError, match="PPZOO_RAY_START_TIMEOUT_S"):
         raystart.start_timeout_s()
+
+
+def test_ray_cli_wrapper_refuses_a_bad_budget_in_one_line():
+    """``python -m ppzoo.distill.raystart`` (how the tools start a head) checks the budget
+    before Ray's CLI runs: a bad value is one line naming the variable, exit 2."""
+    env = dict(os.environ, PYTHONPATH=ROOT, PPZOO_RAY_START_TIMEOUT_S="-5")
+    run = subprocess.run([sys.executable, "-m", "ppzoo.distill.raystart", "start", "--head"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    err = [ln for ln in run.stderr.splitlines() if ln.startswith("error:")]
+    assert run.returncode == 2 and len(err) == 1, run.stderr[-2000:]
+    assert "PPZOO_RAY_START_TIMEOUT_S" in err[0]
