@@ -19,7 +19,7 @@ from ppzoo.distill import raystart  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 _SCRIPT = textwrap.dedent('''
-    import json, sys, time, types
+    import json, os, sys, time, types
     import ray, ray._private.node as node, ray._private.services as services
     from ppzoo.distill.pool import init_ray
     from ppzoo.core.errors import PPZooError
@@ -36,6 +36,8 @@ _SCRIPT = textwrap.dedent('''
         out["never"] = [type(err).__name__, str(err)]
     except Exception as err:
         out["never"] = ["not one line", repr(err)[:300]]
+    from ppzoo.distill.raystart import descendants
+    out["left"] = sorted(n for _, n in descendants(os.getpid()).values())
     # 2. a raylet that registers at the 4th look, 40 s apart on Ray's clock: it starts
     looks = []
     def slow(addr, nid):
@@ -51,7 +53,6 @@ _SCRIPT = textwrap.dedent('''
         return now[0]
     clock.monotonic = monotonic
     node.time = clock
-    import os
     os.environ["PPZOO_RAY_START_TIMEOUT_S"] = "120"
     try:
         init_ray(None, num_cpus=1)
@@ -78,6 +79,7 @@ def test_private_ray_start_outlasts_rays_own_waits_and_fails_in_one_line():
     kind, msg = out["never"]
     assert kind == "RayStartError" and "\n" not in msg, out["never"]
     assert "within 2 s" in msg and "PPZOO_RAY_START_TIMEOUT_S" in msg
+    assert out["left"] == [], out["left"]      # the half-started Ray was stopped, agents too
     slow = out["slow"]
     assert isinstance(slow, dict), slow          # Ray alone: "timed out during startup"
     assert slow["looks"] == 4

@@ -108,6 +108,7 @@ def start_local(**init_kwargs):
     failed start is one :class:`RayStartError` (what is left of it is shut down)."""
     import ray
     timeout_s = start_timeout_s()
+    before = set(descendants(os.getpid()))
     try:
         with patient_start(timeout_s):
             ray.init(**init_kwargs)
@@ -118,6 +119,9 @@ def start_local(**init_kwargs):
             ray.shutdown()
         except Exception:  # noqa: BLE001 - nothing to shut down
             pass
+        # what the failed start left (GCS, raylet, the raylet's agents): Ray does not
+        # know it started them when the start failed half-way
+        _stop({p: v for p, v in descendants(os.getpid()).items() if p not in before}, 5.0)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise RayStartError(f"the local Ray did not start within {timeout_s:g} s ({first}); "
                             f"{start_hint(timeout_s)}") from None
@@ -144,6 +148,46 @@ def _processes():
     return out
 
 
+def descendants(pid):
+    """``{pid: (start time, name)}`` of every process below ``pid``."""
+    procs = _processes()
+    children = {}
+    for p, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(p)
+    found, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            if c not in found:
+                found.add(c)
+                todo.append(c)
+    return {p: (procs[p][1], _name(procs[p][2])) for p in found}
+
+
+def _name(cmd):
+    return os.path.basename(cmd.split(b"\0")[0].decode(errors="replace")) or "?"
+
+
+def _stop(procs, grace_s):
+    """SIGTERM to ``procs`` ({pid: (start time, name)}), SIGKILL to those left after
+    ``grace_s``; returns the pids that needed SIGKILL."""
+    killed = []
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p, (start, _) in procs.items():
+            if alive(p, start):
+                if sig == signal.SIGKILL:
+                    killed.append(p)
+                try:
+                    os.kill(p, sig)
+                except ProcessLookupError:
+                    pass
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < grace_s:
+            if not any(alive(p, s) for p, (s, _) in procs.items()):
+                return killed
+            time.sleep(0.2)
+    return killed
+
+
 def cluster_processes(folder):
     """``{pid: (start time, name)}`` of the cluster whose temp folder is ``folder``: the
     processes whose command line names it and every process below them."""
@@ -163,8 +207,7 @@ def cluster_processes(folder):
             if c not in found and c not in mine:
                 found.add(c)
                 todo.append(c)
-    return {p: (procs[p][1], os.path.basename(procs[p][2].split(b"\0")[0].decode(
-        errors="replace")) or "?") for p in found}
+    return {p: (procs[p][1], _name(procs[p][2])) for p in found}
 
 
 def alive(pid, start):
