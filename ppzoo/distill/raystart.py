@@ -8,7 +8,8 @@ pass and Ray fails to start.  :func:`patient_start` raises all of them to one bu
 ``PPZOO_RAY_START_TIMEOUT_S`` (default 180 s): the ``RAY_*`` settings are given to the
 processes Ray starts (a value already in the environment wins), and the driver's
 registration wait keeps asking the GCS until the budget is spent.  A start that still
-fails is one :class:`RayStartError` line naming the variable to raise.
+fails is one :class:`RayStartError` line naming the variable to raise, and what it had
+launched is stopped.
 
 ``python -m ppzoo.distill.raystart start --head ...`` runs Ray's own CLI with the same
 budget (``tools/teacher_serve.py`` and ``benchmarks/distill_cluster_check.py`` start
