@@ -68,7 +68,12 @@ def _ensure_cluster(address, num_cpus=None, connect_timeout_s=10.0):
     timeout_s = start_timeout_s()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p))
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 120, env=env)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 120,
+                             env=env)
+    except subprocess.TimeoutExpired:
+        raise RayStartError(f"'ray start --head' did not return within {timeout_s + 120:g} s; "
+                            f"{start_hint(timeout_s)}") from None
     if out.returncode:
         last = (out.stderr.strip().splitlines() or ["no message"])[-1][:200]
         raise RayStartError(f"'ray start --head' failed ({last}); {start_hint(timeout_s)}")

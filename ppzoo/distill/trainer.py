@@ -102,6 +102,7 @@ class DistillTrainer(Trainer):
         return st
 
     def load_latest(self):
+        """Keep the reader's part of the checkpoint for the reader built after it."""
         opt_state, state, found = super().load_latest()
         self._resumed_distill = state.get("distill")
         return opt_state, state, found
