@@ -1,7 +1,9 @@
 """EDL-Dist on a real Ray cluster, end to end, with the project's own commands:
 
 1. ``ray start --head`` in a temporary folder on free ports (its address file stays in
-   that folder, so no other program's ``ray.init()`` on the machine finds this cluster);
+   that folder, so no other program's ``ray.init()`` on the machine finds this cluster),
+   run as ``python -m ppzoo.distill.raystart start --head ...``: Ray's CLI with start-up
+   waits a loaded machine survives (``PPZOO_RAY_START_TIMEOUT_S``, default 180 s);
 2. ``tools/teacher_serve.py -c CFG start`` against it (2 named detached teacher workers);
 3. ``tools/teacher_serve.py status``;
 4. a student, ``tools/train.py`` with ``distill.ray_address`` and ``distill.service``,
@@ -11,16 +13,19 @@
     nice -n 5 python benchmarks/distill_cluster_check.py [--iters 20] [--out PAGE]
 
 Step 5 does not run ``ray stop``: that command ends *every* Ray process of the user on
-the machine (other jobs' clusters included).  It stops the processes whose command line
-names this cluster's temporary folder (GCS, raylet, agents and workers), by pid: SIGTERM,
-then SIGKILL after 10 s.  On a machine of its own, ``ray stop`` does the same.
+the machine (other jobs' clusters included).  It stops this cluster's processes by pid
+(``ppzoo.distill.raystart.stop_cluster``): those whose command line names the temporary
+folder (GCS, raylet, monitors) and every process below them (the raylet's
+``ray::DashboardAgent``, ``ray::RuntimeEnvAgent`` and workers, whose titles no longer name
+the folder): SIGTERM, then SIGKILL after 10 s.  The step records every process it found,
+and the check fails if any of them survives.  On a machine of its own, ``ray stop`` does
+the same.
 Writes ``docs/benchmarks/distill_cluster.md`` with every command and its outcome.
 """
 import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,9 +36,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import ROOT, write_page  # noqa: E402
 from distill_common import export_untrained  # noqa: E402
 from ppzoo.core.ports import free_ports  # noqa: E402
+from ppzoo.distill.raystart import alive, cluster_processes, stop_cluster  # noqa: E402
 
 PY = sys.executable
-RAY = os.path.join(os.path.dirname(PY), "ray")
+RAY = [PY, "-m", "ppzoo.distill.raystart"]     # Ray's CLI, patient on a busy machine
 
 
 def worker_port_range(width=40):
@@ -56,41 +62,9 @@ def worker_port_range(width=40):
 
 
 def cluster_pids(folder):
-    """Processes whose command line names ``folder`` (this cluster's and nothing else)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                if folder.encode() in f.read():
-                    out.append(int(d))
-        except OSError:
-            pass
-    return out
-
-
-def _signal(pids, sig):
-    for p in pids:
-        try:
-            os.kill(p, sig)
-        except ProcessLookupError:
-            pass
-
-
-def stop_cluster(folder, log):
-    pids = cluster_pids(folder)
-    _signal(pids, signal.SIGTERM)
-    t0 = time.time()
-    while time.time() - t0 < 10 and cluster_pids(folder):
-        time.sleep(0.5)
-    left = cluster_pids(folder)
-    _signal(left, signal.SIGKILL)
-    t0 = time.time()
-    while time.time() - t0 < 10 and cluster_pids(folder):
-        time.sleep(0.2)
-    log(f"stopped the cluster: SIGTERM to {len(pids)} processes, SIGKILL to {len(left)}")
-    return pids
+    """Pids of the cluster whose temp folder is ``folder`` (named in their command line,
+    or below such a process)."""
+    return sorted(cluster_processes(folder))
 
 
 def run_check(iters=20, log=print):
@@ -118,7 +92,7 @@ def run_check(iters=20, log=print):
             dt = time.time() - t0
             tail = (out.stdout + out.stderr).strip().splitlines()
             shown = " ".join(a if " " not in a else repr(a) for a in cmd)
-            shown = shown.replace(PY, "python").replace(RAY, "ray").replace(ROOT + "/", "")
+            shown = shown.replace(PY, "python").replace(ROOT + "/", "")
             shown = shown.replace(folder, "<tmp>")
             steps.append({"step": name, "command": shown, "s": round(dt, 1),
                           "rc": out.returncode, "tail": tail[-3:]})
@@ -128,7 +102,7 @@ def run_check(iters=20, log=print):
             return out
 
         step("start a head", [
-            RAY, "start", "--head", f"--port={port}", f"--temp-dir={folder}/ray",
+            *RAY, "start", "--head", f"--port={port}", f"--temp-dir={folder}/ray",
             "--num-cpus=3", f"--node-manager-port={nm}", f"--object-manager-port={om}",
             f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent}",
             f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={rt_env}",
@@ -155,11 +129,19 @@ def run_check(iters=20, log=print):
         gone = step("status after stop", serve + ["status", "--opts", *opts], check=False)
         assert gone.returncode != 0 and "no teacher service" in gone.stderr, gone.stderr[-500:]
     finally:
-        pids = stop_cluster(folder, log)
+        t0 = time.time()
+        seen, killed = stop_cluster(folder)
+        left = [p for p, (start, _) in seen.items() if alive(p, start)]
+        log(f"stopped the cluster: SIGTERM to {len(seen)} processes "
+            f"({', '.join(sorted(n for _, n in seen.values()))}), SIGKILL to {len(killed)}")
         steps.append({"step": "stop the cluster", "command": "SIGTERM/SIGKILL by pid",
-                      "s": 0, "rc": 0, "tail": [f"{len(pids)} processes"]})
-        assert not cluster_pids(folder)
+                      "s": round(time.time() - t0, 1), "rc": 1 if left else 0,
+                      "tail": [f"{len(seen)} processes, {len(killed)} killed, "
+                               f"{len(left)} left"],
+                      "processes": [{"pid": p, "start": st, "name": n}
+                                    for p, (st, n) in sorted(seen.items())]})
         shutil.rmtree(folder, ignore_errors=True)
+        assert not left and not cluster_pids(folder), f"still running: {left}"
     return steps
 
 
@@ -178,10 +160,14 @@ def main():
     for s in steps:
         rows.append(f"| {s['step']} | `{s['command']}` | {s['s']} | {s['rc']} |")
     served = next((s["served"] for s in steps if "served" in s), {})
+    stopped = steps[-1].get("processes", [])
+    names = sorted({p["name"] for p in stopped})
     body = (f"All steps passed in {time.time() - t0:.0f} s (ports chosen free at run time; "
             f"`<tmp>` a fresh folder under /tmp).  The student's {args.iters} iterations of "
             f"batch 64 were served by the service's 2 workers (samples per worker "
-            f"{served}); their pids were the same before and after the student.\n\n"
+            f"{served}); their pids were the same before and after the student.  "
+            f"Stopping the cluster found {len(stopped)} processes ({', '.join(names)}) "
+            f"and left none running.\n\n"
             + "\n".join(rows) + "\n")
     cmd = "nice -n 5 python benchmarks/distill_cluster_check.py " + " ".join(sys.argv[1:])
     write_page(args.out, "EDL-Dist on a real Ray cluster (scripted check)", cmd, body)

@@ -1,7 +1,8 @@
 """EDL-Dist on a real Ray cluster: ``ray start --head`` in a temporary folder on free ports,
 ``tools/teacher_serve.py start`` against it, a ``tools/train.py`` student served through
 ``distill.ray_address``, ``stop``, and the cluster's processes stopped (by pid, never
-``ray stop``, which would end every Ray of the user).  The steps are
+``ray stop``, which would end every Ray of the user): all of them, agents and workers
+included, and none survives.  The steps are
 ``benchmarks/distill_cluster_check.py``, run here as its own process (docs/distill.md)."""
 import json
 import os
@@ -12,6 +13,8 @@ import sys
 import pytest
 
 pytest.importorskip("ray")
+from ppzoo.distill.raystart import alive  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
@@ -32,3 +35,11 @@ def test_service_and_student_on_a_ray_start_cluster(tmp_path):
     assert all(s["rc"] == 0 for s in steps if s["step"] != "status after stop")
     served = next(s["served"] for s in steps if "served" in s)
     assert len(served) == 2 and sum(served.values()) >= 10 * 64
+    # the cluster was stopped for good: every process of it, including the raylet's
+    # agents, whose titles do not name the cluster's folder, and none survives
+    procs = steps[-1]["processes"]
+    names = {p["name"] for p in procs}
+    assert {"gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent"} <= names, names
+    assert any(n.startswith("ray::") and "Agent" not in n for n in names), names  # workers
+    survivors = [p for p in procs if alive(p["pid"], p["start"])]
+    assert not survivors, survivors

@@ -22,8 +22,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="ppzoo",
-             runtime_env={"env_vars": {"PYTHONPATH": ROOT}})
+    from ppzoo.distill.pool import init_ray
+    init_ray(None, num_cpus=4)          # the project's own start: survives a loaded machine
     yield
     ray.shutdown()
 

@@ -22,12 +22,15 @@ replicas; ``status`` shows the replicas by state; ``stop`` deletes the applicati
 """
 import argparse
 import json
-import shutil
+import os
 import subprocess
+import sys
 import time
 
 import _common  # noqa: F401
 from _common import main_guard
+
+_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def parse_args(argv=None):
@@ -56,15 +59,24 @@ def _ensure_cluster(address, num_cpus=None, connect_timeout_s=10.0):
     except ConfigError:
         if address and address != "auto":
             raise
-    ray_cli = shutil.which("ray")
-    if not ray_cli:
-        raise ConfigError("no Ray cluster on this machine and no 'ray' command to start one")
-    cmd = [ray_cli, "start", "--head", "--disable-usage-stats", "--include-dashboard=false"]
+    from ppzoo.distill.raystart import RayStartError, start_hint, start_timeout_s
+    # Ray's CLI with start-up waits a busy machine survives (PPZOO_RAY_START_TIMEOUT_S)
+    cmd = [sys.executable, "-m", "ppzoo.distill.raystart", "start", "--head",
+           "--disable-usage-stats", "--include-dashboard=false"]
     if num_cpus:
         cmd.append(f"--num-cpus={int(num_cpus)}")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    timeout_s = start_timeout_s()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p))
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 120,
+                             env=env)
+    except subprocess.TimeoutExpired:
+        raise RayStartError(f"'ray start --head' did not return within {timeout_s + 120:g} s; "
+                            f"{start_hint(timeout_s)}") from None
     if out.returncode:
-        raise ConfigError(f"'ray start --head' failed: {out.stderr.strip().splitlines()[-1:]}")
+        last = (out.stderr.strip().splitlines() or ["no message"])[-1][:200]
+        raise RayStartError(f"'ray start --head' failed ({last}); {start_hint(timeout_s)}")
     init_ray("auto", None, connect_timeout_s)
 
 

@@ -286,7 +286,8 @@ def check_address(address, timeout_s=10.0):
 
 
 def init_ray(address=None, num_cpus=None, connect_timeout_s=10.0):
-    """Join ``address`` (a running cluster) or start a local Ray once per process."""
+    """Join ``address`` (a running cluster) or start a local Ray once per process (within
+    ``PPZOO_RAY_START_TIMEOUT_S``, see :mod:`ppzoo.distill.raystart`)."""
     require_ray()
     import ray
     if ray.is_initialized():
@@ -300,9 +301,10 @@ def init_ray(address=None, num_cpus=None, connect_timeout_s=10.0):
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise ConfigError(f"distill.ray_address {address}: cannot join the Ray cluster "
                               f"({str(err).splitlines()[0][:200]})") from None
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env,
-                 log_to_driver=False, namespace=NAMESPACE)
+    else:       # a private Ray, with start-up waits a busy machine survives
+        from .raystart import start_local
+        start_local(num_cpus=num_cpus, include_dashboard=False, runtime_env=env,
+                    log_to_driver=False, namespace=NAMESPACE)
 
 
 def _kill(actor, no_restart=True):
@@ -510,10 +512,14 @@ class TeacherPool:
                     self.assigned = [w for w in self.assigned if w != wid]
 
     def replace(self, wid):
-        """A worker stopped answering (hung, paused, unreachable): kill it and forget it."""
+        """A worker stopped answering (hung, paused, unreachable): kill it (it frees its
+        reservation) and start a new one in its place, so the pool keeps its size; a
+        service's worker is restarted by Ray under the same name instead."""
         if wid in self.workers:
             self.retired.append(wid)
             self.mark_dead(wid)
+            if self.owned:
+                self.add(1)
 
     def resize(self, n):
         n = max(int(n), 0)

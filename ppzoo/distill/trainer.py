@@ -89,7 +89,23 @@ class DistillTrainer(Trainer):
                                     num_workers=int(self.train_cfg.get("num_workers", 0)),
                                     use_shared_memory=False)
         self.soft_source = self._make_source(collate)
+        if isinstance(self.soft_source, EDLReader):
+            self.soft_source.load_state_dict(getattr(self, "_resumed_distill", None))
         self.train_loader = _SourceLoader(self.soft_source, base)
+
+    def state(self):
+        """The checkpoint's state plus what the reader knows about a service's workers
+        (which are in trouble since when), so a resumed student does not start over."""
+        st = super().state()
+        if isinstance(getattr(self, "soft_source", None), EDLReader):
+            st["distill"] = self.soft_source.state_dict()
+        return st
+
+    def load_latest(self):
+        """Keep the reader's part of the checkpoint for the reader built after it."""
+        opt_state, state, found = super().load_latest()
+        self._resumed_distill = state.get("distill")
+        return opt_state, state, found
 
     def _teacher_dir(self):
         from .pool import check_teacher_dir
