@@ -13,28 +13,78 @@ import yaml
 
 from .errors import ConfigError
 
-class AliasRefused(yaml.YAMLError):
-    """A YAML alias (``*name``) in a config."""
+#: the most values a config may stand for once its aliases are expanded
+MAX_EXPANDED_VALUES = 100_000
 
-    def __init__(self, anchor, mark):
+
+class AliasRefused(yaml.YAMLError):
+    """YAML aliases (``*name``) that expand a config past :data:`MAX_EXPANDED_VALUES`, or
+    refer to themselves."""
+
+    def __init__(self, anchor, mark, why):
         super().__init__()
-        self.anchor, self.line = anchor, mark.line + 1
+        self.anchor, self.line, self.why = anchor, mark.line + 1, why
 
     def __str__(self):
-        return (f"line {self.line}: the YAML alias *{self.anchor} is refused (aliases can expand "
-                f"exponentially); write the value out, or share it through {BASE_KEY}")
+        return (f"line {self.line}: the YAML alias *{self.anchor} is refused: {self.why}; write "
+                f"the value out, or share it through {BASE_KEY}")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 needs ``1.0e-4``) and
-    refuses aliases: nine nested aliases of nine items each (under 400 bytes) stand for
-    9**9 values, which merging and checking a config would expand one by one."""
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 needs ``1.0e-4``) and caps
+    what aliases expand to: nine nested aliases of nine items each (under 400 bytes) stand
+    for 9**9 values, which merging and checking a config would expand one by one.  The few
+    aliases ``yaml.dump`` writes for a value used twice load as before."""
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise AliasRefused(event.anchor, event.start_mark)
+            node = super().compose_node(parent, index)
+            self._alias_marks.setdefault(id(node), (event.anchor, event.start_mark))
+            return node
         return super().compose_node(parent, index)
+
+    def compose_document(self):
+        self._alias_marks = {}
+        node = super().compose_document()
+        if self._alias_marks:
+            _check_expansion(node, self._alias_marks)
+        return node
+
+
+def _check_expansion(root, alias_marks):
+    """Count the values ``root`` stands for with every alias expanded (each distinct node
+    once, memoised, so the count itself stays linear) and refuse past the cap or a cycle."""
+    sizes, open_nodes = {}, set()
+
+    def refuse(node, why):
+        anchor, mark = alias_marks.get(id(node), ("?", node.start_mark))
+        raise AliasRefused(anchor, mark, why)
+
+    def size(node):
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            refuse(node, "it refers to itself")
+        open_nodes.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_VALUES:
+                refuse(child if id(child) in alias_marks else node,
+                       f"the config would expand to more than {MAX_EXPANDED_VALUES} values")
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 _Loader.add_implicit_resolver(
