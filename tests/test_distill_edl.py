@@ -170,3 +170,40 @@ def test_killed_student_resumes_with_a_new_pool_and_ends_like_an_uninterrupted_r
     for k, v in full.model.state_dict().items():
         np.testing.assert_allclose(second.model.state_dict()[k].numpy(), v.numpy(), atol=1e-5,
                                    err_msg=k)
+
+
+def test_a_damaged_student_sample_stops_the_run_naming_its_file(teacher, tmp_path):
+    """The student's loader is the engine's: a file that cannot be read is one DataError
+    naming it, not a reading thread that dies while training waits for ever."""
+    import threading
+
+    from ppzoo.core.errors import DataError
+    cfg = _student_cfg(tmp_path, teacher, "offline", "train.iters=6")
+    tr = build_trainer(cfg)
+
+    class Damaged:
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __len__(self):
+            return len(self.dataset)
+
+        def __getitem__(self, i):
+            if i % 10 == 7:  # one sample in ten: the first batch holds some
+                raise DataError(f"cannot read image /data/digits/{i}.png: Truncated File Read")
+            return self.dataset[i]
+
+    tr.indexed.dataset = Damaged(tr.indexed.dataset)
+    caught = []
+
+    def run():
+        try:
+            tr.train()
+        except DataError as err:
+            caught.append(str(err))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(600)  # generous: the point is that it ends at all
+    assert not worker.is_alive(), "distillation hung on a damaged sample"
+    assert len(caught) == 1 and "train_dataset" in caught[0] and "/data/digits/" in caught[0]

@@ -13,7 +13,8 @@ import paddle
 from ..core.builder import TRAINERS
 from ..core.config import check_keys
 from ..core.errors import ConfigError
-from ..engine.trainer import Trainer
+from ..engine.loader import BadSamples, SafeLoader
+from ..engine.trainer import Trainer, _dataset_name
 from .losses import DistillationLoss
 from .reader import EDLReader, OfflineSource, OnlineSource, check_mode, write_soft_labels
 
@@ -85,9 +86,12 @@ class DistillTrainer(Trainer):
         self.trained_ids = [] if self.dcfg.get("record_ids") else None
         self.indexed = IndexedDataset(self.train_dataset)
         collate = getattr(self.train_dataset, "collate_fn", None)
-        base = paddle.io.DataLoader(self.indexed, batch_sampler=self.sampler, collate_fn=collate,
-                                    num_workers=int(self.train_cfg.get("num_workers", 0)),
-                                    use_shared_memory=False)
+        # the engine's loader: a damaged file is one line (or skipped, train.bad_samples), and
+        # never a reading thread that dies while the main thread waits for ever
+        base = SafeLoader(self.indexed, self.sampler, _dataset_name("train_dataset", self.train_dataset),
+                          self.bad_samples, training=True, collate_fn=collate,
+                          num_workers=int(self.train_cfg.get("num_workers", 0)),
+                          stop=self._waiting_interrupted)
         self.soft_source = self._make_source(collate)
         if isinstance(self.soft_source, EDLReader):
             self.soft_source.load_state_dict(getattr(self, "_resumed_distill", None))
@@ -169,8 +173,9 @@ class DistillTrainer(Trainer):
             source = (self._pool_reader() if self.dcfg.get("num_workers")
                       else OnlineSource(self._runner(), self.input_keys))
             sampler = paddle.io.BatchSampler(self.indexed, batch_size=self.batch_size, shuffle=False)
-            loader = paddle.io.DataLoader(self.indexed, batch_sampler=sampler, collate_fn=collate,
-                                          use_shared_memory=False)
+            # every sample needs its soft label: a damaged file stops here, whatever bad_samples says
+            loader = SafeLoader(self.indexed, sampler, _dataset_name("train_dataset", self.train_dataset),
+                                BadSamples(), training=False, collate_fn=collate)
             try:
                 write_soft_labels(source, loader, path, len(self.indexed),
                                   meta={"teacher_dir": os.path.abspath(self._teacher_dir())})
