@@ -77,6 +77,8 @@ def elsewhere(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("PPZOO_HOME", str(tmp_path / "home"))
+    # the data root fixed before the repository is hidden (its default is relative to it)
+    monkeypatch.setenv("PPZOO_DATA", paths.data_root())
     monkeypatch.setattr(paths, "REPO_ROOT", str(tmp_path / "repo"))
     return tmp_path
 

@@ -133,6 +133,9 @@ def test_every_configs_datasets_build_from_another_working_directory(tmp_path, m
     """From an empty folder (not the repository), every config's datasets build, except those
     whose data is not in the shared data or that read an earlier step's output."""
     monkeypatch.chdir(tmp_path)
+    # the data root as the run would find it (env or <repo>/../shared/data), fixed before the
+    # repository is hidden: the default is relative to the repository
+    monkeypatch.setenv("PPZOO_DATA", paths.data_root())
     monkeypatch.setattr(paths, "REPO_ROOT", str(tmp_path / "no_repo"))
     built, skipped = {}, {}
     for path in CONFIGS:
