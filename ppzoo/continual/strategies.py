@@ -250,23 +250,35 @@ class EWC(Strategy):
         self._tensors = None
 
 
-def distillation_loss(new_logits, old_logits, temperature=2.0):
-    """T^2 * mean_i KL(softmax(old_i / T) || softmax(new_i / T)) (Hinton et al.; LwF's term)."""
+def distillation_loss(new_logits, old_logits, temperature=2.0, t_squared=False):
+    """mean_i KL(softmax(old_i / T) || softmax(new_i / T)): LwF's knowledge-distillation term
+    (Li & Hoiem; the paper's cross-entropy less the old outputs' entropy, a constant, so the
+    same gradients and zero when the models agree) and Avalanche's ``LwF``.  ``t_squared``
+    multiplies it by T^2 (Hinton et al.'s scaling, which keeps its gradients' size as T grows)."""
     T = float(temperature)
     p_old = F.softmax(old_logits / T, axis=1)
     log_new = F.log_softmax(new_logits / T, axis=1)
     log_old = F.log_softmax(old_logits / T, axis=1)
-    return T * T * (p_old * (log_old - log_new)).sum(axis=1).mean()
+    kl = (p_old * (log_old - log_new)).sum(axis=1).mean()
+    return T * T * kl if t_squared else kl
 
 
 @STRATEGIES.register()
 class LwF(Strategy):
     """Learning without forgetting: loss + lam * distillation of the model after the previous
-    task on the current inputs, over each earlier task's classes (task-incremental) or over
-    all earlier classes together (class-incremental)."""
+    task on the current inputs, over each earlier task's classes (task-incremental: one term
+    per earlier task, as Avalanche has one per head) or over all earlier classes together
+    (class-incremental).  Both models' outputs are read unmasked: the task mask of task-IL
+    training covers exactly the earlier tasks' classes.  ``reduction: sum`` (Avalanche's)
+    adds the per-task terms, ``mean`` averages them; ``t_squared`` scales by T^2."""
 
-    def __init__(self, lam=1.0, temperature=2.0):
+    def __init__(self, lam=1.0, temperature=2.0, t_squared=False, reduction="sum"):
+        if reduction not in ("sum", "mean"):
+            raise ConfigError(f"LwF.reduction must be sum or mean, got {reduction!r}")
+        if float(temperature) <= 0:
+            raise ConfigError(f"LwF.temperature must be positive, got {temperature}")
         self.lam, self.temperature = float(lam), float(temperature)
+        self.t_squared, self.reduction = bool(t_squared), reduction
         self.old_state = None
         self.old_model = None
 
@@ -287,21 +299,33 @@ class LwF(Strategy):
         return self.old_model
 
     def loss(self, ct, trainer, batch):
-        loss, logits = self.task_loss(ct, batch)
-        logs = {"loss_task": loss}
         t = ct.current_task
-        if self.old_state is not None and t > 0:
+        distil = self.old_state is not None and t > 0
+        if distil and not ct.model.has_adapters:  # one forward: CE on the masked, KD on the raw output
+            raw = ct.raw_logits(batch["image"], batch["task"], t)
+            loss = ct.loss_fn(raw + ct.class_mask(np.asarray(batch["task"].numpy()).reshape(-1), t), batch["label"])
+        else:
+            loss, _ = self.task_loss(ct, batch)
+            if distil:  # each earlier task's classes from its own path, as in class-IL
+                raw = ct.raw_logits(batch["image"], batch["task"], t - 1, task_il=False)
+        logs = {"loss_task": loss}
+        if distil:
             with paddle.no_grad():
-                old_logits = self._old(ct)(batch["image"])
-            groups = ([ct.scenario.tasks[k]["classes"] for k in range(t)] if ct.task_il
-                      else [[c for k in range(t) for c in ct.scenario.tasks[k]["classes"]]])
-            kd = sum(distillation_loss(paddle.gather(logits, paddle.to_tensor(g), axis=1),
-                                       paddle.gather(old_logits, paddle.to_tensor(g), axis=1),
-                                       self.temperature) for g in groups) / len(groups)
-            logs["loss_lwf"] = kd
+                old = ct.raw_logits(batch["image"], batch["task"], t - 1, task_il=False, model=self._old(ct))
+            logs["loss_lwf"] = kd = self.distillation(ct, raw, old, t)
             loss = loss + self.lam * kd
         logs["loss"] = loss
         return loss, logs
+
+    def distillation(self, ct, new, old, t):
+        """The KD term over tasks 0..t-1 from unmasked ``new`` and ``old`` logits."""
+        groups = ([ct.scenario.tasks[k]["classes"] for k in range(t)] if ct.task_il
+                  else [[c for k in range(t) for c in ct.scenario.tasks[k]["classes"]]])
+        terms = [distillation_loss(paddle.gather(new, paddle.to_tensor(g), axis=1),
+                                   paddle.gather(old, paddle.to_tensor(g), axis=1),
+                                   self.temperature, self.t_squared) for g in groups]
+        kd = paddle.add_n(terms) if len(terms) > 1 else terms[0]
+        return kd / len(terms) if self.reduction == "mean" else kd
 
     def state_dict(self):
         return {"old_state": self.old_state}
