@@ -228,8 +228,8 @@ def report(args, runs_path, command):
             "; GatingAdapters from the parts' gating configs (configs/continual/*_gating.yml: adapter bottleneck "
             "32 on CIFAR, 16 on the synthetic set, vector gates, trunk trained on the first task only). "
             "Optimizer: Momentum 0.9, lr 0.05, batch 32 (CIFAR also weight decay 5e-4), a new optimizer per task.\n",
-            "The runs shared the 2 cores with other jobs (1-min load average about 12-18 while they ran), so wall "
-            "times are not speeds; CPU s / run is the run's own process CPU time.\n"]
+            "The runs shared the 2 cores with other jobs (1-min load average between about 1 and 21 while they "
+            "ran), so wall times are not speeds; CPU s / run is the run's own process CPU time.\n"]
     for part in PARTS:
         rows = [r for r in runs if r["part"] == part]
         if not rows:
