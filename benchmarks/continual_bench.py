@@ -28,7 +28,7 @@ STRATEGIES = {
     "FrozenEncoder": {"type": "FrozenEncoder"},
     "Replay": {"type": "Replay", "capacity": 200, "batch_size": 16},
     "EWC": {"type": "EWC", "lam": 20.0, "fisher_samples": 100, "normalize": "max"},
-    "LwF": {"type": "LwF", "lam": 1.0, "temperature": 2.0},
+    "LwF": {"type": "LwF", "lam": 1.0, "temperature": 2.0, "t_squared": False, "reduction": "sum"},
     "GatingAdapters": None,  # the part's gating config
 }
 PARTS = {
@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--cifar-epochs", type=int, default=2)
     p.add_argument("--out", default=os.path.join(ROOT, "output", "bench_continual"))
     p.add_argument("--report", action="store_true", help="only rewrite the pages from runs.jsonl")
+    p.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks"),
+                   help="folder the page and figures are written to")
     return p.parse_args(argv)
 
 
@@ -198,10 +200,16 @@ def plot_samples(path):
 def report(args, runs_path, command):
     failed = [r for r in load_runs(runs_path) if r.get("error")]
     runs = [r for r in load_runs(runs_path) if not r.get("error")]
-    docs = os.path.join(ROOT, "docs", "benchmarks")
+    docs = args.docs
+    os.makedirs(docs, exist_ok=True)
+    for r in runs:  # backward transfer from the matrices, so runs recorded before it was summarised have it too
+        for key, M in (("acc_backward_transfer", r["A"]), ("rep_backward_transfer", r["R"])):
+            M = np.asarray(M, float)
+            r["summary"].setdefault(key, float(np.mean([M[-1, j] - M[j, j] for j in range(len(M) - 1)])))
     plot_samples(os.path.join(docs, "continual_samples.png"))
     keys = [("final_acc", "final acc"), ("avg_probe", "avg probe"), ("rep_forgetting", "rep. forgetting"),
-            ("acc_forgetting", "acc. forgetting"), ("forward_transfer", "fwd transfer (probe)"),
+            ("acc_forgetting", "acc. forgetting"), ("rep_backward_transfer", "rep. BWT"),
+            ("acc_backward_transfer", "acc. BWT"), ("forward_transfer", "fwd transfer (probe)"),
             ("final_probe_all", "all-class probe")]
     body = [f"Scale: CIFAR-10 resized to {args.cifar_size}x{args.cifar_size}, {args.cifar_train_per_class} "
             f"training and {args.cifar_test_per_class} test images per class (subset drawn per seed), "
@@ -211,15 +219,17 @@ def report(args, runs_path, command):
             "Probes: L-BFGS logistic regression (C=1, standardised features) on the frozen representation, "
             "fitted on each task's training images without augmentation, scored on its test images.\n",
             "Definitions: final acc = mean_j A[T-1, j]; avg probe = mean_j R[T-1, j]; forgetting = mean over "
-            "j < T-1 of (best R[t, j] for j <= t < T-1) - R[T-1, j] (same for A); forward transfer = mean over "
+            "j < T-1 of (best R[t, j] for j <= t < T-1) - R[T-1, j] (same for A; Chaudhry et al.'s form, "
+            "not the after-learning form R[j, j] - R[T-1, j] of Avalanche, which is minus the BWT); backward "
+            "transfer (BWT) = mean over j < T-1 of R[T-1, j] - R[j, j] (same for A); forward transfer = mean over "
             "j >= 1 of R[j-1, j] - R_init[j] (the untrained encoder's probe); all-class probe = one probe over "
             "all classes after the last task (class splits only).\n",
             "Strategy settings: " + "; ".join(f"{k} {json.dumps(v)}" for k, v in STRATEGIES.items() if v) +
             "; GatingAdapters from the parts' gating configs (configs/continual/*_gating.yml: adapter bottleneck "
             "32 on CIFAR, 16 on the synthetic set, vector gates, trunk trained on the first task only). "
             "Optimizer: Momentum 0.9, lr 0.05, batch 32 (CIFAR also weight decay 5e-4), a new optimizer per task.\n",
-            "The runs shared the 2 cores with other jobs (1-min load average about 12-18 while they ran), so wall "
-            "times are not speeds; CPU s / run is the run's own process CPU time.\n"]
+            "The runs shared the 2 cores with other jobs (1-min load average between about 1 and 21 while they "
+            "ran), so wall times are not speeds; CPU s / run is the run's own process CPU time.\n"]
     for part in PARTS:
         rows = [r for r in runs if r["part"] == part]
         if not rows:

@@ -110,8 +110,10 @@ def test_lwf_distillation_is_zero_when_models_agree_and_a_kl_otherwise():
     T = 2.0
     sm = lambda z: np.exp(z / T) / np.exp(z / T).sum(1, keepdims=True)  # noqa: E731
     p, q = sm(b.astype(np.float64)), sm(a.astype(np.float64))
-    kl = T * T * np.mean(np.sum(p * (np.log(p) - np.log(q)), 1))
+    kl = np.mean(np.sum(p * (np.log(p) - np.log(q)), 1))
     assert float(distillation_loss(paddle.to_tensor(a), paddle.to_tensor(b), T)) == pytest.approx(kl, rel=1e-5)
+    assert float(distillation_loss(paddle.to_tensor(a), paddle.to_tensor(b), T, t_squared=True)) == \
+        pytest.approx(T * T * kl, rel=1e-5)
 
 
 # ---------------------------------------------------------------------- scenarios and data
@@ -160,6 +162,10 @@ def test_bad_continual_configs_fail_with_one_clear_error(tmp_path):
     cfg = _digits_cfg(scenaro="task_il")
     with pytest.raises(ConfigError, match="scenario"):
         build_trainer(cfg, work_dir=str(tmp_path / "b"))
+    with pytest.raises(ConfigError, match="continual.forgetting must be best or learned"):
+        build_trainer(_digits_cfg(forgetting="max"), work_dir=str(tmp_path / "c"))
+    with pytest.raises(ConfigError, match="LwF.reduction"):
+        build_trainer(_digits_cfg(strategy={"type": "LwF", "reduction": "avg"}), work_dir=str(tmp_path / "d"))
 
 
 # ---------------------------------------------------------------------- runs
@@ -253,7 +259,10 @@ def test_train_and_eval_tools_run_a_continual_config(tmp_path, capsys):
     with open(tmp_path / "run" / "results.json") as f:
         res = json.load(f)
     assert np.array(res["A"]).shape == (2, 2) and np.array(res["R"]).shape == (2, 2)
-    assert set(res["summary"]) >= {"final_acc", "avg_probe", "rep_forgetting", "forward_transfer"}
+    assert set(res["summary"]) >= {"final_acc", "avg_probe", "rep_forgetting", "forward_transfer",
+                                   "acc_backward_transfer", "rep_backward_transfer"}
+    A = np.array(res["A"])
+    assert res["summary"]["acc_backward_transfer"] == pytest.approx(A[1, 0] - A[0, 0])
     code, out = tool("train.py", "-c", cfg, "--save-dir", tmp_path / "run", *opts)
     assert code == 2 and "--resume" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     code, out = tool("eval.py", "-c", cfg, "--weights", tmp_path / "run" / "continual", *opts)

@@ -5,6 +5,10 @@ objective of scikit-learn's ``LogisticRegression(C=C)``:
 
     C * sum_i CE(W x_i + b, y_i) + 0.5 * ||W||^2        (the bias is not penalised)
 
+With two classes scikit-learn fits one weight vector w (logits [0, w x + b]), not two: a
+two-column softmax penalises ||w1||^2 + ||w2||^2, which at its optimum w1 = -w2 = w/2 is
+||w||^2 / 2, i.e. the objective of C' = 2C.  The probe therefore fits the binary case
+with one vector too, so ``C`` means what it means in scikit-learn for every number of classes.
 or, ``solver: ridge``, the closed-form least-squares fit to one-hot targets with an L2
 penalty ``alpha`` (scikit-learn's ``RidgeClassifier``).  Features can be standardised with
 the probe's training statistics first (``standardize``).
@@ -51,18 +55,25 @@ class LinearProbe:
             self.b = tm - xm @ self.W
             return self
 
+        m = 1 if k == 2 else k  # binary: one weight vector for class 1, class 0's logit fixed at 0
+
         def obj(theta):
-            W, b = theta[: d * k].reshape(d, k), theta[d * k:]
+            W, b = theta[: d * m].reshape(d, m), theta[d * m:]
             z = x @ W + b
+            if m == 1:
+                z = np.concatenate([np.zeros_like(z), z], 1)
             lse = logsumexp(z, axis=1)
             loss = self.C * np.sum(lse - np.sum(z * onehot, 1)) + 0.5 * np.sum(W * W)
             p = np.exp(z - lse[:, None])
-            g = self.C * (p - onehot)
+            g = self.C * (p - onehot)[:, k - m:]
             return loss, np.concatenate([(x.T @ g + W).ravel(), g.sum(0)])
 
-        res = minimize(obj, np.zeros(d * k + k), jac=True, method="L-BFGS-B",
+        res = minimize(obj, np.zeros(d * m + m), jac=True, method="L-BFGS-B",
                        options={"maxiter": self.max_iter, "gtol": self.tol})
-        self.W, self.b = res.x[: d * k].reshape(d, k), res.x[d * k:]
+        W, b = res.x[: d * m].reshape(d, m), res.x[d * m:]
+        if m == 1:
+            W, b = np.concatenate([np.zeros_like(W), W], 1), np.concatenate([np.zeros(1), b])
+        self.W, self.b = W, b
         return self
 
     def decision_function(self, x):
@@ -84,16 +95,33 @@ def probe_accuracy(train_x, train_y, test_x, test_y, **probe_cfg):
 
 
 # ---------------------------------------------------------------------- summaries
-def forgetting(M, from_seen=True):
-    """Mean over tasks j < T-1 of (best of M[t, j] for t < T-1) - M[T-1, j].
+def forgetting(M, from_seen=True, reference="best"):
+    """Mean over tasks j < T-1 of (reference accuracy on j) - M[T-1, j].
 
-    ``from_seen`` takes the best over t >= j only (after the task was learned)."""
+    ``reference: best`` (Chaudhry et al. 2018, the default): the best of M[t, j] over
+    earlier rows t < T-1 -- over t >= j only with ``from_seen`` (after the task was learned).
+    ``reference: learned`` (Avalanche's): M[j, j], the accuracy right after learning task j;
+    it equals minus the backward transfer.  They differ when an old task later improves."""
+    M = np.asarray(M, float)
+    T = M.shape[0]
+    if reference not in ("best", "learned"):
+        raise ConfigError(f"continual.forgetting must be best or learned, got {reference!r}")
+    if T < 2:
+        return float("nan")
+    if reference == "learned":
+        return float(np.mean([M[j, j] - M[T - 1, j] for j in range(T - 1)]))
+    vals = [np.max(M[(j if from_seen else 0):T - 1, j]) - M[T - 1, j] for j in range(T - 1)]
+    return float(np.mean(vals))
+
+
+def backward_transfer(M):
+    """Mean over tasks j < T-1 of M[T-1, j] - M[j, j] (Lopez-Paz & Ranzato 2017): how
+    learning later tasks changed each task's accuracy; negative when it forgets."""
     M = np.asarray(M, float)
     T = M.shape[0]
     if T < 2:
         return float("nan")
-    vals = [np.max(M[(j if from_seen else 0):T - 1, j]) - M[T - 1, j] for j in range(T - 1)]
-    return float(np.mean(vals))
+    return float(np.mean([M[T - 1, j] - M[j, j] for j in range(T - 1)]))
 
 
 def forward_transfer(R, r_init):
@@ -106,9 +134,12 @@ def forward_transfer(R, r_init):
     return float(np.mean([R[j - 1, j] - r_init[j] for j in range(1, T)]))
 
 
-def summarize(A, R, r_init, from_seen=True):
+def summarize(A, R, r_init, from_seen=True, reference="best"):
+    """The run's summary numbers; ``*_forgetting`` uses ``reference`` (see ``forgetting``)."""
     A, R = np.asarray(A, float), np.asarray(R, float)
     T = A.shape[0]
     return {"final_acc": float(A[T - 1].mean()), "avg_probe": float(R[T - 1].mean()),
-            "acc_forgetting": forgetting(A, from_seen), "rep_forgetting": forgetting(R, from_seen),
-            "forward_transfer": forward_transfer(R, r_init)}
+            "acc_forgetting": forgetting(A, from_seen, reference),
+            "rep_forgetting": forgetting(R, from_seen, reference),
+            "acc_backward_transfer": backward_transfer(A), "rep_backward_transfer": backward_transfer(R),
+            "forward_transfer": forward_transfer(R, r_init), "forgetting_reference": reference}

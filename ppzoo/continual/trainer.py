@@ -32,7 +32,7 @@ from .probe import PROBE_KEYS, LinearProbe, summarize
 from .strategies import STRATEGIES
 
 CONTINUAL_KEYS = {"scenario", "split", "epochs", "strategy", "probe", "probe_max_train", "probe_init",
-                  "forgetting_from_seen", "stop_after", "batch_size"}
+                  "forgetting_from_seen", "forgetting", "stop_after", "batch_size"}
 
 
 class TrainingDiverged(PPZooError):
@@ -99,6 +99,9 @@ class ContinualTrainer(Trainer):
         self.probe_batch = int(probe.pop("batch_size", 256))
         self.probe_cfg = probe
         LinearProbe(**probe)  # checks the values now
+        if self.cont.get("forgetting", "best") not in ("best", "learned"):
+            raise ConfigError(f"{self.source}: continual.forgetting must be best or learned, "
+                              f"got {self.cont.get('forgetting')!r}")
         for key in ("train_dataset", "val_dataset"):
             if not cfg.get(key):
                 raise ConfigError(f"{self.source}: a continual run needs '{key}' (the dataset the tasks are cut from)")
@@ -156,28 +159,34 @@ class ContinualTrainer(Trainer):
                 allowed[i, self.scenario.tasks[k]["classes"]] = 1.0
         return paddle.to_tensor((allowed - 1.0) * 1e9)
 
-    def logits(self, image, task_ids, upto, task_il=None):
-        """Masked logits of the model after tasks 0..upto (adapter models take each sample's
-        task path in task-IL and every seen task's path for its own classes in class-IL)."""
+    def raw_logits(self, image, task_ids, upto, task_il=None, model=None):
+        """Unmasked logits of ``model`` (default the run's) after tasks 0..upto (adapter
+        models take each sample's task path in task-IL and every seen task's path for its own
+        classes in class-IL).  Distillation reads these: a -1e9 mask swallows the logits it
+        covers in float32 (-1e9 + x == -1e9)."""
         task_il = self.task_il if task_il is None else task_il
         task_ids = np.asarray(task_ids.numpy() if isinstance(task_ids, paddle.Tensor) else task_ids).reshape(-1)
-        m = self.model
+        m = self.model if model is None else model
         if not m.has_adapters:
-            out = m(image)
-        elif task_il:
-            h = m.encoder(image)
-            out = paddle.zeros([image.shape[0], m.num_classes])
+            return m(image)
+        h = m.encoder(image)
+        out = paddle.zeros([image.shape[0], m.num_classes])
+        if task_il:
             for k in np.unique(task_ids):
                 sel = paddle.to_tensor((task_ids == k).astype(np.float32)).unsqueeze(1)
                 out = out + sel * m.heads[int(k)](m.task_features(h, int(k)))
         else:
-            h = m.encoder(image)
-            out = paddle.zeros([image.shape[0], m.num_classes])
             for k in range(upto + 1):
                 col = np.zeros((1, m.num_classes), np.float32)
                 col[0, self.scenario.tasks[k]["classes"]] = 1.0
                 out = out + paddle.to_tensor(col) * m.heads[k](m.task_features(h, k))
-        return out + self.class_mask(task_ids, upto, task_il)
+        return out
+
+    def logits(self, image, task_ids, upto, task_il=None):
+        """Masked logits of the model after tasks 0..upto: ``raw_logits`` + ``class_mask``."""
+        task_il = self.task_il if task_il is None else task_il
+        task_ids = np.asarray(task_ids.numpy() if isinstance(task_ids, paddle.Tensor) else task_ids).reshape(-1)
+        return self.raw_logits(image, task_ids, upto, task_il) + self.class_mask(task_ids, upto, task_il)
 
     def predict(self, batch):
         """tools/eval.py on the whole val_dataset: class-incremental logits over every task."""
@@ -320,7 +329,8 @@ class ContinualTrainer(Trainer):
     def write_results(self):
         res = dict(self.results)
         r_init = res["r_init"] if res["r_init"] is not None else [float("nan")] * self.scenario.num_tasks
-        res["summary"] = summarize(res["A"], res["R"], r_init, self.cont.get("forgetting_from_seen", True))
+        res["summary"] = summarize(res["A"], res["R"], r_init, self.cont.get("forgetting_from_seen", True),
+                                   self.cont.get("forgetting", "best"))
         res["summary"]["final_probe_all"] = res["R_all"][-1]
         res["scenario"] = self.scenario_kind
         res["tasks"] = self.scenario.tasks
