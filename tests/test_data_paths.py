@@ -116,17 +116,10 @@ def _datasets(cfg):
 
 
 #: configs whose datasets cannot be built here, and why (asserted exactly below)
+from _config_needs import MISSING_DATA  # noqa: E402
+
 NEEDS_EARLIER_STEP = {"pssl/camvid_pretrain.yml", "pssl/camvid_pretrain_ext.yml"}
-ABSENT_HERE = (
-    {f"lnsr/{t}_{m}.yml" for t in ("squad", "stsb")
-     for m in ("plain", "lnsr", "lnsr_manifold", "l2sp", "mixout", "smart")}
-    | {f"localization/{m}_{s}.yml" for m in ("bmn", "lstm") for s in ("basketball", "football")}
-    | {f"pssl/{m}_pssl{s}.yml" for m in ("deeplabv3_r50", "pspnet_r50", "ocrnet_hrnetw18")
-       for s in ("", "_poly")}
-    | {f"skeleton/{c}.yml" for c in ("agcn2s_fsd10", "agcn2s_fsd10_bone", "agcn2s_fsd10_fusion",
-                                     "agcn_fsd10", "stgcn_fsd10", "stgcn_ntu")}
-    | {f"video/{c}.yml" for c in ("pptsm_basketball", "pptsm_football", "pptsm_r50",
-                                  "pptsm_table_tennis", "tsm_r50", "tsn_r50")})
+ABSENT_HERE = MISSING_DATA  # configs whose data is not in the shared data folder
 
 
 def test_every_configs_datasets_build_from_another_working_directory(tmp_path, monkeypatch, data_root):

@@ -173,20 +173,32 @@ def _stop(procs, grace_s):
     ``grace_s``; returns the pids that needed SIGKILL."""
     killed = []
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for p, (start, _) in procs.items():
-            if alive(p, start):
-                if sig == signal.SIGKILL:
-                    killed.append(p)
-                try:
-                    os.kill(p, sig)
-                except ProcessLookupError:
-                    pass
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < grace_s:
-            if not any(alive(p, s) for p, (s, _) in procs.items()):
-                return killed
-            time.sleep(0.2)
+        _signal_all(procs, sig, killed)
+        if _wait_gone(procs, grace_s):
+            return killed
     return killed
+
+
+def _signal_all(procs, sig, killed):
+    """Send ``sig`` to the live ones of ``procs``; pids sent SIGKILL are added to ``killed``."""
+    for p, (start, _) in procs.items():
+        if alive(p, start):
+            if sig == signal.SIGKILL:
+                killed.append(p)
+            try:
+                os.kill(p, sig)
+            except ProcessLookupError:
+                pass
+
+
+def _wait_gone(procs, wait_s):
+    """True once none of ``procs`` is alive, False after ``wait_s`` seconds."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < wait_s:
+        if not any(alive(p, s) for p, (s, _) in procs.items()):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def cluster_processes(folder):
@@ -232,20 +244,8 @@ def stop_cluster(folder, grace_s=10.0):
         procs = {p: v for p, v in cluster_processes(folder).items()
                  if p not in seen or seen[p][0] == v[0]}
         seen.update(procs)
-        for p, (start, _) in procs.items():
-            if alive(p, start):
-                if sig == signal.SIGKILL:
-                    killed.append(p)
-                try:
-                    os.kill(p, sig)
-                except ProcessLookupError:
-                    pass
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < wait_s:
-            if not any(alive(p, s) for p, (s, _) in seen.items()):
-                return True
-            time.sleep(0.2)
-        return False
+        _signal_all(procs, sig, killed)
+        return _wait_gone(seen, wait_s)
 
     if not round_(signal.SIGTERM, grace_s):
         round_(signal.SIGKILL, grace_s)
