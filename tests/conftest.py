@@ -6,6 +6,9 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("PPZOO_HOME", os.path.join(ROOT, "output", "test_cache"))
+# A loaded machine is slow, not broken: Ray and teacher workers get minutes to start (a
+# worker imports Paddle and builds a predictor; at load 7 on 2 cores that took over 120 s)
+os.environ.setdefault("PPZOO_RAY_START_TIMEOUT_S", "1200")
 
 
 @pytest.fixture

@@ -327,7 +327,7 @@ class TeacherPool:
     def __init__(self, model_dir, num_workers=1, worker_cpus=1.0, cpu_threads=1, device="cpu",
                  topk=None, use_mkldnn=True, ray_address=None, ray_num_cpus=None,
                  worker_gpus=0.0, min_workers=1, simulated_ms_per_sample=0.0,
-                 start_timeout_s=120.0, start_retries=2, connect_timeout_s=10.0,
+                 start_timeout_s=None, start_retries=2, connect_timeout_s=10.0,
                  service=None, logger=None, _connect=False):
         self.logger = logger
         self.service = service
@@ -363,6 +363,9 @@ class TeacherPool:
         self.opts = dict(cpu_threads=cpu_threads, device=device, topk=topk, use_mkldnn=use_mkldnn,
                          simulated_ms_per_sample=simulated_ms_per_sample)
         self.resources = dict(num_cpus=float(worker_cpus), num_gpus=float(worker_gpus))
+        if start_timeout_s is None:  # the project's Ray start-up budget (PPZOO_RAY_START_TIMEOUT_S)
+            from .raystart import start_timeout_s as ray_start_budget
+            start_timeout_s = ray_start_budget()
         self.start_timeout_s, self.start_retries = float(start_timeout_s), int(start_retries)
         self._cls = _actor_class()
         self.add(num_workers, wait=True)

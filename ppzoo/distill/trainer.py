@@ -150,7 +150,7 @@ class DistillTrainer(Trainer):
                 ray_num_cpus=d.get("ray_num_cpus"), worker_gpus=d.get("worker_gpus", 0),
                 min_workers=d.get("min_workers", 1),
                 simulated_ms_per_sample=d.get("simulated_ms_per_sample", 0.0),
-                start_timeout_s=d.get("start_timeout_s", 120.0),
+                start_timeout_s=d.get("start_timeout_s"),
                 start_retries=d.get("start_retries", 2),
                 connect_timeout_s=d.get("connect_timeout_s", 10.0), logger=self.logger)
         control = d.get("control_file", os.path.join(self.work_dir, "teachers"))
