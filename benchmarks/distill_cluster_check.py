@@ -85,7 +85,7 @@ def run_check(iters=20, log=print):
         lo, hi = worker_port_range()
         address = f"127.0.0.1:{port}"
 
-        def step(name, cmd, check=True, timeout=300):
+        def step(name, cmd, check=True, timeout=1200):  # a bound for a hang, not a speed limit
             t0 = time.time()
             out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT,
                                  timeout=timeout)

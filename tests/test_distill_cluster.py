@@ -25,7 +25,7 @@ def test_service_and_student_on_a_ray_start_cluster(tmp_path):
         [sys.executable, os.path.join(ROOT, "benchmarks", "distill_cluster_check.py"),
          "--iters", "10", "--out", str(tmp_path / "page.md"), "--json",
          str(tmp_path / "steps.json")],
-        capture_output=True, text=True, timeout=400, env=dict(os.environ, PYTHONPATH=ROOT))
+        capture_output=True, text=True, timeout=3600, env=dict(os.environ, PYTHONPATH=ROOT))  # 60 s at rest, 313 s at load 8
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     steps = json.loads((tmp_path / "steps.json").read_text())
     names = [s["step"] for s in steps]

@@ -72,7 +72,7 @@ def test_private_ray_start_outlasts_rays_own_waits_and_fails_in_one_line():
     env = dict(os.environ, PYTHONPATH=ROOT, PPZOO_RAY_START_TIMEOUT_S="2")
     env.pop("RAY_ADDRESS", None)
     run = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=600)
+                         env=env, cwd=ROOT, timeout=1800)
     lines = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
     assert run.returncode == 0 and lines, (run.stdout + run.stderr)[-3000:]
     out = json.loads(lines[-1][len("RESULT "):])
@@ -106,7 +106,7 @@ def test_ray_cli_wrapper_refuses_a_bad_budget_in_one_line():
     before Ray's CLI runs: a bad value is one line naming the variable, exit 2."""
     env = dict(os.environ, PYTHONPATH=ROOT, PPZOO_RAY_START_TIMEOUT_S="-5")
     run = subprocess.run([sys.executable, "-m", "ppzoo.distill.raystart", "start", "--head"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=1200)
     err = [ln for ln in run.stderr.splitlines() if ln.startswith("error:")]
     assert run.returncode == 2 and len(err) == 1, run.stderr[-2000:]
     assert "PPZOO_RAY_START_TIMEOUT_S" in err[0]

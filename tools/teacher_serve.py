@@ -163,7 +163,7 @@ def run(cfg, command, n=None, workers=None, out=print):
         cpu_threads=d.get("cpu_threads", 1), device=d.get("device", "cpu"), topk=d.get("topk"),
         use_mkldnn=d.get("use_mkldnn", True),
         simulated_ms_per_sample=d.get("simulated_ms_per_sample", 0.0),
-        start_timeout_s=d.get("start_timeout_s", 120.0), start_retries=d.get("start_retries", 2),
+        start_timeout_s=d.get("start_timeout_s"), start_retries=d.get("start_retries", 2),
         connect_timeout_s=d.get("connect_timeout_s", 10.0),
         student_ttl_s=d.get("student_ttl_s", 15.0))
     if command == "start":
