@@ -77,7 +77,9 @@ class _Chaos(Hook):
             self.killed = sorted(pool.workers)[0]
             pool.kill(self.killed)
         if trainer.iter == self.add_at:
-            self.added = pool.add(1)[0]
+            # wait until it has loaded: on a loaded machine a start can outlast the epoch,
+            # and the point is that a worker that joins gets work, not how fast it loads
+            self.added = pool.add(1, wait=True)[0]
 
 
 def test_killed_teacher_loses_no_sample_and_added_teacher_gets_work(ray_local, teacher, tmp_path):
