@@ -251,10 +251,11 @@ def test_zero_teachers_logs_while_waiting_and_continues_when_one_joins(ray_local
     th = threading.Thread(target=consume, daemon=True)
     th.start()
     try:
-        time.sleep(1.5)
-        assert sum("waiting for teacher workers" in ln for ln in cap.lines) >= 2
+        # events, not seconds: two wait lines logged, then the joined worker serves the rest
+        assert pool_mod.wait_for(
+            lambda: sum("waiting for teacher workers" in ln for ln in cap.lines) >= 2, timeout=600)
         pool.add(1)
-        th.join(60)
+        th.join(1200)
         assert not th.is_alive()
         np.testing.assert_allclose(np.concatenate(result["out"]), teacher["expect"], atol=1e-4)
     finally:
