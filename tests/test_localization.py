@@ -342,14 +342,7 @@ def test_select_events_hand_case():
     assert ev[0]["score"] == pytest.approx(0.8) and ev[0]["iou"] == pytest.approx(0.7)
 
 
-class _WritesMarker:
-    """A pickle payload that would create a file when unpickled by a plain pickle load."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from _crafted import RunsCode  # noqa: E402
 
 
 def test_pkl_features_load_as_arrays_and_never_run_code(tmp_path):
@@ -363,7 +356,7 @@ def test_pkl_features_load_as_arrays_and_never_run_code(tmp_path):
     np.testing.assert_array_equal(read_features(str(good)), feats)
     marker = tmp_path / "ran"
     bad = tmp_path / "bad.pkl"
-    bad.write_bytes(pickle.dumps({"image_feature": _WritesMarker(str(marker))}))
+    bad.write_bytes(pickle.dumps({"image_feature": RunsCode(str(marker))}))
     with pytest.raises(DataError, match=r"bad\.pkl: refused to load \S*open"):
         read_features(str(bad))
     assert not marker.exists()

@@ -168,14 +168,7 @@ def test_paddlevideo_stgcn_weights_load():
         load_paddlevideo_weights(dst, pv)
 
 
-class _RunsCode:
-    """Unpickled by a plain pickle load, this would create the file ``marker``."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+from _crafted import RunsCode  # noqa: E402
 
 
 def test_skeleton_labels_read_every_format_and_never_run_code(tmp_path):
@@ -193,9 +186,9 @@ def test_skeleton_labels_read_every_format_and_never_run_code(tmp_path):
         np.testing.assert_array_equal(read_skeleton_labels(str(tmp_path / f)), labels)
     marker = tmp_path / "ran"
     crafted = np.empty(2, dtype=object)
-    crafted[0], crafted[1] = _RunsCode(str(marker)), labels
+    crafted[0], crafted[1] = RunsCode(str(marker)), labels
     np.save(tmp_path / "bad.npy", crafted, allow_pickle=True)
-    (tmp_path / "bad.pkl").write_bytes(pickle.dumps((_RunsCode(str(marker)), labels)))
+    (tmp_path / "bad.pkl").write_bytes(pickle.dumps((RunsCode(str(marker)), labels)))
     for f in ("bad.npy", "bad.pkl"):
         with pytest.raises(DataError, match=rf"{f}: refused to load \S*open"):
             read_skeleton_labels(str(tmp_path / f))
