@@ -198,10 +198,11 @@ def test_teacher_that_raises_is_retried_then_one_clear_error(ray_local):
 
 
 class _Tap:
-    """A worker handle whose calls are remembered, to make some of them 'unavailable'."""
+    """A worker handle whose calls (the first ``limit`` of them, or all) are remembered, to
+    make exactly those 'unavailable'."""
 
-    def __init__(self, actor, refs):
-        self.actor, self.refs = actor, refs
+    def __init__(self, actor, refs, limit=None):
+        self.actor, self.refs, self.limit = actor, refs, limit
 
     @property
     def infer(self):
@@ -211,7 +212,8 @@ class _Tap:
             @staticmethod
             def remote(*args):
                 ref = tap.actor.infer.remote(*args)
-                tap.refs.append(ref)
+                if tap.limit is None or len(tap.refs) < tap.limit:
+                    tap.refs.append(ref)
                 return ref
         return _M
 
@@ -723,31 +725,11 @@ def test_teacher_paused_then_resumed_mid_epoch_is_kept(ray_local, teacher, tmp_p
     assert _alive(pid)
 
 
-class _Unavailable:
-    """A worker that answers "temporarily unavailable" to its first ``n`` calls."""
-
-    def __init__(self, n):
-        self.actor, self.n, self.refs = _Flaky.remote(0), n, []
-
-    @property
-    def infer(self):
-        tap = self
-
-        class _M:
-            @staticmethod
-            def remote(*args):
-                ref = tap.actor.infer.remote(*args)
-                if len(tap.refs) < tap.n:
-                    tap.refs.append(ref)
-                return ref
-        return _M
-
-
 def test_temporarily_unavailable_is_not_a_failed_try(ray_local, monkeypatch):
     """The only worker is "temporarily unavailable" 4 times in a row with
     ``max_retries`` 1: the request waits for it (probes), it is not given up."""
     from ray.exceptions import ActorUnavailableError
-    w = _Unavailable(4)
+    w = _Tap(_Flaky.remote(0), [], limit=4)
     real_get = ray.get
 
     def get(ref, *a, **k):

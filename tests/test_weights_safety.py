@@ -6,7 +6,6 @@ error must be one line naming the file and the refused global.  Nothing here rea
 internet (the HTTP server is test_hub's, on loopback).
 """
 import collections
-import importlib.util
 import io
 import os
 import pickle
@@ -29,6 +28,7 @@ from ppzoo.core import safeload
 from ppzoo.core.errors import ConfigError, WeightsError
 from ppzoo.engine import checkpoint as ckpt
 from test_hub import home, server, sha256, small_cnn  # noqa: F401  (fixtures)
+from test_tools import tool_inprocess as run_tool_inprocess
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CFG = os.path.join(ROOT, "configs", "quickstart", "digits.yml")
@@ -159,20 +159,8 @@ def test_crafted_table_entry_is_refused(server, home, tmp_path, marker):  # noqa
 
 def tool_inprocess(name, *args, capsys):
     """A tool's ``main`` in this process; returns (exit code, stderr lines)."""
-    spec = importlib.util.spec_from_file_location(f"_tool_{name[:-3]}", os.path.join(ROOT, "tools", name))
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        capsys.readouterr()
-        try:
-            mod.main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-    finally:
-        sys.path.remove(os.path.join(ROOT, "tools"))
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    done = run_tool_inprocess(name, *args, capsys=capsys)
+    return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
 
 
 def test_crafted_weights_through_the_tools(server, home, tmp_path, marker, capsys):  # noqa: F811
