@@ -63,10 +63,10 @@ def test_bmn_targets_hand_case():
     assert iou[3, 0] == pytest.approx(0.5)
     assert iou[0, 0] == pytest.approx(0.0)  # [0, .25] touches [.25, .75]
     assert iou[0, 1] == pytest.approx(0.5)  # [.25, .5]
-    # start region [0.25 - 1.5/4, 0.25 + 1.5/4] = [-0.125, 0.625] over anchors [(t-.5)/4, (t+.5)/4]
-    np.testing.assert_allclose(start, [1, 1, 1, 0], atol=1e-6)
+    # start region [0.25 - 1.5/4, 0.25 + 1.5/4] = [-0.125, 0.625] over anchors [t/4, (t+1)/4]
+    np.testing.assert_allclose(start, [1, 1, 0.5, 0], atol=1e-6)
     # end region [0.375, 1.125]
-    np.testing.assert_allclose(end, [0, 0, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(end, [0, 0.5, 1, 1], atol=1e-6)
 
 
 def _np_weighted_logistic(pred, pos, valid):
