@@ -11,7 +11,7 @@ import pytest
 from ppzoo.core.errors import DataError
 from ppzoo.localization.bmn import (BMN, BMNLoss, bm_valid_mask, bmn_targets, interp1d_mask,
                                     pem_cls_loss, pem_reg_loss, tem_loss)
-from ppzoo.localization.metrics import EventF1, ProposalAR, average_recall, match_events
+from ppzoo.localization.metrics import EventF1, ProposalAR, match_events
 from ppzoo.localization.postprocess import (NMS, ScoreFusion, SoftNMS, boundary_peaks,
                                             segment_ioa, segment_iou, stitch_windows,
                                             window_starts)
@@ -186,18 +186,6 @@ def test_windows_and_stitching():
 
 
 # ------------------------------------------------------------------ metrics
-def test_average_recall_hand_case():
-    gts = [np.array([[0.0, 5.0]]), np.array([[0.0, 4.0], [6.0, 9.0]])]
-    props = [np.array([[0.0, 5.0, 0.9], [5.0, 10.0, 0.8]]),
-             np.array([[6.0, 9.0, 0.9], [0.0, 2.0, 0.5], [0.0, 4.0, 0.4]])]
-    ar, auc = average_recall(props, gts, max_an=3)
-    # AN=1: gt0 (IoU 1) and gt2 (IoU 1) recalled at every threshold -> 2/3
-    # AN=2: [0, 2] has IoU 0.5 with [0, 4]: recalled at 0.5 only -> (2 + 0.1) / 3
-    # AN=3: everything -> 1
-    np.testing.assert_allclose(ar, [2 / 3, 2.1 / 3, 1.0])
-    assert auc == pytest.approx(np.mean(ar))
-
-
 def test_event_f1_hand_case():
     gt = [(10, 20, 1), (30, 40, 2), (50, 60, 1)]
     pred = [(12, 20, 1),   # IoA 0.8: hit

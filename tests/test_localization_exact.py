@@ -72,3 +72,101 @@ def test_bmn_targets_with_fewer_durations_keep_the_first_rows():
     full = bmn_targets(segs, 12, 12)[0]
     np.testing.assert_array_equal(bmn_targets(segs, 12, 5)[0], full[:5])
     assert not bmn_targets([], 6, 6)[1].any()
+
+
+# ------------------------------------------------------------------ ANETproposal AR-AN
+def _ref_anet_ar_an(videos, max_avg=100, thresholds=np.linspace(0.5, 0.95, 10)):
+    """ActivityNet's proposal evaluation re-derived with pandas tables, as its script
+    builds them from the ground-truth and proposal files.  ``videos``: name ->
+    (gts (G, 2), proposals (K, 3))."""
+    import pandas as pd
+
+    gt = pd.DataFrame([(v, s, e) for v, (g, _) in videos.items() for s, e in g],
+                      columns=["video-id", "t-start", "t-end"])
+    pr = pd.DataFrame([(v, s, e, c) for v, (_, p) in videos.items() for s, e, c in p],
+                      columns=["video-id", "t-start", "t-end", "score"])
+    vids = gt["video-id"].unique()
+    ratio = max_avg * float(len(vids)) / pr.shape[0]
+    by_gt, by_pr = gt.groupby("video-id"), pr.groupby("video-id")
+    scores, total = [], 0
+    for v in vids:
+        g = by_gt.get_group(v)[["t-start", "t-end"]].values
+        if v not in by_pr.groups:
+            scores.append(np.zeros((len(g), 1)))
+            continue
+        grp = by_pr.get_group(v)
+        p = grp[["t-start", "t-end"]].values[grp["score"].argsort()[::-1], :]
+        n = min(int(p.shape[0] * ratio), p.shape[0])
+        total += n
+        p = p[:n]
+        tiou = np.empty((len(g), n))
+        for j in range(n):
+            for i in range(len(g)):
+                inter = max(min(p[j, 1], g[i, 1]) - max(p[j, 0], g[i, 0]), 0)
+                tiou[i, j] = inter / ((g[i, 1] - g[i, 0]) + (p[j, 1] - p[j, 0]) - inter)
+        scores.append(tiou)
+    pcn = np.arange(1, 101) / 100.0 * (max_avg * float(len(vids)) / total)
+    recall = np.empty((len(thresholds), 100))
+    for r, thr in enumerate(thresholds):
+        matches = np.zeros(100)
+        for sc in scores:
+            for j, frac in enumerate(pcn):
+                k = min(int(sc.shape[1] * frac), sc.shape[1])
+                matches[j] += sum(1 for row in sc[:, :k] >= thr if row.any())
+        recall[r] = matches / sum(len(sc) for sc in scores)
+    avg = recall.mean(0)
+    an = pcn * (float(total) / len(vids))
+    auc = sum((an[i + 1] - an[i]) * (avg[i + 1] + avg[i]) / 2 for i in range(99)) / an[-1]
+    return avg, auc
+
+
+def _random_videos(rng, n_videos, k_range, with_empty=True):
+    videos = {}
+    for v in range(n_videos):
+        dur = 100.0
+        g = rng.uniform(0, dur, (int(rng.integers(1, 4)), 2))
+        g.sort(axis=1)
+        k = int(rng.integers(*k_range))
+        a = rng.uniform(0, dur, (k, 2))
+        a.sort(axis=1)
+        # some proposals near a ground truth so every threshold sees hits
+        near = g[rng.integers(0, len(g), k)] + rng.normal(0, 3, (k, 2))
+        pick = rng.random(k) < 0.5
+        a[pick] = np.sort(near[pick], axis=1)
+        p = np.concatenate([a, rng.random((k, 1))], 1)
+        videos[f"v{v}"] = (g, p)
+    if with_empty:
+        videos["no_gt"] = (np.zeros((0, 2)), np.array([[1.0, 5.0, 0.5]] * 7))
+    return videos
+
+
+@pytest.mark.parametrize("k_range", [(20, 101), (100, 101), (150, 300), (1, 12)])
+def test_average_recall_equals_anet_proposal_for_any_proposal_count(k_range):
+    from ppzoo.localization.metrics import average_recall
+    rng = np.random.default_rng(k_range[0])
+    videos = _random_videos(rng, 12, k_range)
+    want_ar, want_auc = _ref_anet_ar_an(videos)
+    ar, auc = average_recall([p for _, p in videos.values()], [g for g, _ in videos.values()])
+    np.testing.assert_allclose(ar, want_ar, rtol=0, atol=1e-12)
+    assert auc == pytest.approx(want_auc, abs=1e-12)
+
+
+def test_average_recall_auc_is_the_trapezoid_not_the_mean():
+    from ppzoo.localization.metrics import average_recall
+    # one video, one gt, the exact hit ranked 3rd of 100: AR = 0 for AN 1-2, 1 after
+    props = np.array([[50.0, 60.0, 0.01]] * 100)
+    props[:2] = [[0.0, 1.0, 0.9], [2.0, 3.0, 0.8]]
+    props[2] = [10.0, 20.0, 0.7]
+    ar, auc = average_recall([props], [np.array([[10.0, 20.0]])])
+    np.testing.assert_array_equal(ar[:2], 0)
+    np.testing.assert_array_equal(ar[2:], 1)
+    # trapezoid over AN 1..100: (0.5 + 97) / 100; the mean would be 98 / 100
+    assert auc == pytest.approx(97.5 / 100)
+
+
+def test_proposal_ar_metric_reports_on_the_an_grid():
+    from ppzoo.localization.metrics import ProposalAR
+    m = ProposalAR(max_an=40)             # the curve's points: AN = 0.4, 0.8, ..., 40
+    m.props, m.gts = [np.array([[0.1, 0.2, 0.9]])], [np.array([[0.1, 0.2]])]
+    out = m.accumulate()
+    assert set(out) == {"AR@10", "AUC"}   # AN 1 and 5 are not on that grid
