@@ -11,7 +11,7 @@ import pytest
 from ppzoo.core.errors import DataError
 from ppzoo.localization.bmn import (BMN, BMNLoss, bm_valid_mask, bmn_targets, interp1d_mask,
                                     pem_cls_loss, pem_reg_loss, tem_loss)
-from ppzoo.localization.metrics import EventF1, ProposalAR, match_events
+from ppzoo.localization.metrics import EventF1, match_events
 from ppzoo.localization.postprocess import (NMS, ScoreFusion, SoftNMS, boundary_peaks,
                                             segment_ioa, segment_iou, stitch_windows,
                                             window_starts)
