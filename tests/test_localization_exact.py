@@ -170,3 +170,67 @@ def test_proposal_ar_metric_reports_on_the_an_grid():
     m.props, m.gts = [np.array([[0.1, 0.2, 0.9]])], [np.array([[0.1, 0.2]])]
     out = m.accumulate()
     assert set(out) == {"AR@10", "AUC"}   # AN 1 and 5 are not on that grid
+
+
+# ------------------------------------------------------------------ FootballAction proposals
+def _ref_football_props(bm, ps, pe, fps=5, nms_thresh=0.7, score_thresh=0.03,
+                        min_window=5, max_window=200):
+    """FootballAction's BMN inference after the windows are averaged: generate_props,
+    then process_proposal (length and score floors, base_nms), scalar loops."""
+    def choose(sc):
+        hi = sc > max(sc) * 0.5
+        mid = np.array([0.0] + list(sc) + [0.0])
+        front = np.array([0.0, 0.0] + list(sc))
+        back = np.array(list(sc) + [0.0, 0.0])
+        return (hi | ((mid > front) & (mid > back))[1:-1]).astype("float32")
+
+    L = bm.shape[-1]
+    conf = bm[0] * bm[1]
+    sm, em = choose(ps), choose(pe)
+    sm[0] = 1.0
+    em[-1] = 1.0
+    raw = []
+    for d in range(min_window, max_window):
+        for t in range(L):
+            if t + d < L and sm[t] == 1 and em[t + d] == 1:
+                raw.append([t, t + d, ps[t] * pe[t + d] * conf[d, t]])
+    box = [[float(a), float(b), float(c)] for a, b, c in raw
+           if not (float(b) - float(a) < fps or float(c) < score_thresh)]
+    if not box:
+        return np.zeros((0, 3))
+    t1, t2 = np.array([x[0] for x in box]), np.array([x[1] for x in box])
+    dur = t2 - t1
+    order = np.array([x[2] for x in box]).argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        inter = np.minimum(t2[i], t2[order[1:]]) - np.maximum(t1[i], t1[order[1:]])
+        iou = inter / (dur[i] + dur[order[1:]] - inter).astype(float)
+        order = order[np.where(iou <= nms_thresh)[0] + 1]
+    return np.array([box[i] for i in keep])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_inference_proposals_equal_football_action(seed):
+    from ppzoo.localization.infer import BMN_POST, bmn_postprocess
+    rng = np.random.default_rng(seed)
+    L, D = 90, 40
+    bm = rng.random((2, D, L)) ** 0.5
+    ps, pe = rng.random(L), rng.random(L)
+    want = _ref_football_props(bm, ps, pe, max_window=D)     # FootballAction: D = 200
+    got = bmn_postprocess(dict(BMN_POST))(bm, ps, pe)
+    assert len(want) > 5
+    np.testing.assert_array_equal(got, want)
+
+
+def test_score_fusion_end_offset():
+    from ppzoo.localization.postprocess import ScoreFusion
+    bm = np.ones((2, 4, 6))
+    s = np.array([1, 0, 0, 0, 0, 0.0])
+    e = np.array([0, 0, 0, 1, 0, 0.0])
+    # start 0, end candidate 3 (and the last step): d = 3 or 5 (d < D = 4 keeps 3)
+    np.testing.assert_array_equal(ScoreFusion(end_offset=1)(bm, s, e)[:, :2], [[0, 4]])
+    np.testing.assert_array_equal(ScoreFusion(end_offset=0)(bm, s, e)[:, :2], [[0, 3]])
+    assert not len(ScoreFusion(end_offset=0, min_len=4)(bm, s, e))
+    assert len(ScoreFusion(end_offset=1, min_len=4)(bm, s, e)) == 1

@@ -23,7 +23,8 @@ from .annotations import read_features
 from .datasets import proposal_features
 from .postprocess import NMS, build_postprocess, cut_windows, stitch_windows
 
-BMN_POST = {"window_step": None, "min_score": 0.03, "min_len": 1, "max_len": None,
+# FootballAction's BMN inference: segments [t, t + d] with d in 5..199, score >= 0.03, NMS 0.7
+BMN_POST = {"window_step": None, "min_score": 0.03, "min_len": 5, "max_len": 199, "end_offset": 0,
             "suppress": {"type": "NMS", "thresh": 0.7}, "use_reg": True, "use_cls": True}
 EVENT_POST = {"score_thresh": 0.1, "iou_thresh": 0.1, "nms_thresh": 0.01, "nms_delta": 2.0,
               "background": 0, "max_len": 300}
@@ -34,8 +35,10 @@ def bmn_postprocess(post):
     return build_postprocess({
         "type": "BMNPostProcess", "min_score": post.get("min_score", 0.0),
         "fusion": {"type": "ScoreFusion", "use_reg": post.get("use_reg", True),
-                   "use_cls": post.get("use_cls", True), "min_len": post.get("min_len", 1),
-                   "max_len": post.get("max_len")},
+                   "use_cls": post.get("use_cls", True),
+                   "min_len": post.get("min_len", BMN_POST["min_len"]),
+                   "max_len": post.get("max_len", BMN_POST["max_len"]),
+                   "end_offset": post.get("end_offset", BMN_POST["end_offset"])},
         "suppress": dict(post.get("suppress") or {"type": "NMS", "thresh": 0.7})})
 
 
