@@ -39,6 +39,20 @@ class Localizer:
         self.bmn_post = dict(self.bmn.deploy.get("postprocess") or {}, **(bmn_post or {}))
         self.event_post = dict(self.lstm.deploy.get("postprocess") or {}, **(event_post or {}))
         self.label_names = self.lstm.deploy.get("label_names")
+        self._num_classes = len(self.label_names) if self.label_names else None
+
+    @property
+    def num_classes(self):
+        """The classifier's number of classes: its label names, else the width of its
+        output on one dummy proposal (an export without label names)."""
+        if self._num_classes is None:
+            shape = self.lstm.deploy["inputs"][0]["shape"]
+            length, dim = max(1, int(shape[1])), int(shape[-1])
+            mask = np.zeros((1, length), np.float32)
+            mask[0, 0] = 1.0
+            probs, _ = self.lstm.run([np.zeros((1, length, dim), np.float32), mask])
+            self._num_classes = int(np.asarray(probs).shape[-1])
+        return self._num_classes
 
     def run(self, path, progress=None):
         """``path``: a video (needs ``feature_dir``) or a feature file (``.npy``/``.pkl``)."""
