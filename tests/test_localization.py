@@ -287,13 +287,13 @@ def test_proposal_dataset_with_audio_feeds_a_two_stream_attention_lstm(tmp_path)
                          per_event=2, background_per_video=2)
     s = ds[0]   # the event itself: 30 image steps, 6 audio steps
     assert s["label"] == 2 and s["iou"] == pytest.approx(1.0)
-    assert s["feature"].shape == (40, 6) and s["mask"].sum() == 30
-    assert s["audio"].shape == (8, 3) and s["audio_mask"].sum() == 6
+    assert s["feature"].shape == (30, 6) and s["mask"].sum() == 30    # unpadded
+    assert s["audio"].shape == (6, 3) and s["audio_mask"].sum() == 6
     np.testing.assert_array_equal(s["audio"][:6], np.load(tmp_path / "a" / "m.npy")[10:16])
     paddle.seed(0)
     model = AttentionLSTM(feature_dim=6, num_classes=3, lstm_size=4, fc_dims=[8, 8], audio_dim=3)
-    batch = {k: paddle.to_tensor(np.stack([ds[i][k] for i in range(4)]))
-             for k in ("feature", "mask", "audio", "audio_mask", "label", "iou")}
+    batch = {k: paddle.to_tensor(v) for k, v in ds.collate_fn([ds[i] for i in range(4)]).items()
+             if k in ("feature", "mask", "audio", "audio_mask", "label", "iou")}
     out = model(batch["feature"], batch["mask"], batch["audio"], batch["audio_mask"])
     loss, _ = AttentionLSTMLoss()(out, batch)
     loss.backward()

@@ -234,3 +234,239 @@ def test_score_fusion_end_offset():
     np.testing.assert_array_equal(ScoreFusion(end_offset=0)(bm, s, e)[:, :2], [[0, 3]])
     assert not len(ScoreFusion(end_offset=0, min_len=4)(bm, s, e))
     assert len(ScoreFusion(end_offset=1, min_len=4)(bm, s, e)) == 1
+
+
+# ------------------------------------------------------------------ event classifier weights
+def _reference_head(feature_dims, num_classes, fc_dims):
+    """PaddleVideo's ActionAttentionLstmHead re-derived (its layer names, masked
+    exp-softmax attention, fc-BN-ReLU-dropout twice, fc3 softmax / fc4 sigmoid) inside a
+    ``head`` attribute, as its RecognizerAction checkpoints name it.  The fc widths,
+    8192 and 4096 there, are small here."""
+    import paddle
+    import paddle.nn as nn
+    import paddle.nn.functional as F
+
+    class Head(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            for i, d in enumerate(feature_dims):
+                self.add_sublayer(f"bi_lstm{i}", nn.LSTM(d, d, direction="bidirectional"))
+                self.add_sublayer(f"att_fc{i}", nn.Linear(2 * d, 1))
+            self.fc1 = nn.Linear(2 * sum(feature_dims), fc_dims[0])
+            self.bn1 = nn.BatchNorm(fc_dims[0])
+            self.fc2 = nn.Linear(fc_dims[0], fc_dims[1])
+            self.bn2 = nn.BatchNorm(fc_dims[1])
+            self.fc3 = nn.Linear(fc_dims[1], num_classes)
+            self.fc4 = nn.Linear(fc_dims[1], 1)
+
+        def forward(self, inputs):
+            outs = []
+            for i, (x, length, mask) in enumerate(inputs):
+                out, _ = getattr(self, f"bi_lstm{i}")(x, sequence_length=length)
+                e = paddle.exp(getattr(self, f"att_fc{i}")(out))
+                m = paddle.mean(mask, axis=2).unsqueeze(2)
+                w = e * paddle.pow(paddle.sum(e * m, axis=1), -1).unsqueeze(2)
+                outs.append(paddle.sum(out * w * m, axis=1))
+            y = F.relu(self.bn1(self.fc1(paddle.concat(outs, axis=1))))
+            y = F.relu(self.bn2(self.fc2(y)))
+            return F.softmax(self.fc3(y)), F.sigmoid(self.fc4(y))
+
+    class Recognizer(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.head = Head()
+
+    return Recognizer()
+
+
+def _randomise(layer, seed):
+    import paddle
+    rng = np.random.default_rng(seed)
+    for p in layer.parameters():
+        p.set_value(rng.normal(0, 0.3, p.shape).astype("float32"))
+    for name, b in layer.named_buffers():
+        if name.endswith("_variance"):
+            b.set_value(rng.uniform(0.5, 2.0, b.shape).astype("float32"))
+        elif name.endswith("_mean"):
+            b.set_value(rng.normal(0, 0.1, b.shape).astype("float32"))
+    return paddle
+
+
+def test_paddlevideo_event_classifier_weights_load_strictly_and_agree(tmp_path):
+    import logging
+
+    from ppzoo.hub.load import load_pretrained
+    from ppzoo.localization.attention_lstm import AttentionLSTM
+    dims, C, fc = (6, 4), 5, (16, 12)
+    ref = _reference_head(dims, C, fc)
+    paddle = _randomise(ref, 0)
+    path = str(tmp_path / "lstm_football.pdparams")
+    paddle.save(ref.state_dict(), path)
+    model = AttentionLSTM(feature_dim=dims[0], audio_dim=dims[1], num_classes=C, fc_dims=fc)
+    logger = logging.getLogger("test_pv_lstm")
+    report = load_pretrained(model, path, logger=logger, strict=True)
+    assert len(report.loaded) == len(model.state_dict()) == 52 and report.ok
+    ref.eval()
+    model.eval()
+    rng = np.random.default_rng(1)
+    N, L, La = 4, 9, 3
+    rgb = rng.normal(size=(N, L, dims[0])).astype("float32")
+    aud = rng.normal(size=(N, La, dims[1])).astype("float32")
+    lens, alens = np.array([9, 4, 1, 7]), np.array([3, 1, 2, 3])
+    m = (np.arange(L)[None] < lens[:, None]).astype("float32")
+    am = (np.arange(La)[None] < alens[:, None]).astype("float32")
+    rgb *= m[..., None]                                  # padding is zeros, as the reader's
+    aud *= am[..., None]
+    t = paddle.to_tensor
+    want_p, want_iou = ref.head([(t(rgb), t(lens), t(np.repeat(m[..., None], dims[0], 2))),
+                                 (t(aud), t(alens), t(np.repeat(am[..., None], dims[1], 2)))])
+    got_p, got_iou = model.export_forward(t(rgb), t(m), t(aud), t(am))
+    np.testing.assert_allclose(got_p.numpy(), want_p.numpy(), atol=1e-6)
+    np.testing.assert_allclose(got_iou.numpy(), want_iou.numpy().reshape(-1), atol=1e-6)
+
+
+def test_a_partial_load_of_a_method_head_warns(tmp_path, caplog):
+    import logging
+
+    import paddle
+
+    from ppzoo.hub.load import load_pretrained
+    from ppzoo.localization.attention_lstm import AttentionLSTM
+    src = AttentionLSTM(feature_dim=6, num_classes=3, fc_dims=(8, 8))
+    path = str(tmp_path / "part.pdparams")
+    paddle.save({k: v for k, v in src.state_dict().items() if k.startswith("fc")}, path)
+    logger = logging.getLogger("test_partial_head")
+    with caplog.at_level(logging.INFO, logger="test_partial_head"):
+        report = load_pretrained(AttentionLSTM(feature_dim=6, num_classes=3, fc_dims=(8, 8)),
+                                 path, logger=logger)
+    assert report.missing
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned and "missing" in warned[0].getMessage(), caplog.text
+
+
+def test_football_presets_are_paddlevideo_two_stream_and_an_image_only_variant():
+    import os
+
+    from ppzoo.core.builder import build_model
+    from ppzoo.core.config import load_config
+    root = os.path.join(os.path.dirname(__file__), "..", "configs", "localization")
+    cfg = load_config(os.path.join(root, "lstm_football.yml"))
+    assert cfg["model"]["fc_dims"] == [8192, 4096]
+    small = dict(cfg["model"], fc_dims=[8, 8])          # the LSTMs at full size, fcs small
+    shapes = {k: list(v.shape) for k, v in build_model(small).state_dict().items()}
+    # PaddleVideo lstm_football.yaml: feature_dims [2048, 1024], hidden = feature size
+    assert shapes["lstms.0.weight_ih_l0"] == [8192, 2048]
+    assert shapes["lstms.1.weight_ih_l0"] == [4096, 1024]
+    assert shapes["fc1.weight"] == [2 * (2048 + 1024), 8] and shapes["fc_cls.weight"] == [8, 8]
+    assert cfg["train"]["input_keys"] == ["feature", "mask", "audio", "audio_mask"]
+    img = load_config(os.path.join(root, "lstm_football_image.yml"))
+    shapes = {k: list(v.shape) for k, v in
+              build_model(dict(img["model"], fc_dims=[8, 8])).state_dict().items()}
+    assert shapes["lstms.0.weight_ih_l0"] == [8192, 2048] and "lstms.1.weight_ih_l0" not in shapes
+
+
+# ------------------------------------------------------------------ variable-length proposals
+def _tiny_lstm(seed=0, audio_dim=None):
+    import paddle
+
+    from ppzoo.localization.attention_lstm import AttentionLSTM
+    paddle.seed(seed)
+    m = AttentionLSTM(feature_dim=6, num_classes=4, lstm_size=5, fc_dims=(8, 8),
+                      audio_dim=audio_dim, audio_lstm_size=3 if audio_dim else None)
+    m.eval()
+    return m
+
+
+def test_padding_to_the_batch_longest_gives_the_max_len_outputs():
+    import paddle
+
+    from ppzoo.localization.datasets import pad_sequences
+    model = _tiny_lstm()
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(n, 6)).astype("float32") for n in (3, 11, 1, 7)]
+    short, m_short = pad_sequences(seqs)
+    long, m_long = pad_sequences(seqs, 300)
+    assert short.shape == (4, 11, 6) and long.shape == (4, 300, 6)
+    t = paddle.to_tensor
+    with paddle.no_grad():
+        a = model.export_forward(t(short), t(m_short))
+        b = model.export_forward(t(long), t(m_long))
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-6)
+
+
+def test_proposal_dataset_batches_pad_to_their_longest(tmp_path):
+    import json
+
+    from ppzoo.localization.datasets import ProposalDataset
+    feats = np.random.default_rng(0).normal(size=(200, 6)).astype("float32")
+    np.save(tmp_path / "m.npy", feats)
+    lab = tmp_path / "l.json"
+    lab.write_text(json.dumps({"database": {"m": {"duration": 40, "annotations": [
+        {"segment": [2.0, 4.0], "label": 1}, {"segment": [10.0, 13.0], "label": 2}]}}}))
+    ds = ProposalDataset(str(lab), str(tmp_path), fps=5, max_len=300, per_event=2,
+                         background_per_video=2)
+    samples = [ds.load(i) for i in range(len(ds))]
+    lens = [len(s["feature"]) for s in samples]
+    assert all(s["mask"].sum() == len(s["feature"]) for s in samples) and max(lens) < 300
+    batch = ds.collate_fn(samples)
+    assert batch["feature"].shape == (len(samples), max(lens), 6)
+    np.testing.assert_array_equal(batch["mask"].sum(1), lens)
+    assert batch["target"].shape == (len(samples), 2)
+
+
+def test_classify_proposals_in_length_buckets_keeps_the_order():
+    import paddle
+
+    from ppzoo.localization.datasets import proposal_features
+    from ppzoo.localization.infer import classify_proposals
+    model = _tiny_lstm(1, audio_dim=3)
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(400, 6)).astype("float32")
+    audio = rng.normal(size=(80, 3)).astype("float32")
+    props = np.array([[3.0, 9.0, 0.5], [0.0, 1.0, 0.2], [20.0, 70.0, 0.9], [5.2, 5.4, 0.1],
+                      [30.0, 41.0, 0.3]])
+    shapes = []
+
+    def run(*x):
+        shapes.append(x[0].shape)
+        with paddle.no_grad():
+            p, u = model.export_forward(*[paddle.to_tensor(a) for a in x])
+        return p.numpy(), u.numpy()
+
+    probs, ious = classify_proposals(run, feats, props, 5, 300, batch_size=2, audio=audio,
+                                     audio_fps=1.0)
+    assert [s[1] for s in shapes] == [5, 55, 250]             # lengths 1, 2 | 30, 55 | 250
+    for k, (s, e, _) in enumerate(props):                     # each alone, padded to max_len
+        f, m = proposal_features(feats, s, e, 5, 300)
+        a, am = proposal_features(audio, s, e, 1.0, 60)
+        p, u = run(f[None], m[None], a[None], am[None])
+        np.testing.assert_allclose(probs[k], p[0], atol=1e-6)
+        assert ious[k] == pytest.approx(float(u[0]), abs=1e-6)
+
+
+def test_the_exported_classifier_takes_any_proposal_length(tmp_path):
+    import paddle
+
+    from ppzoo.engine.export import export_model
+    from ppzoo.engine.predictor import Predictor
+    model = _tiny_lstm(3)
+    cfg = {"model": {"type": "AttentionLSTM"}, "export": {
+        "task": "event_classification",
+        "input_spec": [{"name": "feature", "shape": [None, None, 6], "dtype": "float32"},
+                       {"name": "mask", "shape": [None, None], "dtype": "float32"}]}}
+    save = str(tmp_path / "exp")
+    export_model(model, cfg, save, dataset=None, input_keys=["feature", "mask"])
+    pred = Predictor(save, device="cpu", use_mkldnn=False)
+    rng = np.random.default_rng(4)
+    for L in (1, 7, 40):
+        x = rng.normal(size=(3, L, 6)).astype("float32")
+        m = np.zeros((3, L), "float32")
+        for i, n in enumerate((L, max(1, L // 2), 1)):
+            m[i, :n] = 1
+            x[i, n:] = 0
+        with paddle.no_grad():
+            want = model.export_forward(paddle.to_tensor(x), paddle.to_tensor(m))
+        got = pred.run([x, m])
+        np.testing.assert_allclose(got[0], want[0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(np.ravel(got[1]), want[1].numpy().ravel(), atol=1e-5)

@@ -52,6 +52,7 @@ def pipeline(tmp_path_factory):
     bmn_cfg["model"]["feat_dim"] = 64
     lstm_cfg = tiny_lstm_cfg((train_lab, feat_dir), (train_lab, feat_dir), epochs=8)
     lstm_cfg["model"]["feature_dim"] = 64
+    lstm_cfg["export"]["input_spec"][0]["shape"][-1] = 64
     lstm_cfg["export"]["postprocess"].update(score_thresh=0.3, iou_thresh=0.2)
     exports = {}
     for name, cfg, keys in (("bmn", bmn_cfg, ["feature"]), ("lstm", lstm_cfg, ["feature", "mask"])):

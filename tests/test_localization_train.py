@@ -33,8 +33,9 @@ def tiny_bmn_cfg(train, val, epochs=4):
 
 
 def tiny_lstm_cfg(train, val, epochs=6):
-    cfg = load_config(os.path.join(ROOT, "configs", "localization", "lstm_football.yml"))
+    cfg = load_config(os.path.join(ROOT, "configs", "localization", "lstm_football_image.yml"))
     cfg["model"].update(feature_dim=DIM, lstm_size=16, fc_dims=[32, 32], dropout=0.1)
+    cfg["export"]["input_spec"][0]["shape"][-1] = DIM
     for key, (lab, feat) in (("train_dataset", train), ("val_dataset", val)):
         cfg[key].update(annotations=lab, feature_dir=feat, fps=FPS, max_len=16)
     cfg["optimizer"] = {"type": "Adam", "learning_rate": 0.01}

@@ -77,7 +77,10 @@ class BMN(nn.Layer):
 
     Returns ``(bm_map (N, 2, D, T), start (N, T), end (N, T))``.  The hidden widths
     (256/128/512 in the paper and PaddleVideo) are options for small test models.
+    Layer names are PaddleVideo's, so its weights load as they are.
     """
+
+    whole_model_weights = True     # a partial pretrained load warns (ppzoo.hub.load)
 
     def __init__(self, feat_dim=400, tscale=100, dscale=100, prop_boundary_ratio=0.5,
                  num_sample=32, num_sample_perbin=3, hidden_dim_1d=256, hidden_dim_2d=128,
