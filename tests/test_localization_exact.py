@@ -470,3 +470,71 @@ def test_the_exported_classifier_takes_any_proposal_length(tmp_path):
         got = pred.run([x, m])
         np.testing.assert_allclose(got[0], want[0].numpy(), atol=1e-5)
         np.testing.assert_allclose(np.ravel(got[1]), want[1].numpy().ravel(), atol=1e-5)
+
+
+def test_a_weights_table_entry_for_a_method_head_loads_strictly(tmp_path, monkeypatch):
+    import hashlib
+
+    import paddle
+    import yaml
+
+    from ppzoo.core.errors import WeightsError
+    from ppzoo.hub.load import load_pretrained
+    from ppzoo.localization.attention_lstm import AttentionLSTM
+    monkeypatch.setenv("PPZOO_HOME", str(tmp_path / "home"))
+    src = AttentionLSTM(feature_dim=6, num_classes=3, fc_dims=(8, 8))
+    path = tmp_path / "head.pdparams"
+    paddle.save({k: v for k, v in src.state_dict().items() if not k.startswith("fc_iou")},
+                str(path))
+    entry = {"url": path.as_uri(), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+             "model": {"type": "AttentionLSTM"}, "source": "test", "licence": "test"}
+    table = tmp_path / "table.yml"
+    table.write_text(yaml.safe_dump({"head": entry}))
+    with pytest.raises(WeightsError, match="strict.*fc_iou"):
+        load_pretrained(AttentionLSTM(feature_dim=6, num_classes=3, fc_dims=(8, 8)), "head",
+                        table=str(table))
+    # the same file named by path is a partial load (with a warning), not an error
+    assert load_pretrained(AttentionLSTM(feature_dim=6, num_classes=3, fc_dims=(8, 8)),
+                           str(path)).missing == ["fc_iou.weight", "fc_iou.bias"]
+
+
+def test_the_two_stream_export_classifies_proposals_of_a_football_pkl(tmp_path):
+    import json
+    import pickle
+
+    from ppzoo.engine.export import export_model
+    from ppzoo.engine.predictor import run_inference
+    model = _tiny_lstm(5, audio_dim=3)
+    cfg = {"model": {"type": "AttentionLSTM"}, "export": {
+        "task": "event_classification", "reader": {"fps": 5.0, "audio_fps": 1.0},
+        "postprocess": {"score_thresh": 0.0, "iou_thresh": 0.0},
+        "input_spec": [{"name": "feature", "shape": [None, None, 6], "dtype": "float32"},
+                       {"name": "mask", "shape": [None, None], "dtype": "float32"},
+                       {"name": "audio", "shape": [None, None, 3], "dtype": "float32"},
+                       {"name": "audio_mask", "shape": [None, None], "dtype": "float32"}]}}
+    save = str(tmp_path / "exp")
+    export_model(model, cfg, save, dataset=None,
+                 input_keys=["feature", "mask", "audio", "audio_mask"])
+    rng = np.random.default_rng(6)
+    feats = {"image_feature": rng.normal(size=(300, 6)).astype("float32"),
+             "audio_feature": rng.normal(size=(60, 3)).astype("float32")}
+    with open(tmp_path / "m.pkl", "wb") as f:
+        pickle.dump(feats, f)
+    props = [[2.0, 8.0, 0.9], [20.0, 21.0, 0.5], [30.0, 50.0, 0.4]]
+    (tmp_path / "p.json").write_text(json.dumps({"features": str(tmp_path / "m.pkl"), "fps": 5,
+                                                 "proposals": props}))
+    out = run_inference(save, str(tmp_path / "p.json"), echo=lambda *a: None)
+    assert out[0]["events"]
+    from ppzoo.localization.infer import classify_proposals
+    import paddle
+
+    def run(*x):
+        with paddle.no_grad():
+            p, u = model.export_forward(*[paddle.to_tensor(a) for a in x])
+        return p.numpy(), u.numpy()
+    probs, ious = classify_proposals(run, feats["image_feature"], np.array(props), 5, 300,
+                                     audio=feats["audio_feature"], audio_fps=1.0)
+    for ev in out[0]["events"]:
+        k = [p[0] for p in props].index(ev["start"])
+        assert ev["iou"] == pytest.approx(float(ious[k]), abs=1e-5)
+        assert ev["score"] == pytest.approx(float(probs[k].max()), abs=1e-5)
