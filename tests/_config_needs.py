@@ -6,6 +6,7 @@ MISSING_DATA = (
     {f"lnsr/{t}_{m}.yml" for t in ("squad", "stsb")
      for m in ("plain", "lnsr", "lnsr_manifold", "l2sp", "mixout", "smart")}
     | {f"localization/{m}_{s}.yml" for m in ("bmn", "lstm") for s in ("basketball", "football")}
+    | {"localization/lstm_football_image.yml"}
     | {f"pssl/{m}_pssl{s}.yml" for m in ("deeplabv3_r50", "pspnet_r50", "ocrnet_hrnetw18")
        for s in ("", "_poly")}
     | {f"skeleton/{c}.yml" for c in ("agcn2s_fsd10", "agcn2s_fsd10_bone", "agcn2s_fsd10_fusion",

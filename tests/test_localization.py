@@ -11,7 +11,7 @@ import pytest
 from ppzoo.core.errors import DataError
 from ppzoo.localization.bmn import (BMN, BMNLoss, bm_valid_mask, bmn_targets, interp1d_mask,
                                     pem_cls_loss, pem_reg_loss, tem_loss)
-from ppzoo.localization.metrics import EventF1, ProposalAR, average_recall, match_events
+from ppzoo.localization.metrics import EventF1, match_events
 from ppzoo.localization.postprocess import (NMS, ScoreFusion, SoftNMS, boundary_peaks,
                                             segment_ioa, segment_iou, stitch_windows,
                                             window_starts)
@@ -63,10 +63,10 @@ def test_bmn_targets_hand_case():
     assert iou[3, 0] == pytest.approx(0.5)
     assert iou[0, 0] == pytest.approx(0.0)  # [0, .25] touches [.25, .75]
     assert iou[0, 1] == pytest.approx(0.5)  # [.25, .5]
-    # start region [0.25 - 1.5/4, 0.25 + 1.5/4] = [-0.125, 0.625] over anchors [(t-.5)/4, (t+.5)/4]
-    np.testing.assert_allclose(start, [1, 1, 1, 0], atol=1e-6)
+    # start region [0.25 - 1.5/4, 0.25 + 1.5/4] = [-0.125, 0.625] over anchors [t/4, (t+1)/4]
+    np.testing.assert_allclose(start, [1, 1, 0.5, 0], atol=1e-6)
     # end region [0.375, 1.125]
-    np.testing.assert_allclose(end, [0, 0, 1, 1], atol=1e-6)
+    np.testing.assert_allclose(end, [0, 0.5, 1, 1], atol=1e-6)
 
 
 def _np_weighted_logistic(pred, pos, valid):
@@ -186,18 +186,6 @@ def test_windows_and_stitching():
 
 
 # ------------------------------------------------------------------ metrics
-def test_average_recall_hand_case():
-    gts = [np.array([[0.0, 5.0]]), np.array([[0.0, 4.0], [6.0, 9.0]])]
-    props = [np.array([[0.0, 5.0, 0.9], [5.0, 10.0, 0.8]]),
-             np.array([[6.0, 9.0, 0.9], [0.0, 2.0, 0.5], [0.0, 4.0, 0.4]])]
-    ar, auc = average_recall(props, gts, max_an=3)
-    # AN=1: gt0 (IoU 1) and gt2 (IoU 1) recalled at every threshold -> 2/3
-    # AN=2: [0, 2] has IoU 0.5 with [0, 4]: recalled at 0.5 only -> (2 + 0.1) / 3
-    # AN=3: everything -> 1
-    np.testing.assert_allclose(ar, [2 / 3, 2.1 / 3, 1.0])
-    assert auc == pytest.approx(np.mean(ar))
-
-
 def test_event_f1_hand_case():
     gt = [(10, 20, 1), (30, 40, 2), (50, 60, 1)]
     pred = [(12, 20, 1),   # IoA 0.8: hit
@@ -299,13 +287,13 @@ def test_proposal_dataset_with_audio_feeds_a_two_stream_attention_lstm(tmp_path)
                          per_event=2, background_per_video=2)
     s = ds[0]   # the event itself: 30 image steps, 6 audio steps
     assert s["label"] == 2 and s["iou"] == pytest.approx(1.0)
-    assert s["feature"].shape == (40, 6) and s["mask"].sum() == 30
-    assert s["audio"].shape == (8, 3) and s["audio_mask"].sum() == 6
+    assert s["feature"].shape == (30, 6) and s["mask"].sum() == 30    # unpadded
+    assert s["audio"].shape == (6, 3) and s["audio_mask"].sum() == 6
     np.testing.assert_array_equal(s["audio"][:6], np.load(tmp_path / "a" / "m.npy")[10:16])
     paddle.seed(0)
     model = AttentionLSTM(feature_dim=6, num_classes=3, lstm_size=4, fc_dims=[8, 8], audio_dim=3)
-    batch = {k: paddle.to_tensor(np.stack([ds[i][k] for i in range(4)]))
-             for k in ("feature", "mask", "audio", "audio_mask", "label", "iou")}
+    batch = {k: paddle.to_tensor(v) for k, v in ds.collate_fn([ds[i] for i in range(4)]).items()
+             if k in ("feature", "mask", "audio", "audio_mask", "label", "iou")}
     out = model(batch["feature"], batch["mask"], batch["audio"], batch["audio_mask"])
     loss, _ = AttentionLSTMLoss()(out, batch)
     loss.backward()

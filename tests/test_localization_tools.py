@@ -52,6 +52,7 @@ def pipeline(tmp_path_factory):
     bmn_cfg["model"]["feat_dim"] = 64
     lstm_cfg = tiny_lstm_cfg((train_lab, feat_dir), (train_lab, feat_dir), epochs=8)
     lstm_cfg["model"]["feature_dim"] = 64
+    lstm_cfg["export"]["input_spec"][0]["shape"][-1] = 64
     lstm_cfg["export"]["postprocess"].update(score_thresh=0.3, iou_thresh=0.2)
     exports = {}
     for name, cfg, keys in (("bmn", bmn_cfg, ["feature"]), ("lstm", lstm_cfg, ["feature", "mask"])):
@@ -129,4 +130,20 @@ def test_localize_cli_errors(pipeline, tmp_path):
            "--lstm", exports["lstm"], "--input", feat_dir, "--output-dir", str(tmp_path / "o")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "expected bmn_proposals" in r.stderr, r.stderr[-500:]
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_localize_refuses_an_unknown_label_id(pipeline, tmp_path):
+    import subprocess
+    _, _, feat_dir, exports, _, _ = pipeline
+    lab = tmp_path / "labels.json"
+    lab.write_text(json.dumps({"database": {"game_7_00": {"duration": 128, "annotations": [
+        {"segment": [3.0, 9.0], "label": "1"}, {"segment": [20.0, 26.0], "label": "42"}]}}}))
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "localize.py"), "--bmn", exports["bmn"],
+           "--lstm", exports["lstm"], "--input", feat_dir, "--output-dir", str(tmp_path / "o"),
+           "--annotations", str(lab)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "label id 42" in r.stderr and str(lab) in r.stderr, r.stderr[-800:]
+    assert len([ln for ln in err if "label id 42" in ln]) == 1 and "Traceback" not in r.stderr
     assert not os.path.exists(tmp_path / "o")

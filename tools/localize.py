@@ -41,7 +41,7 @@ def main(argv=None):
     args = parse_args(argv)
     import ppzoo  # noqa: F401
     from ppzoo.engine.predictor import list_inputs
-    from ppzoo.localization.annotations import read_annotations
+    from ppzoo.localization.annotations import check_label_ids, read_annotations
     from ppzoo.localization.metrics import EventF1
     from ppzoo.localization.pipeline import Localizer, save_timeline
 
@@ -49,7 +49,10 @@ def main(argv=None):
                               ("iou_thresh", args.iou_thresh)) if v is not None}
     loc = Localizer(args.bmn, args.lstm, args.feature_model, device=args.device,
                     cpu_threads=args.cpu_threads, event_post=post)
-    gts = read_annotations(args.annotations) if args.annotations else {}
+    gts = {}
+    if args.annotations:      # every label must be one of the classifier's classes
+        gts = check_label_ids(read_annotations(args.annotations, class_names=loc.label_names),
+                              loc.num_classes, args.annotations)
     metric = EventF1(args.ioa, class_names=loc.label_names)
     results = []
     for path in list_inputs(args.input, INPUT_EXT):

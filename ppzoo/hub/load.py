@@ -212,6 +212,13 @@ def load_state_dict(model, state, source="<state dict>", file="", prefix=None, s
     """
     own = model.state_dict()
     own_shapes = {k: tuple(v.shape) for k, v in own.items()}
+    # a model may know its reference implementation's layer names (``pretrained_key``)
+    rename_key = getattr(model, "pretrained_key", None)
+    renamed = 0
+    if callable(rename_key):
+        mapped = {rename_key(k): k for k in state}
+        renamed = sum(1 for new, old in mapped.items() if new != old)
+        state = {new: state[old] for new, old in mapped.items()}
     if prefix is None and strip_prefix is None:
         strip, add = _auto_mapping({k: tuple(v.shape) for k, v in state.items()}, own_shapes)
     else:
@@ -221,6 +228,9 @@ def load_state_dict(model, state, source="<state dict>", file="", prefix=None, s
     if strip or add:
         report.mapping = " ".join(p for p in (f"stripped {strip!r}" if strip else "",
                                               f"added {add!r}" if add else "") if p)
+    if renamed:
+        report.mapping = "; ".join(p for p in (report.mapping, f"{renamed} reference layer names "
+                                              f"mapped by {type(model).__name__}") if p)
     dropped = [k for k in state if k not in names]
     if dropped:
         report.mapping += f"; {len(dropped)} file keys outside {strip!r} ignored"
@@ -265,6 +275,11 @@ def load_pretrained(model, source, logger=None, strict=False, table=None):
     path, entry = resolve(spec, table=table, logger=logger)
     state = read_state_dict(path)
     label = spec["path"]
+    # a method's head (``whole_model_weights``: BMN, the event classifier) is meant to be
+    # loaded whole: a zoo entry published for it loads strictly, a partial load warns
+    whole = bool(getattr(model, "whole_model_weights", False))
+    if whole and entry is not None and entry["model"].get("type") == type(model).__name__:
+        strict = True
     report = load_state_dict(model, state, source=label, file=path, prefix=spec.get("prefix"),
                              strip_prefix=spec.get("strip_prefix"), exclude=spec["exclude"],
                              strict=bool(spec.get("strict", strict)))
@@ -272,7 +287,10 @@ def load_pretrained(model, source, logger=None, strict=False, table=None):
         if entry is not None and entry["model"].get("type") != type(model).__name__:
             logger.warning(f"pretrained {label} was published for {entry['model']}, "
                            f"the model is {type(model).__name__}")
-        logger.info(report.summary())
+        log = logger.warning if whole and not report.ok else logger.info
+        log(report.summary() + (f"; {type(model).__name__} is meant to load whole: the "
+                                f"missing tensors keep their initial values"
+                                if whole and not report.ok else ""))
         for line in report.details():
-            logger.info(line)
+            log(line)
     return report

@@ -114,6 +114,18 @@ def read_annotations(path, fmt="auto", class_names=None):
     raise DataError(f"annotation format must be activitynet, action or auto, got {fmt!r}")
 
 
+def check_label_ids(videos, num_classes, path):
+    """One DataError line naming ``path``, the video and the id when an event's label id
+    is not one of the classifier's ``num_classes`` classes (scored as ground truth it
+    could never be hit, and would quietly lower the recall)."""
+    for name, v in videos.items():
+        for s, e, lab in v["events"]:
+            if not 0 <= int(lab) < int(num_classes):
+                raise DataError(f"{path}: video {name} event {s:g}-{e:g} s: label id {lab} is "
+                                f"outside the classifier's classes 0..{int(num_classes) - 1}")
+    return videos
+
+
 def read_features(path, key="image_feature"):
     """A ``(L, C)`` float32 feature sequence from ``.npy`` or a PaddleVideo ``.pkl``
     (a dict holding ``key``), the pickle read by the restricted unpickler of

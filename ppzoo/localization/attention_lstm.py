@@ -8,11 +8,19 @@ outputs pools the proposal.  The pooled streams are concatenated and go through
 fc-BN-ReLU-dropout twice, then ``fc_cls`` (class scores) and ``fc_iou`` + sigmoid
 (the proposal's predicted IoU with its event).
 """
+import re
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..core.builder import LOSSES, MODELS
+
+# PaddleVideo's ActionAttentionLstmHead layer names -> this model's
+_REFERENCE_NAMES = ((re.compile(r"(^|\.)bi_lstm(\d+)\."), r"\1lstms.\2."),
+                    (re.compile(r"(^|\.)att_fc(\d+)\."), r"\1att.\2."),
+                    (re.compile(r"(^|\.)fc3\."), r"\1fc_cls."),
+                    (re.compile(r"(^|\.)fc4\."), r"\1fc_iou."))
 
 
 @MODELS.register()
@@ -21,8 +29,20 @@ class AttentionLSTM(nn.Layer):
     (N, num_classes), iou (N,))``; the exported forward returns softmax probabilities.
 
     ``lstm_size`` is the LSTM's hidden size per direction (PaddleVideo: the stream's
-    feature size); ``fc_dims`` the two fully connected widths (8192, 4096 there).
-    ``audio_dim`` adds the second stream."""
+    feature size, the default); ``fc_dims`` the two fully connected widths (8192, 4096
+    there).  ``audio_dim`` adds the second stream (PaddleVideo's FootballAction preset:
+    ``feature_dim 2048, audio_dim 1024``).  PaddleVideo's weights load under their own
+    names (``bi_lstmN``, ``att_fcN``, ``fc3``, ``fc4``: :meth:`pretrained_key`)."""
+
+    whole_model_weights = True     # a partial pretrained load warns (ppzoo.hub.load)
+
+    @staticmethod
+    def pretrained_key(name):
+        """A weights file's name -> this model's: PaddleVideo's head names are mapped,
+        others kept."""
+        for pat, rep in _REFERENCE_NAMES:
+            name = pat.sub(rep, name)
+        return name
 
     def __init__(self, feature_dim=2048, num_classes=8, lstm_size=None, fc_dims=(8192, 4096),
                  dropout=0.5, audio_dim=None, audio_lstm_size=None):

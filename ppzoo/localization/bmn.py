@@ -77,7 +77,10 @@ class BMN(nn.Layer):
 
     Returns ``(bm_map (N, 2, D, T), start (N, T), end (N, T))``.  The hidden widths
     (256/128/512 in the paper and PaddleVideo) are options for small test models.
+    Layer names are PaddleVideo's, so its weights load as they are.
     """
+
+    whole_model_weights = True     # a partial pretrained load warns (ppzoo.hub.load)
 
     def __init__(self, feat_dim=400, tscale=100, dscale=100, prop_boundary_ratio=0.5,
                  num_sample=32, num_sample_perbin=3, hidden_dim_1d=256, hidden_dim_2d=128,
@@ -127,40 +130,46 @@ class BMN(nn.Layer):
 
 # --------------------------------------------------------------------------- targets
 def _ioa_with_anchors(amin, amax, bmin, bmax):
+    """Intersection over the anchor's length, in the reference's order of operations."""
     inter = np.maximum(np.minimum(amax, bmax) - np.maximum(amin, bmin), 0.0)
-    return inter / np.maximum(amax - amin, 1e-12)
+    return inter / (amax - amin)
 
 
 def _iou_with_anchors(amin, amax, bmin, bmax):
+    """IoU as the reference writes it (``len - inter + bmax - bmin``): the same
+    operations in the same order, so on-grid segments round (and tie) identically."""
     inter = np.maximum(np.minimum(amax, bmax) - np.maximum(amin, bmin), 0.0)
-    union = (amax - amin) + (bmax - bmin) - inter
-    return inter / np.maximum(union, 1e-12)
+    return inter / ((amax - amin) - inter + bmax - bmin)
 
 
 def bmn_targets(segments, tscale, dscale):
     """Training targets of one window from its ground-truth ``segments`` (``(K, 2)``,
-    start/end as fractions of the window), as PaddleVideo's GetMatchMap/GetVideoLabel:
+    start/end as fractions of the window, clipped to [0, 1]), as PaddleVideo's
+    GetMatchMap + GetVideoLabel compute them, float operations included:
 
-    - ``gt_iou_map`` ``(D, T)``: the best IoU of proposal ``[t/T, (t+d+1)/T]`` with a segment;
-    - ``gt_start``/``gt_end`` ``(T,)``: the best IoA of anchor ``[(t-0.5)/T, (t+0.5)/T]``
-      with a region of 3/T around each segment's start (end).
+    - ``gt_iou_map`` ``(D, T)``: the best IoU of proposal ``[t g, t g + (d + 1) g]``
+      (``g = 1 / T``) with a segment;
+    - ``gt_start``/``gt_end`` ``(T,)``: the best IoA of anchor ``[t g, (t + 1) g]`` with
+      a region of ``3 g`` centred on each segment's start (end).
+
+    A window without segments gets all-zero targets (the reference needs one segment).
     """
     T, D = int(tscale), int(dscale)
-    seg = np.asarray(segments, np.float64).reshape(-1, 2)
+    seg = np.clip(np.asarray(segments, np.float64).reshape(-1, 2), 0.0, 1.0)
     gap = 1.0 / T
     t = np.arange(T, dtype=np.float64)
     d = np.arange(D, dtype=np.float64)
-    pmin = np.broadcast_to(t[None, :] * gap, (D, T))
-    pmax = pmin + (d[:, None] + 1) * gap
+    pmin = np.broadcast_to(gap * t[None, :], (D, T))
+    pmax = pmin + gap * (d[:, None] + 1.0)
+    a_min, a_max = gap * t, gap * (t + 1.0)
     iou = np.zeros((D, T))
-    a_min, a_max = gap * (t - 0.5), gap * (t + 0.5)
     start = np.zeros(T)
     end = np.zeros(T)
-    half = 1.5 * gap
+    small = 3 * gap
     for s, e in seg:
         iou = np.maximum(iou, _iou_with_anchors(pmin, pmax, s, e))
-        start = np.maximum(start, _ioa_with_anchors(a_min, a_max, s - half, s + half))
-        end = np.maximum(end, _ioa_with_anchors(a_min, a_max, e - half, e + half))
+        start = np.maximum(start, _ioa_with_anchors(a_min, a_max, s - small / 2, s + small / 2))
+        end = np.maximum(end, _ioa_with_anchors(a_min, a_max, e - small / 2, e + small / 2))
     return iou.astype(np.float32), start.astype(np.float32), end.astype(np.float32)
 
 

@@ -149,7 +149,9 @@ class ProposalDataset(_FeatureVideos):
     (``background_per_video``), seeded.  A proposal's ``label`` is the class of the
     event it overlaps most when that IoU is at least ``pos_iou``, else 0 (background);
     ``iou`` is that IoU (the regression target).  Feature slices are cut to
-    ``max_len`` steps and padded; ``mask`` marks the real steps.
+    ``max_len`` steps and returned unpadded; :meth:`collate_fn` pads a batch to its
+    longest proposal and ``mask`` marks the real steps (PaddleVideo pads every proposal
+    to ``max_len``, 300 steps, several times the work for the same outputs).
 
     ``audio_dir`` adds a second stream (``audio``, ``audio_mask``): ``<video>.npy`` (or a
     PaddleVideo ``.pkl``'s ``audio_feature``) at ``audio_fps`` steps per second (1 in
@@ -200,26 +202,54 @@ class ProposalDataset(_FeatureVideos):
 
     def load(self, idx):
         name, (s, e), lab, iou = self.items[idx]
-        feat, mask = proposal_features(self.features(name), s, e, self.fps, self.max_len)
-        out = {"feature": feat, "mask": mask, "label": np.int64(lab),
+        feat = proposal_slice(self.features(name), s, e, self.fps, self.max_len)
+        out = {"feature": feat, "mask": np.ones(len(feat), np.float32), "label": np.int64(lab),
                "iou": np.float32(iou), "target": np.asarray([lab, iou], np.float32)}
         if self.audio_dir:
             if name not in self._audio:
                 self._audio[name] = read_features(find_feature_file(self.audio_dir, name),
                                                   key="audio_feature")
-            out["audio"], out["audio_mask"] = proposal_features(
-                self._audio[name], s, e, self.audio_fps, self.audio_max_len)
+            out["audio"] = proposal_slice(self._audio[name], s, e, self.audio_fps,
+                                          self.audio_max_len)
+            out["audio_mask"] = np.ones(len(out["audio"]), np.float32)
+        return out
+
+    @staticmethod
+    def collate_fn(samples):
+        """Pad ``feature``/``audio`` (and their masks) to the batch's longest proposal,
+        not to ``max_len``: the model masks the padding, so only the work changes."""
+        out = {}
+        for key, mkey in (("feature", "mask"), ("audio", "audio_mask")):
+            if key in samples[0]:
+                out[key], out[mkey] = pad_sequences([np.asarray(x[key]) for x in samples])
+        for key in samples[0]:
+            if key not in out:
+                out[key] = np.stack([np.asarray(x[key]) for x in samples])
         return out
 
 
-def proposal_features(feats, start_s, end_s, fps, max_len):
-    """The feature steps of ``[start_s, end_s)`` seconds, cut/padded to ``max_len``,
-    and a mask of the real steps (at least one step is taken)."""
+def proposal_slice(feats, start_s, end_s, fps, max_len):
+    """The feature steps of ``[start_s, end_s)`` seconds (at least one step), at most
+    ``max_len`` of them, unpadded: ``(n, C)`` float32."""
     a = int(np.floor(start_s * fps))
     b = max(a + 1, int(np.ceil(end_s * fps)))
-    chunk = feats[max(0, min(a, len(feats) - 1)):min(b, len(feats))][:max_len]
-    out = np.zeros((max_len, feats.shape[1]), np.float32)
-    mask = np.zeros((max_len,), np.float32)
-    out[:len(chunk)] = chunk
-    mask[:len(chunk)] = 1.0
+    return np.asarray(feats[max(0, min(a, len(feats) - 1)):min(b, len(feats))][:max_len],
+                      np.float32)
+
+
+def pad_sequences(seqs, length=None):
+    """``(n_i, C)`` arrays -> ``(B, L, C)`` zero-padded and ``(B, L)`` masks of the real
+    steps; ``L`` is the longest ``n_i`` unless ``length`` is given."""
+    length = int(length or max(len(x) for x in seqs))
+    out = np.zeros((len(seqs), length, seqs[0].shape[1]), np.float32)
+    mask = np.zeros((len(seqs), length), np.float32)
+    for i, x in enumerate(seqs):
+        out[i, :len(x)] = x[:length]
+        mask[i, :min(len(x), length)] = 1.0
     return out, mask
+
+
+def proposal_features(feats, start_s, end_s, fps, max_len):
+    """:func:`proposal_slice` padded to ``max_len`` steps, and the mask of its real steps."""
+    out, mask = pad_sequences([proposal_slice(feats, start_s, end_s, fps, max_len)], max_len)
+    return out[0], mask[0]

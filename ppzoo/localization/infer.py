@@ -20,10 +20,11 @@ import numpy as np
 from ..core.errors import DataError
 from ..engine.predictor import INFER_TASKS, InferTask
 from .annotations import read_features
-from .datasets import proposal_features
+from .datasets import pad_sequences, proposal_slice
 from .postprocess import NMS, build_postprocess, cut_windows, stitch_windows
 
-BMN_POST = {"window_step": None, "min_score": 0.03, "min_len": 1, "max_len": None,
+# FootballAction's BMN inference: segments [t, t + d] with d in 5..199, score >= 0.03, NMS 0.7
+BMN_POST = {"window_step": None, "min_score": 0.03, "min_len": 5, "max_len": 199, "end_offset": 0,
             "suppress": {"type": "NMS", "thresh": 0.7}, "use_reg": True, "use_cls": True}
 EVENT_POST = {"score_thresh": 0.1, "iou_thresh": 0.1, "nms_thresh": 0.01, "nms_delta": 2.0,
               "background": 0, "max_len": 300}
@@ -34,8 +35,10 @@ def bmn_postprocess(post):
     return build_postprocess({
         "type": "BMNPostProcess", "min_score": post.get("min_score", 0.0),
         "fusion": {"type": "ScoreFusion", "use_reg": post.get("use_reg", True),
-                   "use_cls": post.get("use_cls", True), "min_len": post.get("min_len", 1),
-                   "max_len": post.get("max_len")},
+                   "use_cls": post.get("use_cls", True),
+                   "min_len": post.get("min_len", BMN_POST["min_len"]),
+                   "max_len": post.get("max_len", BMN_POST["max_len"]),
+                   "end_offset": post.get("end_offset", BMN_POST["end_offset"])},
         "suppress": dict(post.get("suppress") or {"type": "NMS", "thresh": 0.7})})
 
 
@@ -53,19 +56,33 @@ def video_proposals(run, feats, tscale, fps, post, batch_size=8):
     return props
 
 
-def classify_proposals(run, feats, proposals, fps, max_len, batch_size=32):
+def classify_proposals(run, feats, proposals, fps, max_len, batch_size=32, audio=None,
+                       audio_fps=1.0, audio_max_len=None):
     """``(probs (K, classes), iou (K,))`` of proposals ``(K, >=2)`` in seconds;
-    ``run(feature, mask) -> (probs, iou)`` is the exported AttentionLSTM."""
+    ``run(feature, mask[, audio, audio_mask]) -> (probs, iou)`` is the exported
+    AttentionLSTM.  Proposals go in length order, ``batch_size`` at a time, each batch
+    padded to its longest (length buckets: the work follows the proposals' lengths, not
+    ``max_len``); the results come back in the proposals' order.  ``audio`` ``(La, Ca)``
+    at ``audio_fps`` feeds a two-stream model."""
     if not len(proposals):
         return np.zeros((0, 0)), np.zeros((0,))
-    pairs = [proposal_features(feats, s, e, fps, max_len) for s, e in np.asarray(proposals)[:, :2]]
-    probs, ious = [], []
-    for i in range(0, len(pairs), batch_size):
-        chunk = pairs[i:i + batch_size]
-        p, u = run(np.stack([c[0] for c in chunk]), np.stack([c[1] for c in chunk]))
-        probs.append(np.asarray(p))
-        ious.append(np.asarray(u).reshape(-1))
-    return np.concatenate(probs), np.concatenate(ious)
+    segs = np.asarray(proposals, np.float64)[:, :2]
+    seqs = [proposal_slice(feats, s, e, fps, max_len) for s, e in segs]
+    if audio is not None:
+        a_len = int(audio_max_len or max(1, round(max_len * audio_fps / fps)))
+        aseqs = [proposal_slice(audio, s, e, audio_fps, a_len) for s, e in segs]
+    order = np.argsort([len(x) for x in seqs], kind="stable")
+    probs, ious = [None] * len(seqs), np.zeros(len(seqs))
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        inputs = list(pad_sequences([seqs[j] for j in idx]))
+        if audio is not None:
+            inputs += list(pad_sequences([aseqs[j] for j in idx]))
+        p, u = run(*inputs)
+        for k, j in enumerate(idx):
+            probs[j] = np.asarray(p)[k]
+        ious[idx] = np.asarray(u).reshape(-1)
+    return np.stack(probs), ious
 
 
 def select_events(proposals, probs, ious, post, label_names=None):
@@ -152,7 +169,10 @@ class EventClassificationTask(InferTask):
     def deploy_fields(cls, cfg, dataset, sample):
         fps = getattr(dataset, "fps", None) or 1.0
         post = dict(EVENT_POST, max_len=int(getattr(dataset, "max_len", 300)))
-        return {"reader": {"fps": float(fps)}, "postprocess": post}
+        reader = {"fps": float(fps)}
+        if getattr(dataset, "audio_dir", None):
+            reader["audio_fps"] = float(dataset.audio_fps)
+        return {"reader": reader, "postprocess": post}
 
     def read(self, path):
         try:
@@ -165,21 +185,32 @@ class EventClassificationTask(InferTask):
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DataError(f"{path}: expected {{'features': path, 'proposals': [[s, e, score], "
                             f"...]}}: {err}") from None
-        return {"feats": feats, "proposals": props, "fps": float(data.get("fps") or
-                                                               self.reader.get("fps", 1.0))}
+        sample = {"feats": feats, "proposals": props,
+                  "fps": float(data.get("fps") or self.reader.get("fps", 1.0))}
+        if len(self.input_names) > 2:       # two streams: audio from the same (or its own) file
+            sample["audio"] = read_features(data.get("audio") or data["features"],
+                                            key="audio_feature")
+        return sample
 
     def preprocess(self, sample):
         max_len = int(self.post.get("max_len", 300))
         props = sample["proposals"]
         segs = props[:, :2] if len(props) else np.zeros((1, 2))   # one dummy keeps shapes
-        pairs = [proposal_features(sample["feats"], a, b, sample["fps"], max_len) for a, b in segs]
-        sample["feature"] = np.stack([p[0] for p in pairs])
-        sample["mask"] = np.stack([p[1] for p in pairs])
+        sample["feature"] = [proposal_slice(sample["feats"], a, b, sample["fps"], max_len)
+                             for a, b in segs]
+        if "audio" in sample:
+            afps = float(self.reader.get("audio_fps", 1.0))
+            a_len = max(1, round(max_len * afps / sample["fps"]))
+            sample["audio_feature"] = [proposal_slice(sample["audio"], a, b, afps, a_len)
+                                       for a, b in segs]
         return sample
 
     def collate(self, samples):
-        return [np.concatenate([s["feature"] for s in samples]),
-                np.concatenate([s["mask"] for s in samples])]
+        """Proposals padded to the longest in the batch, not to ``max_len``."""
+        out = list(pad_sequences([x for s in samples for x in s["feature"]]))
+        if "audio_feature" in samples[0]:
+            out += list(pad_sequences([x for s in samples for x in s["audio_feature"]]))
+        return out
 
     def postprocess(self, outputs, samples):
         probs, ious = np.asarray(outputs[0]), np.asarray(outputs[1]).reshape(-1)

@@ -7,38 +7,65 @@ from ..metrics.classification import Metric
 from .postprocess import build_postprocess, segment_ioa, segment_iou
 
 
-def average_recall(proposals, ground_truth, max_an=100, tiou=None):
-    """AR@AN for AN = 1..``max_an``: for each video the ``AN`` best proposals; a
-    ground-truth segment is recalled at a tIoU threshold when one of them reaches it;
-    recall is averaged over the thresholds (ActivityNet's 0.5:0.05:0.95 by default).
+def ar_an_curve(proposals, ground_truth, max_an=100, tiou=None):
+    """ActivityNet's average recall vs. average number of proposals per video
+    (ANETproposal's ``average_recall_vs_avg_nr_proposals``), for any number of
+    proposals per video.
 
     ``proposals``: per video ``(K, 3)`` start, end, score; ``ground_truth``: per video
-    ``(G, 2)``.  Returns ``(ar (max_an,), auc)`` with ``auc`` the mean of ``ar`` (the area
-    under the AR-AN curve over 1..max_an, normalised to [0, 1]).  (ActivityNet's script
-    scales each video's proposal count by the average; with ``max_an`` or more proposals
-    in every video the two agree.)"""
+    ``(G, 2)``.  Videos without ground truth are not scored, but their proposals count
+    in the total, as in the reference's proposal file.  Each scored video keeps its
+    ``int(K * ratio)`` best proposals (``ratio = max_an * videos / total``, at most
+    ``K``); the curve has 100 points, at ``p = 1..100 %`` of ``max_an * videos /
+    kept``: a video contributes its first ``int(K_kept * p)`` proposals.  Returns
+    ``(an (100,), ar (100,), recall (thresholds, 100))``: ``an`` the average number of
+    proposals per video at each point (``1..100`` for ``max_an = 100``), ``ar`` the
+    recall averaged over the tIoU thresholds (0.5:0.05:0.95 by default)."""
     tiou = np.linspace(0.5, 0.95, 10) if tiou is None else np.asarray(tiou, np.float64)
-    hits = np.zeros((max_an, len(tiou)))
-    total = 0
-    for props, gts in zip(proposals, ground_truth):
-        gts = np.asarray(gts, np.float64).reshape(-1, 2)
-        if not len(gts):
-            continue
-        total += len(gts)
-        props = np.asarray(props, np.float64).reshape(-1, 3)
-        props = props[np.argsort(-props[:, 2], kind="stable")][:max_an]
+    props_all = [np.asarray(p, np.float64).reshape(-1, 3) for p in proposals]
+    gts_all = [np.asarray(g, np.float64).reshape(-1, 2) for g in ground_truth]
+    scored = [i for i, g in enumerate(gts_all) if len(g)]
+    num_videos = len(scored)
+    n_file = sum(len(p) for p in props_all)
+    if not num_videos:
+        return np.zeros(100), np.zeros(100), np.zeros((len(tiou), 100))
+    max_avg = float(max_an) if max_an else n_file / num_videos
+    ratio = max_avg * num_videos / max(n_file, 1)
+    scores, kept = [], 0
+    for i in scored:
+        gts, props = gts_all[i], props_all[i]
         if not len(props):
+            scores.append(np.zeros((len(gts), 1)))
             continue
-        # first rank at which each gt reaches each threshold
-        iou = np.stack([segment_iou(props[:, :2], g) for g in gts])        # (G, K)
-        for j, thr in enumerate(tiou):
-            ok = iou >= thr
-            first = np.where(ok.any(1), ok.argmax(1), max_an)               # (G,)
-            for f in first:
-                if f < max_an:
-                    hits[f:, j] += 1
-    ar = (hits / max(total, 1)).mean(axis=1)
-    return ar, float(ar.mean())
+        props = props[np.argsort(props[:, 2], kind="quicksort")[::-1]]
+        n = min(int(len(props) * ratio), len(props))
+        kept += n
+        props = props[:n]
+        scores.append(np.stack([segment_iou(props[:, :2], g) for g in gts]) if n
+                      else np.zeros((len(gts), 0)))
+    pcn = np.arange(1, 101) / 100.0 * (max_avg * num_videos / max(kept, 1))
+    positives = sum(len(s) for s in scores)
+    recall = np.zeros((len(tiou), len(pcn)))
+    for r, thr in enumerate(tiou):
+        matches = np.zeros(len(pcn))
+        for sc in scores:
+            hit = sc >= thr
+            counts = np.minimum((sc.shape[1] * pcn).astype(int), sc.shape[1])
+            matches += [np.count_nonzero(hit[:, :c].sum(axis=1)) for c in counts]
+        recall[r] = matches / positives
+    return pcn * (kept / num_videos), recall.mean(axis=0), recall
+
+
+def average_recall(proposals, ground_truth, max_an=100, tiou=None):
+    """``(ar (100,), auc)`` of :func:`ar_an_curve`: ``ar[k]`` is the average recall at
+    ``(k + 1) * max_an / 100`` proposals per video (AR@AN = ``ar[AN - 1]`` for
+    ``max_an = 100``); ``auc`` is ActivityNet's area under the AR-AN curve (trapezoid
+    rule) over the last AN, in [0, 1]."""
+    an, ar, _ = ar_an_curve(proposals, ground_truth, max_an, tiou)
+    if not an[-1]:
+        return ar, 0.0
+    area = (np.diff(an) * (ar[1:] + ar[:-1]) / 2.0).sum()
+    return ar, float(area / an[-1])
 
 
 @METRICS.register()
@@ -48,8 +75,9 @@ class ProposalAR(Metric):
     ``update(outputs, segments)``: the model outputs ``(bm, start, end)`` and the
     dataset's ``segments`` ``(N, S, 3)`` (window fractions, padded with -1).
     ``postprocess``: a ``PROPOSAL_POSTPROCESS`` config (default score fusion + soft-NMS
-    keeping 100).  Reports ``AR@1``, ``AR@5``, ``AR@10``, ``AR@100`` (those <= ``max_an``)
-    and ``AUC``."""
+    keeping 100).  Reports ``AR@1``, ``AR@5``, ``AR@10``, ``AR@100`` (those on the AN grid
+    of ``max_an``) and ``AUC``, as ActivityNet's ANETproposal and PaddleVideo's
+    bmn_metric compute them (:func:`average_recall`)."""
 
     def __init__(self, max_an=100, postprocess=None, report=(1, 5, 10, 100)):
         self.max_an = int(max_an)
@@ -71,7 +99,11 @@ class ProposalAR(Metric):
 
     def accumulate(self):
         ar, auc = average_recall(self.props, self.gts, self.max_an)
-        out = {f"AR@{a}": float(ar[a - 1]) for a in self.report}
+        out = {}
+        for a in self.report:                 # AR@a where the curve's grid holds a
+            k = a * 100 / self.max_an
+            if k == int(k) and 1 <= k <= 100:
+                out[f"AR@{a}"] = float(ar[int(k) - 1])
         out["AUC"] = auc
         return out
 

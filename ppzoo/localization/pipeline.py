@@ -39,10 +39,34 @@ class Localizer:
         self.bmn_post = dict(self.bmn.deploy.get("postprocess") or {}, **(bmn_post or {}))
         self.event_post = dict(self.lstm.deploy.get("postprocess") or {}, **(event_post or {}))
         self.label_names = self.lstm.deploy.get("label_names")
+        self._num_classes = len(self.label_names) if self.label_names else None
+
+    @property
+    def num_classes(self):
+        """The classifier's number of classes: its label names, else the width of its
+        output on one dummy proposal (an export without label names)."""
+        if self._num_classes is None:
+            dummy = []
+            for i in range(0, len(self.lstm.deploy["inputs"]), 2):   # (feature, mask) pairs
+                shape = self.lstm.deploy["inputs"][i]["shape"]
+                length, dim = max(1, int(shape[1])), int(shape[-1])
+                mask = np.zeros((1, length), np.float32)
+                mask[0, 0] = 1.0
+                dummy += [np.zeros((1, length, dim), np.float32), mask]
+            probs, _ = self.lstm.run(dummy)
+            self._num_classes = int(np.asarray(probs).shape[-1])
+        return self._num_classes
 
     def run(self, path, progress=None):
         """``path``: a video (needs ``feature_dir``) or a feature file (``.npy``/``.pkl``)."""
         seconds = {"decode": 0.0, "features": 0.0, "bmn": 0.0, "classification": 0.0}
+        audio = None
+        if len(self.lstm.deploy["inputs"]) > 2:   # a two-stream classifier: image + audio
+            if not path.endswith(".pkl"):
+                raise ConfigError(f"{path}: {self.lstm.model_dir} classifies image and audio "
+                                  f"features; give a .pkl feature file holding both "
+                                  f"(image_feature, audio_feature)")
+            audio = read_features(path, key="audio_feature")
         if path.endswith((".npy", ".pkl")):
             feats = read_features(path)
         else:
@@ -55,8 +79,10 @@ class Localizer:
         seconds["bmn"] = time.perf_counter() - t
         t = time.perf_counter()
         max_len = int(self.event_post.get("max_len", 300))
-        probs, ious = classify_proposals(lambda f, m: self.lstm.run([f, m]), feats, props,
-                                         self.fps, max_len)
+        probs, ious = classify_proposals(lambda *x: self.lstm.run(list(x)), feats, props,
+                                         self.fps, max_len, audio=audio,
+                                         audio_fps=float(self.lstm.deploy["reader"].get(
+                                             "audio_fps", 1.0)))
         events = select_events(props, probs, ious, self.event_post, self.label_names)
         seconds["classification"] = time.perf_counter() - t
         return {"video": os.path.abspath(path), "duration": round(len(feats) / self.fps, 3),

@@ -47,17 +47,23 @@ def boundary_peaks(scores, rel=0.5):
 @PROPOSAL_POSTPROCESS.register()
 class ScoreFusion:
     """BMN's proposal scores from its maps: for start ``t`` and duration index ``d``
-    (segment ``[t, t + d + 1)`` in steps) where ``t`` is a start candidate and
-    ``t + d`` an end candidate, ``score = p_start[t] * p_end[t + d] * reg[d, t] * cls[d, t]``
-    (``use_reg``/``use_cls`` drop a factor).  ``min_len``/``max_len`` bound the length in
-    steps; ``first_last_candidates`` also allows the first start and last end (FootballAction)."""
+    where ``t`` is a start candidate and ``t + d`` an end candidate,
+    ``score = p_start[t] * p_end[t + d] * reg[d, t] * cls[d, t]`` (``use_reg``/``use_cls``
+    drop a factor); ``first_last_candidates`` also allows the first start and last end.
+
+    The segment is ``[t, t + d + end_offset]`` in steps: ``end_offset: 1`` is BMN's
+    ActivityNet evaluation (PaddleVideo's bmn_metric, ``[t/T, (t+d+1)/T]``), ``0`` is
+    FootballAction's inference (``[t, t + d]``).  ``min_len``/``max_len`` bound that
+    segment's length in steps (FootballAction: ``d`` in ``5..199``, i.e. ``min_len 5,
+    max_len 199`` with ``end_offset 0``)."""
 
     def __init__(self, use_reg=True, use_cls=True, min_len=1, max_len=None, peak_rel=0.5,
-                 first_last_candidates=True):
+                 first_last_candidates=True, end_offset=1):
         self.use_reg, self.use_cls = bool(use_reg), bool(use_cls)
         self.min_len, self.max_len = int(min_len), (int(max_len) if max_len else None)
         self.peak_rel = float(peak_rel)
         self.first_last = bool(first_last_candidates)
+        self.end_offset = int(end_offset)
 
     def __call__(self, bm, start, end):
         """``bm`` ``(2, D, T)``, ``start``/``end`` ``(T,)`` -> proposals ``(K, 3)`` in steps."""
@@ -77,13 +83,14 @@ class ScoreFusion:
         e_idx = t + d
         inside = e_idx < T
         ok = inside & s_ok[None, :] & e_ok[np.minimum(e_idx, T - 1)]
-        length = d + 1
+        length = d + self.end_offset
         ok &= length >= self.min_len
         if self.max_len:
             ok &= length <= self.max_len
         dd, tt = np.nonzero(ok)
         score = np.asarray(start, np.float64)[tt] * np.asarray(end, np.float64)[tt + dd] * conf[dd, tt]
-        return np.stack([tt, tt + dd + 1.0, score], axis=1) if len(tt) else np.zeros((0, 3))
+        return (np.stack([tt, tt + dd + float(self.end_offset), score], axis=1) if len(tt)
+                else np.zeros((0, 3)))
 
 
 # --------------------------------------------------------------------------- suppression
@@ -136,7 +143,7 @@ class NMS:
         props = np.asarray(props, np.float64).reshape(-1, 3)
         s = np.maximum(props[:, 0] - self.delta, 0.0)
         e = props[:, 1] + self.delta
-        order = np.argsort(-props[:, 2], kind="stable")
+        order = np.argsort(props[:, 2])[::-1]     # base_nms's order, ties included
         keep = []
         while order.size and (self.top_k is None or len(keep) < self.top_k):
             i = order[0]
