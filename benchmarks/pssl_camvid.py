@@ -13,6 +13,11 @@ ImageNet backbone); then fine-tuned on 10% of the train masks and compared with 
 model from scratch and with only the classifier's trunk loaded, over 3 seeds.
 
     nice -n 5 /work/main/.venv/bin/python benchmarks/pssl_camvid.py [--quick]
+
+``--committee K`` runs only the committee ablation (docs/benchmarks/pssl_camvid_committee.md):
+K classifiers x the 4 explainers, explained once and cached, then single members,
+per-explainer and per-classifier committees, committee size and four consensus rules,
+each over a threshold sweep, to tell whether the rule or the committee limits the labels.
 """
 import argparse
 import json
