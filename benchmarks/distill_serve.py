@@ -2,7 +2,7 @@
 teacher as a Ray Serve deployment.
 
     PPZOO_CPU_THREADS=1 nice -n 5 python benchmarks/distill_serve.py \
-        [--latency-ms 4] [--replicas 1 2 4] [--iters 30] [--repeats 3]
+        [--latency-ms 0 4] [--replicas 1 2 4] [--iters 30] [--repeats 3]
 
 Both backends run the same exported teacher (SmallCNN width 64 on the digits, Paddle
 Inference, 1 thread) in the same ``TeacherRunner``, each replica/worker reserving 0.5 CPU
@@ -14,15 +14,19 @@ router picks the replica, for the named actors the reader picks the worker.  Mea
 
 1. per-request latency (16 samples, no simulated latency): a blocking round trip, 200
    sequential requests after 20 warm-up ones, median and 90th percentile;
-2. student samples/s at 1/2/4 replicas with ``--latency-ms`` of simulated teacher
-   latency (the labelled benchmark knob ``distill.simulated_ms_per_sample``), timed from
-   iteration 3 to the last-but-one (no start-up, eval or checkpoint), median of repeats;
+2. student samples/s at 1/2/4 replicas with each ``--latency-ms`` of simulated teacher
+   latency (the labelled benchmark knob ``distill.simulated_ms_per_sample``; 0: the bare
+   SmallCNN teacher), timed from iteration 3 to the last-but-one (no start-up, eval or
+   checkpoint), median of repeats; and whether the two backends' students end with
+   bit-identical weights (same seed, same soft labels);
 3. time to scale up: named actors ``TeacherService.scale(n + 1)`` (returns when the new
    worker has loaded the teacher); Serve: a redeploy with one more replica
    (``serve.run`` returns when it is running) and autoscaling (min 1, max 4,
    ``target_ongoing_requests`` 2, metrics every 0.5 s, look-back 2 s, upscale delay 1 s:
    its most responsive settings) from the start of a steady load until 2 and 4 replicas
-   run;
+   run; then, for both, a student (largest latency) whose 2 teachers are scaled to 1
+   after its 5th iteration: its wall time, timeouts, and whether the teacher it keeps is
+   one that served before the scale (Serve: a pid seen before);
 4. one of 2 replicas SIGSTOPped after the student's 5th iteration: the student's wall time
    for the run (bounded at ``--stall-cap-s``) and what the backend did about the replica.
 
@@ -89,7 +93,7 @@ def serve_pids(handle, n, tries=400):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--latency-ms", type=float, default=4.0)
+    ap.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 4.0])
     ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
@@ -133,7 +137,11 @@ def main():
         total = time.perf_counter() - t0
         t = clock.t
         sps = (len(t) - 5) * tr.batch_size / (t[-2] - t[3])
+        timed.last = tr
         return sps, total, getattr(tr, "teacher_stats", {})
+
+    def weights(tr):
+        return {k: v.numpy() for k, v in tr.model.state_dict().items()}
 
     # ---------------------------------------------------------------- 1. latency
     def latency(call):
@@ -167,25 +175,34 @@ def main():
 
     # ---------------------------------------------------------------- 2. throughput
     svc.stop()
-    ms = args.latency_ms
-    svc = TeacherService("bench-svc-ms", tdir, worker_cpus=0.5, simulated_ms_per_sample=ms)
+    sps, same = {}, {}
+    for ms in args.latency_ms:
+        svc = TeacherService(f"bench-svc-{ms:g}ms", tdir, worker_cpus=0.5,
+                             simulated_ms_per_sample=ms)
+        lat = [f"distill.simulated_ms_per_sample={ms}"]
+        for rep in range(args.repeats):
+            for r in args.replicas:
+                svc.scale(r)
+                cfg = student_cfg(lat + [f"distill.service={svc.service}",
+                                         f"distill.max_in_flight={2 * r + 2}", "seed=0"])
+                s, _, st = timed(cfg)
+                w_actors = weights(timed.last)
+                sps.setdefault(("actors", ms, r), []).append(s)
+                print("actors", ms, rep, r, s, st.get("per_worker"), flush=True)
+                handle = serve_app(tdir, replicas=r, ms=ms)
+                got = serve_pids(handle, r)
+                cfg = student_cfg(lat + ["distill.backend=serve", "distill.service=teacher",
+                                         f"distill.max_in_flight={2 * r + 2}", "seed=0"])
+                s, _, st = timed(cfg)
+                w_serve = weights(timed.last)
+                same.setdefault(ms, []).append(all(
+                    np.array_equal(w_actors[k], w_serve[k]) for k in w_actors))
+                sps.setdefault(("serve", ms, r), []).append(s)
+                print("serve", ms, rep, r, s, len(got), same[ms][-1], flush=True)
+        if ms != max(args.latency_ms):
+            svc.stop()
+    ms = max(args.latency_ms)           # the remaining probes: the slowest teacher
     lat = [f"distill.simulated_ms_per_sample={ms}"]
-    sps = {}
-    for rep in range(args.repeats):
-        for r in args.replicas:
-            svc.scale(r)
-            cfg = student_cfg(lat + ["distill.service=bench-svc-ms",
-                                     f"distill.max_in_flight={2 * r + 2}"])
-            s, _, st = timed(cfg)
-            sps.setdefault(("actors", r), []).append(s)
-            print("actors", rep, r, s, st.get("per_worker"), flush=True)
-            handle = serve_app(tdir, replicas=r, ms=ms)
-            got = serve_pids(handle, r)
-            cfg = student_cfg(lat + ["distill.backend=serve", "distill.service=teacher",
-                                     f"distill.max_in_flight={2 * r + 2}"])
-            s, _, st = timed(cfg)
-            sps.setdefault(("serve", r), []).append(s)
-            print("serve", rep, r, s, len(got), flush=True)
     rows["sps"] = sps
 
     # ---------------------------------------------------------------- 3b. autoscaling
@@ -244,7 +261,7 @@ def main():
                        "stats": result.get("r", (0, 0, {}))[2]}
         print("sigstop", name, stall[name], flush=True)
 
-    cfg = student_cfg(lat + ["distill.service=bench-svc-ms", "distill.max_in_flight=6",
+    cfg = student_cfg(lat + [f"distill.service={svc.service}", "distill.max_in_flight=6",
                              "distill.request_timeout_s=1.0", "distill.replace_after_s=60"])
     stopped_run("actors", cfg, pid_a)
     serve.delete("teacher")
@@ -276,6 +293,39 @@ def main():
         pass
     stall["serve_replaced_after_s"] = replaced
     print("serve replaced", replaced, flush=True)
+
+    # ---------------------------------------------------------------- 3c. scale 2 -> 1 mid-run
+    down = {}
+
+    def scaled_run(name, cfg, scale_down, before, after):
+        th = []
+
+        def action():          # the scale runs beside the student, as an operator's would
+            th.append(threading.Thread(target=scale_down, daemon=True))
+            th[0].start()
+        t0 = time.perf_counter()
+        _, _, st = timed(cfg, at=5, action=action)
+        wall = time.perf_counter() - t0
+        th[0].join(300)
+        kept = after()
+        down[name] = {"wall_s": wall, "timeouts": st.get("timeouts"),
+                      "resent": st.get("resent"), "kept_a_teacher": bool(kept & before)}
+        print("scale down", name, down[name], flush=True)
+
+    svc.scale(2)
+    before = {i["pid"] for i in svc.info().values()}
+    stop_cfg = ["distill.max_in_flight=6", "distill.request_timeout_s=1.0"]
+    scaled_run("actors", student_cfg(lat + [f"distill.service={svc.service}", *stop_cfg]),
+               lambda: svc.scale(1), before,
+               lambda: {i["pid"] for i in svc.info().values()})
+    serve.delete("teacher")
+    handle = serve_app(tdir, replicas=2, ms=ms)
+    before = set(serve_pids(handle, 2))
+    scaled_run("serve", student_cfg(lat + ["distill.backend=serve", "distill.service=teacher",
+                                           *stop_cfg]),
+               lambda: serve_app(tdir, replicas=1, ms=ms), before,
+               lambda: set(serve_pids(handle, 1, tries=20)))
+    rows["scale_down"] = down
     svc.stop()
     serve.shutdown()
 
@@ -292,9 +342,15 @@ def main():
         f"| request latency, 16 samples, median / p90 (ms) | {la[0]:.2f} / {la[1]:.2f} | "
         f"{ls[0]:.2f} / {ls[1]:.2f} (handle); {lc[0]:.2f} / {lc[1]:.2f} (through the "
         f"student's client actor, the reader's path) |"]
-    for r in args.replicas:
-        lines.append(f"| student samples/s, {r} replica(s), {args.latency_ms:g} ms/sample | "
-                     f"{cell(('actors', r))} | {cell(('serve', r))} |")
+    for ms in args.latency_ms:
+        for r in args.replicas:
+            ratio = med[("serve", ms, r)] / med[("actors", ms, r)]
+            lines.append(f"| student samples/s, {r} replica(s), {ms:g} ms/sample "
+                         f"{'(the bare teacher)' if ms == 0 else 'simulated'} | "
+                         f"{cell(('actors', ms, r))} | {cell(('serve', ms, r))} "
+                         f"({ratio:.2f}x) |")
+        lines.append(f"| students' weights bit-identical, {ms:g} ms/sample | "
+                     f"{sum(same[ms])} of {len(same[ms])} pairs | (same pairs) |")
     lines.append(f"| scale 1 -> 2 replicas, explicit (s) | {rows['scale_actor']:.1f} "
                  f"(`scale 2`) | {rows['scale_serve']:.1f} (redeploy, `num_replicas: 2`) |")
     ar = rows["autoscale"]
@@ -311,6 +367,15 @@ def main():
     lines.append(f"| one of 2 replicas SIGSTOPped at iteration 5 ({args.iters} iterations) | "
                  f"{stall_cell('actors')} | {stall_cell('serve (reader deadlines on)')} |")
     rep = stall["serve_replaced_after_s"]
+    dn = rows["scale_down"]
+
+    def down_cell(key):
+        d = dn[key]
+        return (f"{d['wall_s']:.1f} s; timeouts {d['timeouts']}, re-sent {d['resent']}; "
+                f"{'kept a replica that served before' if d['kept_a_teacher'] else 'all replicas new'}")
+    lines.append(f"| 2 -> 1 replicas after iteration 5 ({args.iters} iterations, "
+                 f"{ms:g} ms/sample), student wall time | {down_cell('actors')} | "
+                 f"{down_cell('serve')} |")
     lines.append("| the stopped replica replaced by the backend | by the reader after "
                  "`replace_after_s` (default 30 s; Ray restarts the named worker) | "
                  + (f"after {rep:.1f} s (health check every 2 s, timeout 10 s)"
@@ -319,7 +384,8 @@ def main():
             f"replica), student SmallCNN width 8, batch 64, request size 16, prefetch 4, "
             f"`max_in_flight` 2 x replicas + 2; {args.iters} iterations per run, timed from "
             f"iteration 3 to the last-but-one; median [min-max] of {args.repeats} "
-            f"round-robin repeats; one local Ray.\n\n" + "\n".join(lines) + "\n")
+            f"round-robin repeats (Serve / actors ratio of the medians in brackets after "
+            f"Serve's); one local Ray.\n\n" + "\n".join(lines) + "\n")
     cmd = "PPZOO_CPU_THREADS=1 nice -n 5 python benchmarks/distill_serve.py " + " ".join(
         sys.argv[1:])
     write_page(args.out, "EDL-Dist teacher service: named actors vs Ray Serve", cmd, body)

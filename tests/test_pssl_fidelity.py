@@ -135,3 +135,36 @@ def test_cam_applies_relu_after_upsampling_gradcam_before():
         np.testing.assert_allclose(cam[k], after, rtol=1e-4, atol=1e-5)
         # Grad-CAM's alpha for a GAP + linear head is w / (number of cells)
         np.testing.assert_allclose(gradcam[k], before / raw.size, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("frac,bg_t", [(0.5, None), (0.6, None), (0.5, 0.25)])
+def test_consensus_vote_is_the_members_majority_pixel_by_pixel(frac, bg_t):
+    """rule: vote: each member's own threshold label (min-max normalised map, strongest
+    present class when >= fg_threshold), then the class with at least ``frac`` of the
+    votes; computed here pixel by pixel with plain loops."""
+    from ppzoo.pssl.consensus import Consensus
+    rng = np.random.default_rng(7)
+    maps = rng.random((5, 3, 6, 7)).astype(np.float32) ** 2
+    present, bg, ign, t = [4, 1, 9], 11, 255, 0.45
+    con = Consensus(11, background=bg, ignore_index=ign, rule="vote", fg_threshold=t,
+                    bg_threshold=bg_t, vote_fraction=frac)
+    lab, agree, _ = con(maps, present)
+    lo_t = t if bg_t is None else bg_t
+    for y in range(6):
+        for x in range(7):
+            votes = {}
+            for m in maps:
+                v = [(m[k, y, x] - m[k].min()) / (m[k].max() - m[k].min()) for k in range(3)]
+                k = int(np.argmax(v))
+                own = present[k] if v[k] >= t else (bg if v[k] < lo_t else ign)
+                votes[own] = votes.get(own, 0) + 1
+            fg = {c: n for c, n in votes.items() if c in present}
+            best = max(present, key=lambda c: (fg.get(c, 0), -present.index(c)))
+            if fg.get(best, 0) >= frac * 5:
+                want = best
+            elif bg_t is None or votes.get(bg, 0) >= frac * 5:
+                want = bg
+            else:
+                want = ign
+            assert lab[y, x] == want, (y, x, votes)
+    assert set(np.unique(lab)) - {bg, ign} <= set(present)

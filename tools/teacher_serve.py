@@ -18,7 +18,9 @@ The service name is ``distill.service`` (default: ``<config name>-teachers``).
 With ``distill.backend: serve`` the same teacher runs as a Ray Serve application of that
 name instead: ``start`` deploys ``num_workers`` replicas, or autoscales between
 ``distill.autoscaling.min_replicas`` and ``max_replicas``; ``scale N`` redeploys with N
-replicas; ``status`` shows the replicas by state; ``stop`` deletes the application.
+replicas under the same deployment version, so Serve adds or removes replicas and keeps
+the running ones (a changed teacher or runner option replaces them all); ``status`` shows
+the replicas by state; ``stop`` deletes the application.
 """
 import argparse
 import json

@@ -10,6 +10,8 @@ re-sends; Serve's router picks the replica and Serve replaces replicas that fail
 health check.  Measured against the named actors in docs/benchmarks/distill_serve.md.
 """
 import asyncio
+import hashlib
+import json
 import os
 
 from ..core.errors import ConfigError
@@ -46,12 +48,30 @@ def _serve():
     return serve
 
 
+def replica_version(model_dir, opts):
+    """The deployment's ``version``: what a replica holds (the teacher's folder, its files'
+    sizes and modification times, the runner's options).  Serve restarts every replica when
+    the version changes and gives each ``serve.run`` without one a random version, so a
+    fixed one is what lets ``scale N`` add or remove replicas and keep the running ones,
+    while a new teacher or new options still replace them all."""
+    model_dir = os.path.abspath(model_dir)
+    files = []
+    for name in sorted(os.listdir(model_dir)):
+        st = os.stat(os.path.join(model_dir, name))
+        files.append([name, st.st_size, st.st_mtime_ns])
+    key = json.dumps([model_dir, files, sorted((str(k), repr(v)) for k, v in opts.items())])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def deploy(service, model_dir, opts, num_replicas=1, autoscaling=None, worker_cpus=1.0,
            worker_gpus=0.0):
-    """Start (or update) the Serve application ``service``; returns when it runs."""
+    """Start (or update) the Serve application ``service``; returns when it runs.  An
+    update that changes only the number of replicas (or the autoscaling bounds) keeps the
+    running replicas (see :func:`replica_version`)."""
     serve = _serve()
     serve.start(proxy_location="Disabled")
     dep = serve.deployment(ServeTeacher, name="teacher",
+                           version=replica_version(model_dir, opts),
                            ray_actor_options={"num_cpus": float(worker_cpus),
                                               "num_gpus": float(worker_gpus)},
                            max_ongoing_requests=8, health_check_period_s=2.0,

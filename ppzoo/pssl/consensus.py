@@ -63,6 +63,10 @@ class Consensus:
     rule ``threshold``: a pixel is foreground of its strongest present class when that
     class's consensus saliency >= ``fg_threshold``, else background.  Extension: with
     ``bg_threshold`` below ``fg_threshold`` pixels in between are ignored (an ignore band).
+    rule ``vote`` (a reconstruction of a consensus vote): every member labels the pixel with
+    the threshold rule on its own normalised map; the class with the most votes wins it
+    when at least ``vote_fraction`` of the members voted for it, else background (with an
+    ignore band: background only when that many members voted background, else ignored).
     rule ``top_fraction`` (extension): each present class claims its top
     ``fg_fraction`` of pixels, pixels outside every class's top ``1 - bg_fraction`` are
     background, the rest ignored.  ``confidence`` is the fraction of members whose own
@@ -72,13 +76,17 @@ class Consensus:
 
     def __init__(self, num_classes, background=None, ignore_index=255, normalise="minmax",
                  aggregate="mean", rule="threshold", fg_threshold=0.5, bg_threshold=None,
-                 fg_fraction=0.3, bg_fraction=0.4, superpixels=None):
+                 fg_fraction=0.3, bg_fraction=0.4, superpixels=None, vote_fraction=0.5):
         self.num_classes = int(num_classes)
         self.background = self.num_classes if background is None else int(background)
         self.ignore_index = int(ignore_index)
         self.norm, self.agg, self.rule = normalise, aggregate, rule
-        if rule not in ("threshold", "top_fraction"):
-            raise ConfigError(f"consensus.rule must be 'threshold' or 'top_fraction', got {rule!r}")
+        if rule not in ("threshold", "top_fraction", "vote"):
+            raise ConfigError(f"consensus.rule must be 'threshold', 'top_fraction' or 'vote', "
+                              f"got {rule!r}")
+        self.vote_f = float(vote_fraction)
+        if not 0 < self.vote_f <= 1:
+            raise ConfigError(f"consensus.vote_fraction must be in (0, 1], got {vote_fraction}")
         self.fg_t = float(fg_threshold)
         self.bg_t = self.fg_t if bg_threshold is None else float(bg_threshold)
         if self.bg_t > self.fg_t:
@@ -88,7 +96,8 @@ class Consensus:
 
     @property
     def has_ignore_band(self):
-        return self.rule == "threshold" and self.bg_t < self.fg_t or self.rule == "top_fraction"
+        return self.rule in ("threshold", "vote") and self.bg_t < self.fg_t \
+            or self.rule == "top_fraction"
 
     def label(self, sal, present):
         """``sal`` (P,H,W) normalised maps of the ``present`` class ids, in that order ->
@@ -104,7 +113,7 @@ class Consensus:
         best = s.argmax(0)
         top = s.max(0)
         cls = np.asarray(present)[best]
-        if self.rule == "threshold":
+        if self.rule in ("threshold", "vote"):     # vote: one member's own label
             fg, bg = top >= self.fg_t, top < self.bg_t
         else:
             fg = np.zeros((h, w), bool)
@@ -118,6 +127,22 @@ class Consensus:
         lab[fg] = cls[fg]
         return lab
 
+    def vote(self, norm, present):
+        """``norm`` (M,P,H,W) normalised member maps -> the members' majority label."""
+        labs = np.stack([self.label(m, present) for m in norm])
+        need = self.vote_f * len(labs)
+        lab = np.full(labs.shape[1:], self.background, np.int64)
+        if not present:
+            return lab
+        votes = np.stack([(labs == int(c)).sum(0) for c in present])
+        best = votes.argmax(0)
+        if self.has_ignore_band:
+            lab[:] = self.ignore_index
+            lab[(labs == self.background).sum(0) >= need] = self.background
+        fg = votes.max(0) >= need
+        lab[fg] = np.asarray(present, np.int64)[best][fg]
+        return lab
+
     def __call__(self, member_maps, present, image_hwc=None):
         """``member_maps`` (M,P,H,W) raw saliency of the P ``present`` classes ->
         (label, confidence, consensus map (P,H,W))."""
@@ -125,6 +150,6 @@ class Consensus:
         if self.superpixels and image_hwc is not None:
             norm = np.stack([superpixel_smooth(m, image_hwc, **self.superpixels) for m in norm])
         cons = aggregate(norm, self.agg)
-        lab = self.label(cons, present)
+        lab = self.vote(norm, present) if self.rule == "vote" else self.label(cons, present)
         agree = np.mean([self.label(m, present) == lab for m in norm], axis=0)
         return lab, agree.astype(np.float32), cons
