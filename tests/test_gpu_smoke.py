@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import paddle
 import pytest
 
@@ -79,3 +80,46 @@ def test_tools_device_flag_becomes_train_device():
     args = train_tool.parse_args(["-c", "x.yml", "--device", "cpu"])
     assert device_opts(args) == ["train.device=cpu"]
     assert device_opts(train_tool.parse_args(["-c", "x.yml"])) == []
+
+
+def test_gpu_smoke_cpu_tiny_runs_every_family(tmp_path):
+    """The GPU smoke script's CPU run: every family trains, evaluates, exports, and its
+    predictor gives the dygraph output; the rows name each family's config."""
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "gpu_smoke.py"), "--device", "cpu",
+         "--tiny", "--steps", "2", "--json", str(out), "--work-dir", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=1800, cwd=str(tmp_path))
+    assert out.is_file(), proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["family"] for r in rows] == ["segmentation", "video", "skeleton", "localization",
+                                          "distill", "lnsr", "federated", "active", "ranking",
+                                          "continual"]
+    failed = {r["family"]: r["error"] for r in rows if r["status"] != "pass"}
+    assert not failed, (failed, proc.stderr[-3000:])
+    for r in rows:
+        assert os.path.isfile(os.path.join(ROOT, r["config"])), r
+        assert r["steps"] >= 2 and r["max_diff"] is not None and r["max_diff"] <= 1e-4, r
+    assert proc.returncode == 0
+
+
+def test_the_loader_reads_no_tensor_back_per_batch(monkeypatch):
+    """Each batch's sample count reaches the loop as a plain int: reading a tensor back
+    (``.numpy()``) would wait for the device before every step."""
+    from ppzoo.engine.loader import BadSamples, SafeLoader
+
+    class Numbers(paddle.io.Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return {"x": np.full([3], i, np.float32)}
+    reads = []
+    real = paddle.Tensor.numpy
+    monkeypatch.setattr(paddle.Tensor, "numpy", lambda self, *a, **k: reads.append(1) or real(self, *a, **k))
+    sampler = paddle.io.BatchSampler(range(10), batch_size=4)
+    loader = SafeLoader(Numbers(), sampler, "numbers", BadSamples(None), training=True)
+    batches = list(loader.steps())
+    monkeypatch.undo()
+    assert [b["x"].shape[0] for b in batches] == [4, 4, 2]
+    assert reads == []
