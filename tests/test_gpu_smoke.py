@@ -123,3 +123,31 @@ def test_the_loader_reads_no_tensor_back_per_batch(monkeypatch):
     monkeypatch.undo()
     assert [b["x"].shape[0] for b in batches] == [4, 4, 2]
     assert reads == []
+
+
+def test_export_verification_runs_the_predictor_where_dygraph_ran(monkeypatch, tmp_path):
+    """The exported model is checked against dygraph on the same device: on a GPU the
+    predictor gets that GPU (without IR fusions), on the CPU the CPU without oneDNN."""
+    from ppzoo.engine import device as device_mod
+    from ppzoo.engine import export as export_mod
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, model_dir, device=None, use_mkldnn=True, ir_optim=True, **kw):
+            seen.append((device, use_mkldnn, ir_optim))
+
+        def run(self, inputs):
+            return [np.zeros([1, 2], np.float32)]
+
+    class Zero(paddle.nn.Layer):
+        def forward(self, x):
+            return paddle.zeros([x.shape[0], 2])
+
+    monkeypatch.setattr(export_mod, "Predictor", Recorder)
+    x = [np.ones([1, 3], np.float32)]
+    export_mod.verify_export(Zero(), str(tmp_path), x, 1e-4)
+    monkeypatch.setattr(device_mod, "on_gpu", lambda: True)
+    monkeypatch.setattr(paddle, "get_device", lambda: "gpu:1")
+    export_mod.verify_export(Zero(), str(tmp_path), x, 1e-4)
+    assert seen == [("cpu", False, True), ("gpu:1", False, False)]
