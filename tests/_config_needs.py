@@ -13,3 +13,18 @@ MISSING_DATA = (
                                      "agcn_fsd10", "stgcn_fsd10", "stgcn_ntu")}
     | {f"video/{c}.yml" for c in ("pptsm_basketball", "pptsm_football", "pptsm_r50",
                                   "pptsm_table_tennis", "tsm_r50", "tsn_r50")})
+
+#: the papers' own settings (configs/<family>/paper/, docs/paper_settings.md): ImageNet for
+#: EDL-Dist's teacher and students, GLUE's STS-B for LNSR (the shared data has neither)
+PAPER_MISSING_DATA = (
+    {f"distill/paper/{c}.yml" for c in ("imagenet_teacher_resnext101", "imagenet_edl_resnet50",
+                                        "imagenet_online_resnet50")}
+    | {f"lnsr/paper/stsb_{m}.yml" for m in ("plain", "lnsr", "l2sp", "mixout", "smart")})
+MISSING_DATA = MISSING_DATA | PAPER_MISSING_DATA
+#: configs of the papers' settings that download weights: BERT-Large through PaddleNLP
+PAPER_DOWNLOADS = {f"lnsr/paper/{t}_{m}.yml": {"bert-large-uncased"}
+                   for t in ("rte", "mrpc", "cola", "stsb")
+                   for m in ("plain", "lnsr", "l2sp", "mixout", "smart")}
+#: ... and that read an earlier step's output: the exported teacher
+PAPER_STEPS = {f"distill/paper/{c}.yml": {"output/edl_paper_teacher/inference"}
+               for c in ("imagenet_edl_resnet50", "imagenet_online_resnet50")}

@@ -58,6 +58,9 @@ STEPS = {
                                          "output/agcn2s_fsd10_bone/best/model.pdparams"},
 }
 from _config_needs import MISSING_DATA  # noqa: E402  (shared with test_data_paths)
+from _config_needs import PAPER_DOWNLOADS, PAPER_STEPS  # noqa: E402
+DOWNLOADS = {**DOWNLOADS, **PAPER_DOWNLOADS}
+STEPS = {**STEPS, **PAPER_STEPS}
 
 
 @pytest.fixture
@@ -327,3 +330,40 @@ def test_a_paddlenlp_model_name_is_a_download_and_a_package_folder_is_not(elsewh
     report = check_config(load_config(path, ["model.pretrained=bert-base-uncased"]), "train", build=False)
     assert [(n.kind, n.key, n.value) for n in report.needs] == [("download", "model.pretrained", "bert-base-uncased")]
     assert check_config(load_config(path), "train", build=False).needs == []  # pkg:// is installed
+
+
+# ---------------------------------------------------------------- the papers' own settings
+PAPER_CONFIGS = [c for c in CONFIGS if os.sep + "paper" + os.sep in c]
+
+
+def test_every_paper_config_passes_check_offline_and_is_documented(elsewhere):
+    """The configs/<family>/paper/ settings check without network (the sweep above asserts
+    their downloads, steps and missing data exactly) and docs/paper_settings.md names each
+    with what it needs.  The cheap ones are also built in full (model and datasets)."""
+    assert len(PAPER_CONFIGS) >= 30
+    with open(os.path.join(ROOT, "docs", "paper_settings.md"), encoding="utf-8") as f:
+        doc = f.read()
+    for path in PAPER_CONFIGS:
+        name = _name(path)
+        assert f"configs/{name}" in doc, f"docs/paper_settings.md does not list configs/{name}"
+        report = check_config(load_config(path), "train", build=False)
+        kinds = {n.kind for n in report.needs}
+        assert kinds <= {"download", "step", "missing"}, (name, kinds)
+    for name in ("active/paper/cifar10_noise_stability.yml", "active/paper/cifar10_ood04_poal.yml"):
+        if not os.path.isdir(os.path.join(paths.data_root(), "cifar10")):
+            break
+        report = check_config(load_config(os.path.join(ROOT, "configs", name)), "train")
+        assert not report.problems() and report.params > 10_000_000, name
+    assert not os.listdir(elsewhere / "work")
+
+
+def test_the_resnext_teacher_is_paddle_vision_resnext():
+    """EDL-Dist's teacher: ResNet with groups/width is paddle.vision's ResNeXt, name for
+    name and shape for shape (so its published weights load)."""
+    from paddle.vision.models import resnext101_32x4d
+    from ppzoo.core.builder import MODELS
+    cfg = load_config(os.path.join(ROOT, "configs", "distill", "paper", "imagenet_teacher_resnext101.yml"))
+    ours = MODELS.build(dict(cfg["model"], num_classes=10))
+    ref = resnext101_32x4d(num_classes=10)
+    assert {k[len("net."):]: tuple(v.shape) for k, v in ours.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in ref.state_dict().items()}

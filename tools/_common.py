@@ -77,3 +77,16 @@ def add_predictor_args(parser):
     """The options of every tool that runs an exported model through Paddle Inference."""
     parser.add_argument("--device", default=None, help="cpu, gpu or gpu:N (default: gpu if available)")
     parser.add_argument("--cpu-threads", type=int, default=None, help="math library threads on the CPU")
+
+
+def add_device_arg(parser):
+    """``--device cpu|gpu|gpu:N`` of the tools that train or evaluate: sets ``train.device``."""
+    parser.add_argument("--device", default=None,
+                        help="cpu, gpu or gpu:N (sets train.device; default: the config's, "
+                             "else Paddle's default: gpu when this build has CUDA)")
+
+
+def device_opts(args):
+    """The ``--opts`` entry that ``--device`` stands for (none when not given)."""
+    device = getattr(args, "device", None)
+    return [f"train.device={device}"] if device else []

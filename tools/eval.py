@@ -14,7 +14,7 @@ import os
 
 
 import _common  # noqa: F401
-from _common import main_guard
+from _common import add_device_arg, device_opts, main_guard
 
 
 def parse_args(argv=None):
@@ -25,6 +25,7 @@ def parse_args(argv=None):
     p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. eval.batch_size=128")
     p.add_argument("--output", default=None, help="write the metrics to this JSON file")
+    add_device_arg(p)
     p.add_argument("--check", action="store_true",
                    help="check the config, its data, weights and output folder; build the model; "
                         "write nothing (exit 0, or one line and exit 2)")
@@ -59,7 +60,7 @@ def main(argv=None):
     from ppzoo.core import ConfigError, load_config
     from ppzoo.engine.export import build_for_weights, load_weights, read_weights
 
-    cfg = load_config(args.config, args.opts)
+    cfg = load_config(args.config, args.opts + device_opts(args))
     if args.output and os.path.isdir(args.output):
         raise ConfigError(f"--output {args.output} is a folder; name a .json file")
     if args.check:

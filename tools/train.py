@@ -8,7 +8,7 @@ finishes the step, writes latest/ and exits 130.  ``--check`` says what the run 
 import argparse
 
 import _common  # noqa: F401
-from _common import main_guard
+from _common import add_device_arg, device_opts, main_guard
 
 
 def parse_args(argv=None):
@@ -20,6 +20,7 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="move a used run folder aside to <folder>.old-<time> and start afresh")
     p.add_argument("--save-dir", default=None, help="run directory (default output/<name>)")
+    add_device_arg(p)
     p.add_argument("--check", action="store_true",
                    help="check the config, its data, weights and output folder; build the model; "
                         "write nothing (exit 0, or one line and exit 2)")
@@ -33,7 +34,7 @@ def main(argv=None):
 
     import ppzoo
     from ppzoo.core import load_config
-    cfg = load_config(args.config, args.opts)
+    cfg = load_config(args.config, args.opts + device_opts(args))
     if args.check:
         from ppzoo.engine.check import run_check
         return run_check(cfg, "train", save_dir=args.save_dir, resume=args.resume,

@@ -306,6 +306,12 @@ def _sample_batch(sample, specs):
     return batch
 
 
+def _current_device():
+    """``cpu`` or ``gpu:N``: where dygraph runs now (``train.device`` / paddle.set_device)."""
+    from .device import on_gpu
+    return paddle.get_device() if on_gpu() else "cpu"
+
+
 @paddle.no_grad()
 def verify_export(target, model_dir, inputs, atol):
     """Run the exported folder and the dygraph layer on ``inputs``; raise if they differ."""
@@ -317,9 +323,11 @@ def verify_export(target, model_dir, inputs, atol):
                           f"{type(target).__name__} (check export.input_spec): "
                           f"{type(err).__name__}: {last}") from None
     ref = [t.numpy() for t in _flatten(out)]
-    # without oneDNN the predictor runs dygraph's own CPU kernels, so any difference is a
-    # tracing problem, not float32 summation order
-    got = Predictor(model_dir, device="cpu", use_mkldnn=False).run(inputs)
+    # the predictor runs where the dygraph model ran: on the CPU without oneDNN it uses
+    # dygraph's own kernels, on a GPU without IR fusions the same CUDA kernels, so any
+    # difference is a tracing problem, not another device's float32 summation order
+    got = Predictor(model_dir, device=_current_device(), use_mkldnn=False,
+                    ir_optim=not _current_device().startswith("gpu")).run(inputs)
     if len(ref) != len(got):
         raise ConfigError(f"the exported model has {len(got)} outputs, dygraph {len(ref)}")
     diff = 0.0

@@ -58,12 +58,15 @@ class LoggerHook(Hook):
         self._t0, self._it0 = time.time(), trainer.iter
 
     def after_iter(self, trainer):
-        if trainer.log_vars:  # empty after an iteration whose samples were all skipped as bad
-            for k, v in trainer.log_vars.items():
-                self._acc[k] = self._acc.get(k, 0.0) + float(v)
+        values = trainer.step_values() if hasattr(trainer, "step_values") else trainer.log_vars
+        if values:  # empty after an iteration whose samples were all skipped as bad
+            # summed where the values live (float64 tensors on the device): no sync per step
+            for k, v in values.items():
+                self._acc[k] = self._acc.get(k, 0.0) + v
             self._n += 1
         if not (_every(trainer, self.interval) or trainer.iter == trainer.total_iters):
             return
+        self._acc = {k: float(v) for k, v in self._acc.items()}
         elapsed = time.time() - self._t0
         done = trainer.iter - self._it0
         sec_per_iter = elapsed / max(done, 1)
@@ -83,7 +86,7 @@ class LoggerHook(Hook):
         trainer.write_metrics(rec)
 
     def state_dict(self):  # the losses since the last record, so a resumed log matches
-        return {"acc": dict(self._acc), "n": self._n}
+        return {"acc": {k: float(v) for k, v in self._acc.items()}, "n": self._n}
 
     def load_state_dict(self, state):
         self._acc, self._n = dict(state.get("acc", {})), int(state.get("n", 0))

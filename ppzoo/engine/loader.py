@@ -24,6 +24,7 @@ from paddle.io.dataloader.collate import default_collate_fn
 from ..core.errors import DataError
 
 _BATCH, _BAD, _COUNT = "__ppzoo_batch__", "__ppzoo_bad__", "__ppzoo_count__"
+_N = "__ppzoo_n__"  # the same count as a plain int: read without a device copy
 _POLL = 0.2  # seconds between checks of the stop flag while waiting for data
 
 
@@ -94,8 +95,10 @@ class _GuardedCollate:
             except Exception:  # noqa: BLE001
                 bad.append([-1, "error", traceback.format_exc()])
                 batch = None
-        # the count array also keeps the packed batch from ever being empty of tensors
-        return {_BATCH: batch, _BAD: bad, _COUNT: np.array([len(samples)], np.int64)}
+        # the count array keeps the packed batch from ever being empty of tensors; the
+        # loop reads the plain int beside it, so no step waits on a device-to-host copy
+        return {_BATCH: batch, _BAD: bad, _COUNT: np.array([len(samples)], np.int64),
+                _N: len(samples)}
 
 
 def drive(iterator, stop=None, poll=_POLL):
@@ -259,8 +262,10 @@ class SafeLoader:
         finished = False
         try:
             for packed in drive(it, self.stop):
-                count = packed[_COUNT]
-                count = int(count.numpy()[0]) if hasattr(count, "numpy") else int(np.asarray(count)[0])
+                count = packed.get(_N)
+                if not isinstance(count, int):  # a collate that lost the int: read the array
+                    count = packed[_COUNT]
+                    count = int(count.numpy()[0]) if hasattr(count, "numpy") else int(np.asarray(count)[0])
                 self.policy.check(self.where, self.training, len(self.dataset), count,
                                   packed[_BAD])
                 yield packed[_BATCH]

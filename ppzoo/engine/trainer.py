@@ -32,6 +32,7 @@ from ..core.registry import check_arguments
 from . import checkpoint as ckpt
 from . import rundir
 from .validate import check_best_metric, validate_config
+from .device import on_gpu, select_device
 from .loader import BadSampleError, BadSamples, LoaderInterrupted, SafeLoader
 from .hooks import CheckpointHook, EarlyStoppingHook, EvalHook, LoggerHook, VisualDLHook, dump_jsonl
 from .sampler import ResumableBatchSampler
@@ -41,7 +42,7 @@ TOP_LEVEL_KEYS = {"_file_", "name", "seed", "output_dir", "model", "pretrained",
                   "lr_scheduler", "train", "eval", "export", "hooks", "trainer"}
 TRAIN_KEYS = {"epochs", "iters", "batch_size", "num_workers", "log_interval", "eval_interval",
               "checkpoint_interval", "grad_clip", "amp", "amp_level", "early_stop", "visualdl",
-              "input_keys", "label_key", "drop_last", "shuffle", "bad_samples"}
+              "input_keys", "label_key", "drop_last", "shuffle", "bad_samples", "device"}
 EVAL_KEYS = {"batch_size", "best_metric", "mode", "num_workers"}
 
 
@@ -130,7 +131,9 @@ class Trainer:
             self.stop_requested = False
             self.iter = 0
             self.epoch = 0
-            self.log_vars = {}
+            self._step_vars = {}
+            # the device first: every tensor built below lands on it
+            self.device = select_device(self.train_cfg.get("device"))
             # here, not in _build: trainers that build differently (one per task) read data too
             self.bad_samples = BadSamples(self.train_cfg.get("bad_samples"), self.logger)
 
@@ -250,8 +253,7 @@ class Trainer:
         self.lr = build_lr_scheduler(cfg.get("lr_scheduler"), base_lr, self.total_iters)
         self.optimizer = build_optimizer(cfg["optimizer"], self.model.named_parameters(), self.lr,
                                          grad_clip=tc.get("grad_clip"))
-        self.amp = bool(tc.get("amp", False)) and paddle.is_compiled_with_cuda() \
-            and "gpu" in paddle.get_device()
+        self.amp = bool(tc.get("amp", False)) and on_gpu()
         self.scaler = paddle.amp.GradScaler() if self.amp else None
         self.train_model = self.model
         if self.world_size > 1:
@@ -374,6 +376,21 @@ class Trainer:
         self.logger.info(f"resumed from {found} at iter {self.iter}")
 
     # ------------------------------------------------------------------ steps
+    @property
+    def log_vars(self):
+        """The last step's logged values as floats.  The step keeps them as tensors on the
+        device; reading this property waits for them, so only log intervals (and the
+        checks that need a number) pay the device sync, not every step."""
+        return {k: float(v) for k, v in self._step_vars.items()}
+
+    @log_vars.setter
+    def log_vars(self, values):
+        self._step_vars = dict(values or {})
+
+    def step_values(self):
+        """The last step's logged values without a sync: detached float64 tensors (or floats)."""
+        return self._step_vars
+
     def inputs_of(self, batch):
         try:
             return [batch[k] for k in self.input_keys]
@@ -401,14 +418,15 @@ class Trainer:
         self.optimizer.clear_grad()
         if isinstance(self.lr, paddle.optimizer.lr.LRScheduler):
             self.lr.step()
-        self.log_vars = {k: float(v) for k, v in log_vars.items()}
+        self._step_vars = {k: (v.detach().astype("float64") if isinstance(v, paddle.Tensor)
+                               else float(v)) for k, v in log_vars.items()}
 
     def skip_step(self):
         """An iteration whose samples were all skipped as bad: no update, but the LR schedule
         advances, so the schedule and the data order stay tied to the iteration."""
         if isinstance(self.lr, paddle.optimizer.lr.LRScheduler):
             self.lr.step()
-        self.log_vars = {}
+        self._step_vars = {}
 
     def train(self):
         """Run to ``total_iters``.  SIGINT/SIGTERM finish the current step, write ``latest/``

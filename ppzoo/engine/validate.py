@@ -68,6 +68,13 @@ def _mapping(v):
         return "a mapping"
 
 
+def _device(v):
+    """``train.device``: cpu, gpu or gpu:N (where it runs; see ppzoo/engine/device.py)."""
+    import re
+    if not isinstance(v, str) or not re.match(r"^(cpu|gpu(:\d+)?)$", v):
+        return "cpu, gpu or gpu:N"
+
+
 def _section(v):
     if not isinstance(v, dict) or "type" not in v:
         return "a mapping with a 'type'"
@@ -104,7 +111,8 @@ TRAIN = {"epochs": _int(1), "iters": _int(1), "batch_size": _int(1), "num_worker
          "grad_clip": _optional(_num(0, strict=True)), "amp": _bool,
          "amp_level": _choice("O0", "O1", "O2"), "early_stop": _optional(_mapping),
          "visualdl": _bool, "input_keys": _list_of_str, "label_key": _str, "drop_last": _bool,
-         "shuffle": _bool, "bad_samples": _optional(_bad_samples)}
+         "shuffle": _bool, "bad_samples": _optional(_bad_samples),
+         "device": _optional(_device)}
 EVAL = {"batch_size": _int(1), "best_metric": _optional(_str), "mode": _choice("max", "min"),
         "num_workers": _int(0)}
 OPTIMIZER = {"learning_rate": _num(0)}

@@ -12,7 +12,9 @@ from ..core.errors import ConfigError, WeightsError
 
 DEFAULT_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights.yml")
 REQUIRED = ("url", "model", "source", "licence")
-OPTIONAL = ("sha256", "md5", "hash_note", "dataset", "metrics", "notes", "config")
+#: architecture, dataset, metrics (the publisher's own number and where it is given) and
+#: config (the shipped config that uses the entry) make the README's model zoo table
+OPTIONAL = ("sha256", "md5", "hash_note", "architecture", "dataset", "metrics", "notes", "config")
 _HEX = {"sha256": 64, "md5": 32}
 
 

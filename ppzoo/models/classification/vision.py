@@ -21,13 +21,21 @@ def _set_in_channels(conv, in_channels):
 
 @MODELS.register()
 class ResNet(nn.Layer):
-    """paddle.vision ResNet-18/34/50/101/152; parameter names match paddle.vision's weights."""
+    """paddle.vision ResNet-18/34/50/101/152; parameter names match paddle.vision's weights.
+    ``groups``/``width`` other than 1/64 give paddle.vision's ResNeXt (e.g. 32 x 4d), the
+    teachers of the distillation papers."""
 
-    def __init__(self, depth=50, num_classes=1000, in_channels=3):
+    def __init__(self, depth=50, num_classes=1000, in_channels=3, groups=1, width=64):
         super().__init__()
         if depth not in _RESNETS:
             raise ConfigError(f"ResNet.depth must be one of {sorted(_RESNETS)}, got {depth}")
-        net = _RESNETS[depth](pretrained=False, num_classes=num_classes)
+        if int(groups) == 1 and int(width) == 64:
+            net = _RESNETS[depth](pretrained=False, num_classes=num_classes)
+        else:
+            if depth < 50:
+                raise ConfigError(f"ResNet.groups/width (ResNeXt) need depth >= 50, got {depth}")
+            net = pvm.ResNet(pvm.resnet.BottleneckBlock, depth, width=int(width),
+                             num_classes=num_classes, groups=int(groups))
         net.conv1 = _set_in_channels(net.conv1, in_channels)
         self.net = net
         self.num_classes = num_classes
