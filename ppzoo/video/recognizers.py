@@ -39,6 +39,13 @@ class _KeepsFixedBuffers:
 
     set_dict = set_state_dict
 
+    def map_published_state(self, state):
+        """PaddleVideo's names (and 1x1-conv heads) -> this model's; ppzoo names pass.
+        ``pretrained:`` and the tools' ``--weights`` both call it (``ppzoo.hub.map_to_model``),
+        so a released file loads the same way everywhere."""
+        from .weights import map_paddlevideo_names
+        return map_paddlevideo_names(state)
+
 
 @HEADS.register()
 class TSNHead(nn.Layer):
@@ -170,6 +177,19 @@ class SkeletonFusion(_KeepsFixedBuffers, nn.Layer):
             bone[parent, child] -= 1.0
         bone[:, [j for j in range(num_node) if j not in {c for _, c in edges}]] = 0.0
         self.register_buffer("bone_matrix", paddle.to_tensor(bone))
+
+    def map_published_state(self, state):
+        """Each stream's part (``streams.<i>.``) mapped as that stream's recognizer maps it."""
+        from .weights import map_paddlevideo_names
+        out = {}
+        for k, v in state.items():
+            parts = k.split(".", 2)
+            if len(parts) == 3 and parts[0] == "streams" and parts[1].isdigit():
+                (name, arr), = map_paddlevideo_names({parts[2]: v}).items()
+                out[f"streams.{parts[1]}.{name}"] = arr
+            else:
+                out[k] = v
+        return out
 
     def forward(self, data):
         bone = None
