@@ -57,8 +57,13 @@ class TSNHead(nn.Layer):
         self.dropout = nn.Dropout(drop_ratio) if drop_ratio else None
         self.fc = nn.Linear(in_channels, num_classes)
 
-    def forward(self, x):
-        x = average(average(x, [2, 3]).reshape([-1, self.num_seg, x.shape[1]]), 1)
+    def _segments(self, num_seg):
+        """The views per clip: the input's T where the recognizer knows it (evaluation may
+        take more views than training: PaddleVideo's TSN tests 25 segments x TenCrop)."""
+        return int(num_seg) if num_seg is not None and int(num_seg) > 0 else self.num_seg
+
+    def forward(self, x, num_seg=None):
+        x = average(average(x, [2, 3]).reshape([-1, self._segments(num_seg), x.shape[1]]), 1)
         if self.dropout is not None:
             x = self.dropout(x)
         return self.fc(x)
@@ -69,12 +74,12 @@ class TSMHead(TSNHead):
     """TSM/PP-TSM head: per-segment scores averaged over segments (PaddleVideo's
     TSMHead/ppTSMHead); the same parameters as TSNHead."""
 
-    def forward(self, x):
+    def forward(self, x, num_seg=None):
         x = average(x, [2, 3])
         if self.dropout is not None:
             x = self.dropout(x)
         score = self.fc(x)
-        return average(score.reshape([-1, self.num_seg, score.shape[1]]), 1)
+        return average(score.reshape([-1, self._segments(num_seg), score.shape[1]]), 1)
 
 
 HEADS.register(TSMHead, name="ppTSMHead")
@@ -97,9 +102,11 @@ class Recognizer2D(_KeepsFixedBuffers, nn.Layer):
         _load_pretrained(self, pretrained, pretrained_strict)
 
     def forward(self, video):
+        num_seg = None
         if video.ndim == 5:
+            num_seg = video.shape[1]
             video = video.reshape([-1] + list(video.shape[2:]))
-        return self.head(self.backbone(video))
+        return self.head(self.backbone(video), num_seg=num_seg)
 
 
 @HEADS.register()
