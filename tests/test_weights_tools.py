@@ -154,3 +154,20 @@ def test_pretrained_and_weights_map_the_same_way(tmp_path):
     ref.eval(), a.eval(), b.eval()
     np.testing.assert_allclose(a(x).numpy(), ref(x).numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(b(x).numpy(), ref(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_check_reports_a_zoo_name_download_instead_of_fetching_it(tmp_path, capsys, monkeypatch):
+    """``--check --weights <zoo name>`` names the download it would make and makes none."""
+    _skeletons(tmp_path)
+    home = tmp_path / "home"
+    monkeypatch.setenv("PPZOO_HOME", str(home))
+    table = tmp_path / "table.yml"
+    table.write_text(yaml.safe_dump({"far_agcn": {
+        "url": "http://127.0.0.1:9/AGCN_fsd.pdparams", "sha256": "0" * 64, "source": "test",
+        "licence": "test", "model": {"type": "RecognizerGCN"}}}))
+    monkeypatch.setenv("PPZOO_WEIGHTS_TABLE", str(table))
+    done = tool_inprocess("eval.py", "-c", AGCN_CFG, "--weights", "far_agcn", "--check",
+                          "--opts", *_data_opts(tmp_path), capsys=capsys)
+    assert done.returncode == 0, done.stderr
+    assert "far_agcn" in done.stdout and "127.0.0.1:9" in done.stdout
+    assert not home.exists()
