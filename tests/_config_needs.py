@@ -14,4 +14,5 @@ MISSING_DATA = (
                                      "agcn2s_fsd10_bone_ppzoo", "stgcn_ntu_ppzoo")}
     | {f"video/{c}.yml" for c in ("pptsm_basketball", "pptsm_football", "pptsm_r50",
                                   "pptsm_table_tennis", "tsm_r50", "tsn_r50", "pptsm_r50_ppzoo",
-                                  "tsm_r50_ppzoo", "tsn_r50_ppzoo", "tsn_r50_test")})
+                                  "tsm_r50_ppzoo", "tsn_r50_ppzoo", "tsn_r50_test",
+                                  "pptsm_r50_dense", "pptsm_r50_dense_test")})

@@ -56,6 +56,29 @@ def pv_train_offsets(n, num_seg, select_left, draws):
     return [(draws[i] + i * average_dur) % n for i in range(num_seg)] if average_dur >= 1 else None
 
 
+def pv_dense_offsets(n, num_seg, train, start=None):
+    """PaddleVideo's dense_sample (frame folders: file ``offset + 1``, 1-based); ``start``:
+    the value its ``np.random.randint(0, sample_pos - 1)`` returns in training."""
+    sample_pos = max(1, 1 + n - 64)
+    t_stride = 64 // num_seg
+    if train:
+        start_idx = 0 if sample_pos == 1 else start
+        return [(idx * t_stride + start_idx) % n + 1 - 1 for idx in range(num_seg)]
+    out = []
+    for start_idx in np.linspace(0, sample_pos - 1, num=10, dtype=int).tolist():
+        out += [(idx * t_stride + start_idx) % n + 1 - 1 for idx in range(num_seg)]
+    return out
+
+
+def pv_full_res_sample(imgs, t):
+    w, h = imgs[0].size
+    ws, hs = (w - t) // 4, (h - t) // 4
+    out = []
+    for x, y in [(0, 2 * hs), (4 * ws, 2 * hs), (2 * ws, 2 * hs)]:
+        out += [img.crop((x, y, x + t, y + t)) for img in imgs]
+    return out
+
+
 def pv_scale(imgs, short, fixed_ratio=True, do_round=False, backend="pillow"):
     out = []
     for img in imgs:
@@ -185,7 +208,7 @@ def preset_dataset(preset, split, clips, tmp_path, opts=()):
     lst.write_text("".join(f"{folder} {i % 3}\n" for i, (folder, _) in enumerate(clips.values())))
     dcfg = dict(cfg[split], file_path=str(lst), data_prefix=None)
     tf = [dict(t) for t in dcfg["transforms"]]
-    assert tf[0]["type"] == "VideoDecoder"
+    assert tf[0]["type"] in ("VideoDecoder", "FrameDecoder")
     dcfg["transforms"] = [{"type": "FrameDecoder"}] + tf[1:]
     return cfg, DATASETS.build(dcfg)
 
@@ -253,6 +276,18 @@ class Draws:
         return self.values.pop(0)
 
 
+class Bounded:
+    """An RNG stand-in that checks the exclusive upper bound asked for."""
+
+    def __init__(self, high):
+        self.high = high
+
+    def integers(self, low, high=None, size=None):
+        if high >= self.high + 1:
+            raise AssertionError(f"asked for [{low}, {high})")
+        raise IndexError("bound as PaddleVideo's")
+
+
 def _train_transform(preset, kind):
     cfg = load_config(os.path.join(ROOT, "configs", "video", preset + ".yml"))
     from ppzoo.core.builder import TRANSFORMS
@@ -318,3 +353,26 @@ def test_tsn_head_averages_every_test_view():
     np.testing.assert_allclose(model(x).numpy(), want, rtol=1e-4, atol=1e-4)
     head = HEADS.build({"type": "TSNHead", "num_classes": 5, "in_channels": 512, "num_seg": 3})
     assert head(paddle.ones([6, 512, 1, 1])).shape == [2, 5]  # (N * T) input: its own num_seg
+
+
+def test_pptsm_dense_pipelines_are_paddlevideos(clips, tmp_path):
+    """PP-TSM dense (frame folders): validation as the uniform preset, PaddleVideo's test
+    of 10 spans x 3 crops (240 views), and the training span's frames for a given draw."""
+    _, val = preset_dataset("pptsm_r50_dense", "val_dataset", clips, tmp_path)
+    _, test = preset_dataset("pptsm_r50_dense_test", "val_dataset", clips, tmp_path)
+    for i, (_, clip) in enumerate(clips.values()):
+        imgs = pv_center_crop(pv_scale(pil(clip, pv_test_offsets(len(clip), 8, False)), 256), 224)
+        np.testing.assert_allclose(val[i]["video"], pv_to_array(imgs), rtol=0, atol=1e-5)
+        if i not in (0, 3):  # 240 views a clip: the long and the 5-frame clip suffice
+            continue
+        got = test[i]["video"]
+        assert got.shape == (240, 3, 224, 224)
+        want = pv_full_res_sample(pv_scale(pil(clip, pv_dense_offsets(len(clip), 8, False)), 256), 224)
+        np.testing.assert_allclose(got, pv_to_array(want), rtol=0, atol=1e-5)
+    sampler, _ = _train_transform("pptsm_r50_dense", "Sampler")
+    for n, start in [(300, 0), (300, 235), (64, None), (20, None)]:
+        draws = [] if start is None else [start]
+        got = sampler({"frames_len": n, "_read_frames": lambda idx: idx}, Draws(draws))["frame_idx"]
+        assert list(got) == pv_dense_offsets(n, 8, True, start), n
+    with pytest.raises(IndexError):  # the draw's upper bound is exclusive, as NumPy's randint
+        sampler({"frames_len": 300, "_read_frames": lambda idx: idx}, Bounded(300 - 64))

@@ -275,6 +275,22 @@ def paddlevideo_indices(num_frames, num_seg, seg_len, train, rng, select_left=Fa
     return idx
 
 
+def paddlevideo_dense_indices(num_frames, num_seg, train, rng, window=64, clips=10):
+    """PaddleVideo's dense sampling (PP-TSM dense, frame folders): ``num_seg`` frames
+    ``window // num_seg`` apart from one ``window``-frame span; training starts it at
+    ``randint(0, n - window)`` (NumPy's exclusive bound: never the last start), evaluation
+    takes ``clips`` spans at ``linspace(0, n - window, clips)`` (``num_seg * clips``
+    frames, clip after clip); indices wrap around short clips."""
+    n = int(num_frames)
+    sample_pos = max(1, 1 + n - window)
+    stride = window // num_seg
+    if train:
+        starts = [0 if sample_pos == 1 else int(rng.integers(0, sample_pos - 1))]
+    else:
+        starts = np.linspace(0, sample_pos - 1, num=clips, dtype=int).tolist()
+    return [int((i * stride + s) % n) for s in starts for i in range(num_seg)]
+
+
 SAMPLER_INDEXING = ("ppzoo", "paddlevideo")
 
 
@@ -285,7 +301,8 @@ class Sampler:
     ``valid_mode: true`` takes the centre of each segment (evaluation), as in PaddleVideo.
     ``indexing: paddlevideo`` uses PaddleVideo's own index formulas (``paddlevideo_indices``;
     they differ from ppzoo's for ``seg_len > 1`` and clips shorter than ``num_seg``), and
-    with it ``select_left: true`` its TSM/TSN variant.  ppzoo's default (``indexing: ppzoo``)
+    with it ``select_left: true`` its TSM/TSN variant and ``dense: true`` its PP-TSM dense
+    sampling (``paddlevideo_dense_indices``: 10 clips in evaluation).  ppzoo's default (``indexing: ppzoo``)
     centres a ``seg_len`` window in its segment and spreads the segments of short clips.
     """
 
@@ -297,8 +314,6 @@ class Sampler:
             raise ConfigError(f"Sampler.indexing: {indexing!r} is not one of {', '.join(SAMPLER_INDEXING)}")
         if select_left and indexing != "paddlevideo":
             raise ConfigError("Sampler.select_left is PaddleVideo's TSM/TSN sampling: set indexing: paddlevideo")
-        if dense and indexing != "ppzoo":
-            raise ConfigError("Sampler: dense sampling has ppzoo's indexing only")
         self.num_seg, self.seg_len = int(num_seg), int(seg_len)
         self.valid_mode, self.dense = bool(valid_mode), bool(dense)
         self.frame_interval = int(frame_interval)
@@ -306,7 +321,9 @@ class Sampler:
 
     def __call__(self, sample, rng):
         n = int(sample["frames_len"])
-        if self.dense:
+        if self.dense and self.indexing == "paddlevideo":
+            idx = paddlevideo_dense_indices(n, self.num_seg, not self.valid_mode, rng)
+        elif self.dense:
             idx = dense_indices(n, self.num_seg * self.seg_len, self.frame_interval,
                                 not self.valid_mode, rng)
         elif self.indexing == "paddlevideo":
@@ -521,6 +538,29 @@ class TenCrop:
         for x, y in [(0, 0), (4 * sw, 0), (0, 4 * sh), (4 * sw, 4 * sh), (2 * sw, 2 * sh)]:
             crops = [img[y:y + t, x:x + t] for img in sample["imgs"]]
             views += crops + [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+        sample["imgs"] = views
+        return sample
+
+
+@TRANSFORMS.register()
+class GroupFullResSample:
+    """PaddleVideo's GroupFullResSample (PP-TSM dense test): the left, right and centre
+    ``crop_size`` crops at mid height, ``(w - t) // 4`` steps, all T frames of one position
+    (then their flips with ``flip``) before the next: 3 x T views (6 x T with flips)."""
+
+    def __init__(self, crop_size, flip=False):
+        self.crop_size, self.flip = int(crop_size), bool(flip)
+
+    def __call__(self, sample, rng):
+        h, w = _check_size(sample, self.crop_size, "GroupFullResSample")
+        t = self.crop_size
+        sw, sh = (w - t) // 4, (h - t) // 4
+        views = []
+        for x, y in [(0, 2 * sh), (4 * sw, 2 * sh), (2 * sw, 2 * sh)]:
+            crops = [img[y:y + t, x:x + t] for img in sample["imgs"]]
+            views += crops
+            if self.flip:
+                views += [np.ascontiguousarray(c[:, ::-1]) for c in crops]
         sample["imgs"] = views
         return sample
 
