@@ -171,3 +171,19 @@ def test_check_reports_a_zoo_name_download_instead_of_fetching_it(tmp_path, caps
     assert done.returncode == 0, done.stderr
     assert "far_agcn" in done.stdout and "127.0.0.1:9" in done.stdout
     assert not home.exists()
+
+
+def test_weights_folder_of_safetensors_as_pretrained_takes_it(tmp_path, capsys):
+    """A folder holding model.safetensors (no model.pdparams) loads as ``--weights`` as it
+    does as ``pretrained:``, names mapped from PaddleVideo's."""
+    from safetensors.numpy import save_file
+    _skeletons(tmp_path)
+    _, path = _paddlevideo_stgcn(tmp_path)
+    folder = tmp_path / "released"
+    folder.mkdir()
+    save_file({k: np.ascontiguousarray(v.numpy()) for k, v in paddle.load(path).items()},
+              str(folder / "model.safetensors"))
+    done = tool_inprocess("eval.py", "-c", STGCN_CFG, "--weights", folder, "--opts", *_data_opts(tmp_path),
+                          capsys=capsys)
+    assert done.returncode == 0, done.stderr
+    assert f"weights: {folder / 'model.safetensors'}" in done.stdout

@@ -52,6 +52,8 @@ def resolve_weights(path):
         found = ckpt.resolve_checkpoint_dir(path)
         if found is None and os.path.isfile(os.path.join(path, "model.pdparams")):
             found = path
+        if found is None and os.path.isfile(os.path.join(path, "model.safetensors")):
+            return os.path.join(path, "model.safetensors")  # a folder pretrained: accepts
         if found is None:
             raise WeightsError(f"weights folder {path} holds no model.pdparams")
         return os.path.join(found, "model.pdparams")
