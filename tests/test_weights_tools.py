@@ -187,3 +187,25 @@ def test_weights_folder_of_safetensors_as_pretrained_takes_it(tmp_path, capsys):
                           capsys=capsys)
     assert done.returncode == 0, done.stderr
     assert f"weights: {folder / 'model.safetensors'}" in done.stdout
+
+
+def test_fusion_weights_map_each_streams_paddlevideo_names(tmp_path):
+    """A fused two-stream file whose streams carry PaddleVideo's names (``streams.<i>.``
+    + ST-GCN's ``st_gcn_networks``/``head.fcn``) loads strictly as ``--weights``."""
+    from ppzoo.engine.export import load_weights
+    paddle.seed(0)
+    refs = [randomize(RefSTGCN("fsd10", 2, 30), seed=s) for s in (7, 8)]
+    state = {f"streams.{i}.{k}": v for i, r in enumerate(refs) for k, v in r.state_dict().items()}
+    path = str(tmp_path / "fused.pdparams")
+    paddle.save(state, path)
+    stream = {"type": "RecognizerGCN", "backbone": {"type": "STGCN", "in_channels": 2, "layout": "fsd10"},
+              "head": {"type": "STGCNHead", "num_classes": 30, "in_channels": 256}}
+    fused = MODELS.build({"type": "SkeletonFusion", "streams": [{"input": "joint", "model": dict(stream)},
+                                                                 {"input": "joint", "model": dict(stream)}]})
+    load_weights(fused, path)
+    fused.eval()
+    x = paddle.to_tensor(np.random.default_rng(9).normal(size=(2, 2, 30, 25, 1)).astype("float32"))
+    for r in refs:
+        r.eval()
+    want = sum(paddle.nn.functional.softmax(r(x), axis=-1).numpy() for r in refs)
+    np.testing.assert_allclose(fused(x).numpy(), want, rtol=1e-4, atol=1e-5)

@@ -44,7 +44,17 @@ class _KeepsFixedBuffers:
         ``pretrained:`` and the tools' ``--weights`` both call it (``ppzoo.hub.map_to_model``),
         so a released file loads the same way everywhere."""
         from .weights import map_paddlevideo_names
-        return map_paddlevideo_names(state)
+        return self._with_fixed_buffers(map_paddlevideo_names(state))
+
+    def _with_fixed_buffers(self, state):
+        """Fixed buffers (graphs, the bone matrix) a file lacks are the model's own: they
+        are never taken from a file, so a file need not hold them to load strictly."""
+        from .weights import fixed_buffers
+        missing = fixed_buffers(self) - set(state)
+        if missing:
+            own = self.state_dict()
+            state = dict(state, **{k: own[k].numpy() for k in missing})
+        return state
 
 
 @HEADS.register()
@@ -196,7 +206,7 @@ class SkeletonFusion(_KeepsFixedBuffers, nn.Layer):
                 out[f"streams.{parts[1]}.{name}"] = arr
             else:
                 out[k] = v
-        return out
+        return self._with_fixed_buffers(out)
 
     def forward(self, data):
         bone = None
