@@ -9,7 +9,6 @@ import tarfile
 
 import numpy as np
 import paddle
-import pytest
 import yaml
 
 import ppzoo  # noqa: F401 - registers the components
