@@ -10,9 +10,13 @@ MISSING_DATA = (
     | {f"pssl/{m}_pssl{s}.yml" for m in ("deeplabv3_r50", "pspnet_r50", "ocrnet_hrnetw18")
        for s in ("", "_poly")}
     | {f"skeleton/{c}.yml" for c in ("agcn2s_fsd10", "agcn2s_fsd10_bone", "agcn2s_fsd10_fusion",
-                                     "agcn_fsd10", "stgcn_fsd10", "stgcn_ntu")}
+                                     "agcn_fsd10", "stgcn_fsd10", "stgcn_ntu", "stgcn_fsd10_ppzoo",
+                                     "agcn_fsd10_ppzoo", "agcn2s_fsd10_ppzoo",
+                                     "agcn2s_fsd10_bone_ppzoo", "stgcn_ntu_ppzoo")}
     | {f"video/{c}.yml" for c in ("pptsm_basketball", "pptsm_football", "pptsm_r50",
-                                  "pptsm_table_tennis", "tsm_r50", "tsn_r50")})
+                                  "pptsm_table_tennis", "tsm_r50", "tsn_r50", "pptsm_r50_ppzoo",
+                                  "tsm_r50_ppzoo", "tsn_r50_ppzoo", "tsn_r50_test",
+                                  "pptsm_r50_dense", "pptsm_r50_dense_test")})
 
 #: the papers' own settings (configs/<family>/paper/, docs/paper_settings.md): ImageNet for
 #: EDL-Dist's teacher and students, GLUE's STS-B for LNSR (the shared data has neither)

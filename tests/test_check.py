@@ -39,6 +39,9 @@ DOWNLOADS = {
     "video/pptsm_basketball.yml": {PPTSM}, "video/pptsm_football.yml": {PPTSM},
     "video/pptsm_r50.yml": {PPTSM}, "video/pptsm_table_tennis.yml": {PPTSM},
     "video/tsm_r50.yml": {TSM}, "video/tsn_r50.yml": {TSM},
+    "video/pptsm_r50_ppzoo.yml": {PPTSM}, "video/tsm_r50_ppzoo.yml": {TSM},
+    "video/tsn_r50_ppzoo.yml": {TSM}, "video/tsn_r50_test.yml": {TSM},
+    "video/pptsm_r50_dense.yml": {PPTSM}, "video/pptsm_r50_dense_test.yml": {PPTSM},
 }
 DIGITS_TEACHER = "output/distill_digits_teacher/inference"
 #: config -> what it reads from an earlier step of its pipeline

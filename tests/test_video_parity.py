@@ -536,7 +536,7 @@ def test_weights_table_video_entries_load_strictly_into_their_configs(tmp_path):
         paddle.save(ref.state_dict(), path)
         MODELS.build(dict(model_cfg, pretrained=path, pretrained_strict=True))
         done[cfg_file] = name
-    assert len(done) == 6, done
+    assert len(done) == 7, done  # pptsm_r50(_dense), tsm, tsn, stgcn_fsd10, stgcn_ntu, agcn_fsd10
     # the video presets start from PaddleVideo's ImageNet backbones, strictly
     for f, want in [("pptsm_r50", "paddlevideo_resnet50_vd_ssld_v2_imagenet"),
                     ("pptsm_football", "paddlevideo_resnet50_vd_ssld_v2_imagenet"),

@@ -233,6 +233,11 @@ def check_config(cfg, tool="train", weights=None, save_dir=None, resume=False, o
     report.data, needs = data_needs(cfg, sections)
     report.needs += needs
     state = None
+    if weights and not os.path.exists(os.path.expanduser(str(weights))):
+        need = weights_need("--weights", str(weights))  # a zoo name or URL: nothing downloaded
+        if need:
+            report.needs.append(need)
+            weights = None
     if weights:
         state = read_weights(weights)  # a WeightsError before anything is built
         report.weights = state[0]

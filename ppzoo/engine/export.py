@@ -45,17 +45,20 @@ EXPORT_KEYS = {"task", "input_spec", "default_input_spec", "transforms", "label_
 
 # --------------------------------------------------------------------------- weights
 def resolve_weights(path):
-    """``path`` is a ``.pdparams`` file or a checkpoint folder holding ``model.pdparams``."""
+    """``path`` is a checkpoint folder holding ``model.pdparams``, or whatever
+    ``pretrained:`` accepts: a ``.pdparams``/``.safetensors`` file, an archive, a URL or a
+    zoo name of the weights table."""
     if os.path.isdir(path):
         found = ckpt.resolve_checkpoint_dir(path)
         if found is None and os.path.isfile(os.path.join(path, "model.pdparams")):
             found = path
+        if found is None and os.path.isfile(os.path.join(path, "model.safetensors")):
+            return os.path.join(path, "model.safetensors")  # a folder pretrained: accepts
         if found is None:
             raise WeightsError(f"weights folder {path} holds no model.pdparams")
         return os.path.join(found, "model.pdparams")
-    if not os.path.isfile(path):
-        raise WeightsError(f"weights file not found: {path}")
-    return path
+    from ..hub.load import resolve_weights_source
+    return resolve_weights_source(path)  # a file, archive, URL or zoo name, as for pretrained:
 
 
 def read_weights(path):
@@ -76,7 +79,9 @@ def load_weights(model, path, state=None):
     Returns the file loaded.
     """
     from ..hub import load_state_dict
+    from ..hub.load import map_to_model
     file, state = state if state is not None else read_weights(path)
+    state, _ = map_to_model(model, state)  # a publisher's names, as pretrained: maps them
     problems = state_fit_problems(model, state)
     if problems:
         raise WeightsError(f"weights {file} do not fit the model "

@@ -265,6 +265,42 @@ def load_state_dict(model, state, source="<state dict>", file="", prefix=None, s
     return report
 
 
+def map_to_model(model, state):
+    """Rename a published file's tensors to ``model``'s names, where the model knows the
+    publisher's naming: a model with ``map_published_state(state) -> state`` (the video and
+    skeleton recognizers read PaddleVideo's names and its 1x1-conv heads) gets its own
+    names; any other model takes the names as they are.  Returns ``(state, n_renamed)``.
+
+    ``pretrained:`` and the tools' ``--weights`` both go through here, so a file that loads
+    as ``pretrained:`` loads as ``--weights`` too."""
+    fn = getattr(model, "map_published_state", None)
+    if fn is None:
+        return state, 0
+    mapped = fn(state)
+    renamed = len(set(mapped) - set(state))
+    return mapped, renamed
+
+
+def resolve_weights_source(source, table=None, logger=None):
+    """The local file of a tool's ``--weights`` that is not a local file or folder: a URL,
+    a zoo name of the weights table (downloaded and checked as for ``pretrained:``), or an
+    archive (the weights file inside it)."""
+    src = os.fspath(source)
+    if os.path.isfile(os.path.expanduser(src)):
+        path = os.path.expanduser(src)
+        return weights_in_archive(path) if is_archive(path) else path
+    if not _URL.match(src) and (os.sep in src or "/" in src
+                                or src.lower().endswith(WEIGHT_SUFFIXES + ARCHIVE_SUFFIXES)):
+        raise WeightsError(f"weights file not found: {src}")
+    try:
+        path, _ = resolve(src, table=table, logger=logger)
+    except WeightsError as err:
+        msg = str(err)
+        raise WeightsError("weights " + msg[len("pretrained "):] if msg.startswith("pretrained ")
+                           else msg) from None
+    return path
+
+
 def load_pretrained(model, source, logger=None, strict=False, table=None):
     """Load ``source`` (path, folder, URL, zoo name or mapping) into ``model``.
 
@@ -273,7 +309,7 @@ def load_pretrained(model, source, logger=None, strict=False, table=None):
     """
     spec = parse_spec(source)
     path, entry = resolve(spec, table=table, logger=logger)
-    state = read_state_dict(path)
+    state, renamed = map_to_model(model, read_state_dict(path))
     label = spec["path"]
     # a method's head (``whole_model_weights``: BMN, the event classifier) is meant to be
     # loaded whole: a zoo entry published for it loads strictly, a partial load warns
@@ -283,6 +319,8 @@ def load_pretrained(model, source, logger=None, strict=False, table=None):
     report = load_state_dict(model, state, source=label, file=path, prefix=spec.get("prefix"),
                              strip_prefix=spec.get("strip_prefix"), exclude=spec["exclude"],
                              strict=bool(spec.get("strict", strict)))
+    if renamed:
+        report.mapping = ", ".join(p for p in (f"{renamed} publisher names mapped", report.mapping) if p)
     if logger is not None:
         if entry is not None and entry["model"].get("type") != type(model).__name__:
             logger.warning(f"pretrained {label} was published for {entry['model']}, "

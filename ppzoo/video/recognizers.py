@@ -39,6 +39,23 @@ class _KeepsFixedBuffers:
 
     set_dict = set_state_dict
 
+    def map_published_state(self, state):
+        """PaddleVideo's names (and 1x1-conv heads) -> this model's; ppzoo names pass.
+        ``pretrained:`` and the tools' ``--weights`` both call it (``ppzoo.hub.map_to_model``),
+        so a released file loads the same way everywhere."""
+        from .weights import map_paddlevideo_names
+        return self._with_fixed_buffers(map_paddlevideo_names(state))
+
+    def _with_fixed_buffers(self, state):
+        """Fixed buffers (graphs, the bone matrix) a file lacks are the model's own: they
+        are never taken from a file, so a file need not hold them to load strictly."""
+        from .weights import fixed_buffers
+        missing = fixed_buffers(self) - set(state)
+        if missing:
+            own = self.state_dict()
+            state = dict(state, **{k: own[k].numpy() for k in missing})
+        return state
+
 
 @HEADS.register()
 class TSNHead(nn.Layer):
@@ -50,8 +67,13 @@ class TSNHead(nn.Layer):
         self.dropout = nn.Dropout(drop_ratio) if drop_ratio else None
         self.fc = nn.Linear(in_channels, num_classes)
 
-    def forward(self, x):
-        x = average(average(x, [2, 3]).reshape([-1, self.num_seg, x.shape[1]]), 1)
+    def _segments(self, num_seg):
+        """The views per clip: the input's T where the recognizer knows it (evaluation may
+        take more views than training: PaddleVideo's TSN tests 25 segments x TenCrop)."""
+        return int(num_seg) if num_seg is not None and int(num_seg) > 0 else self.num_seg
+
+    def forward(self, x, num_seg=None):
+        x = average(average(x, [2, 3]).reshape([-1, self._segments(num_seg), x.shape[1]]), 1)
         if self.dropout is not None:
             x = self.dropout(x)
         return self.fc(x)
@@ -62,12 +84,12 @@ class TSMHead(TSNHead):
     """TSM/PP-TSM head: per-segment scores averaged over segments (PaddleVideo's
     TSMHead/ppTSMHead); the same parameters as TSNHead."""
 
-    def forward(self, x):
+    def forward(self, x, num_seg=None):
         x = average(x, [2, 3])
         if self.dropout is not None:
             x = self.dropout(x)
         score = self.fc(x)
-        return average(score.reshape([-1, self.num_seg, score.shape[1]]), 1)
+        return average(score.reshape([-1, self._segments(num_seg), score.shape[1]]), 1)
 
 
 HEADS.register(TSMHead, name="ppTSMHead")
@@ -90,9 +112,11 @@ class Recognizer2D(_KeepsFixedBuffers, nn.Layer):
         _load_pretrained(self, pretrained, pretrained_strict)
 
     def forward(self, video):
+        num_seg = None
         if video.ndim == 5:
+            num_seg = video.shape[1]
             video = video.reshape([-1] + list(video.shape[2:]))
-        return self.head(self.backbone(video))
+        return self.head(self.backbone(video), num_seg=num_seg)
 
 
 @HEADS.register()
@@ -170,6 +194,19 @@ class SkeletonFusion(_KeepsFixedBuffers, nn.Layer):
             bone[parent, child] -= 1.0
         bone[:, [j for j in range(num_node) if j not in {c for _, c in edges}]] = 0.0
         self.register_buffer("bone_matrix", paddle.to_tensor(bone))
+
+    def map_published_state(self, state):
+        """Each stream's part (``streams.<i>.``) mapped as that stream's recognizer maps it."""
+        from .weights import map_paddlevideo_names
+        out = {}
+        for k, v in state.items():
+            parts = k.split(".", 2)
+            if len(parts) == 3 and parts[0] == "streams" and parts[1].isdigit():
+                (name, arr), = map_paddlevideo_names({parts[2]: v}).items()
+                out[f"streams.{parts[1]}.{name}"] = arr
+            else:
+                out[k] = v
+        return self._with_fixed_buffers(out)
 
     def forward(self, data):
         bone = None

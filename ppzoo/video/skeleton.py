@@ -17,25 +17,62 @@ def valid_length(data):
     return int(nonzero[-1]) + 1 if len(nonzero) else 0
 
 
+def valid_length_signed(data):
+    """PaddleVideo's count: up to the last frame whose values sum (signed) above zero; the
+    whole array where no frame does.  Frames of negative coordinates sum below zero and
+    are cut off with the padding."""
+    for i in range(data.shape[1] - 1, -1, -1):
+        if np.sum(data[:, i]) > 0:
+            return i + 1
+    return data.shape[1]
+
+
+SAMPLINGS = ("ppzoo", "paddlevideo")
+VALID_FRAMES = ("abs", "signed")
+
+
 @TRANSFORMS.register()
 class AutoPadding:
     """Fits a (C, T, V, M) sequence to ``window_size`` frames.
 
-    Only the valid part (up to the last non-zero frame) is used, whether or not it fills the
-    array: shorter sequences are zero-padded (at a random offset if ``random_pad``), longer
-    ones are cropped to a random window in training (``random_crop``) or resampled evenly.
+    Only the valid part (``valid_frames``: up to the last frame with a non-zero value,
+    ``abs``, or PaddleVideo's last frame with a positive sum, ``signed``) is used, whether
+    or not it fills the array: shorter sequences are zero-padded (at a random offset if
+    ``random_pad``), longer ones are cropped to a random window in training
+    (``random_crop``) or resampled:
+
+    - ``sampling: ppzoo`` (the default): ``linspace(0, T-1, window).round()``, the first
+      and the last valid frame included, evenly spaced;
+    - ``sampling: paddlevideo``: PaddleVideo's ``linspace(0, T, window).astype(int)``
+      (truncated; its last index is frame T, one past the valid part).  PaddleVideo
+      raises IndexError where T is the array's length; there that index reads the last
+      frame.  The FSD-10 presets use it: PaddleVideo's released weights were trained and
+      evaluated on these frames.
     """
 
-    def __init__(self, window_size, random_pad=False, random_crop=False):
+    def __init__(self, window_size, random_pad=False, random_crop=False, sampling="ppzoo",
+                 valid_frames="abs"):
         self.window = int(window_size)
         self.random_pad, self.random_crop = bool(random_pad), bool(random_crop)
+        if sampling not in SAMPLINGS:
+            raise ConfigError(f"AutoPadding.sampling: {sampling!r} is not one of {', '.join(SAMPLINGS)}")
+        if valid_frames not in VALID_FRAMES:
+            raise ConfigError(f"AutoPadding.valid_frames: {valid_frames!r} is not one of "
+                              f"{', '.join(VALID_FRAMES)}")
+        self.sampling, self.valid_frames = sampling, valid_frames
+
+    def indices(self, t, length):
+        """The frames resampled from a valid length ``t`` > window of a ``length``-frame array."""
+        if self.sampling == "paddlevideo":
+            return np.minimum(np.linspace(0, t, self.window).astype("int64"), length - 1)
+        return np.linspace(0, t - 1, self.window).round().astype(int)
 
     def __call__(self, sample, rng):
         data = sample["data"]
         if data.ndim != 4:
             raise DataError(f"AutoPadding: skeleton sample must be C x T x V x M, got {data.shape}")
-        t = valid_length(data)
-        c, _, v, m = data.shape
+        t = valid_length_signed(data) if self.valid_frames == "signed" else valid_length(data)
+        c, length, v, m = data.shape
         out = np.zeros((c, self.window, v, m), "float32")
         if t == 0:
             pass
@@ -46,8 +83,7 @@ class AutoPadding:
             start = int(rng.integers(0, t - self.window + 1))
             out[:] = data[:, start:start + self.window]
         else:
-            idx = np.linspace(0, t - 1, self.window).round().astype(int)
-            out[:] = data[:, idx]
+            out[:] = data[:, self.indices(t, length)]
         sample["data"] = out
         return sample
 

@@ -235,25 +235,100 @@ def dense_indices(num_frames, num_seg, frame_interval, train, rng):
     return [(start + i * frame_interval) % num_frames for i in range(num_seg)]
 
 
+def paddlevideo_indices(num_frames, num_seg, seg_len, train, rng, select_left=False):
+    """PaddleVideo's ``Sampler`` (segment mode, video files) as its definition reads.
+
+    Without ``select_left`` (PP-TSM): ``average = int(frames / num_seg)``; evaluation takes
+    frame ``(average - 1) // 2`` of each segment (whatever ``seg_len``), training a random
+    one; with ``average < seg_len`` the segment's first frame, with ``average == 0``
+    frame ``i``; indices wrap around the clip.  With ``select_left`` (TSM, TSN): evaluation
+    takes ``int(avg / 2 + avg * i)`` with the float ``avg = frames / num_seg`` (the frame
+    right of the middle where a segment has an even length: 4, 12, ..., 60 of 64 frames),
+    training ``i * average + randint(average)``, sorted random frames where
+    ``average == 0 < frames - num_seg``, else frame 0."""
+    n = int(num_frames)
+    average = int(n / num_seg)
+    if select_left:
+        if not train:
+            if n > num_seg:
+                avg = n / num_seg
+                offsets = [int(avg / 2.0 + avg * x) for x in range(num_seg)]
+            else:
+                offsets = [0] * num_seg
+        elif average > 0:
+            offsets = [i * average + int(rng.integers(0, average)) for i in range(num_seg)]
+        elif n > num_seg:
+            offsets = sorted(int(v) for v in rng.integers(0, n, size=num_seg))
+        else:
+            offsets = [0] * num_seg
+        return [int(x % n) for x in offsets]
+    idx = []
+    for i in range(num_seg):
+        if average >= seg_len:
+            start = (int(rng.integers(0, average - seg_len + 1)) if train else (average - 1) // 2)
+            start += i * average
+        elif average >= 1:
+            start = i * average
+        else:
+            start = i
+        idx.extend(int(j % n) for j in range(start, start + seg_len))
+    return idx
+
+
+def paddlevideo_dense_indices(num_frames, num_seg, train, rng, window=64, clips=10):
+    """PaddleVideo's dense sampling (PP-TSM dense, frame folders): ``num_seg`` frames
+    ``window // num_seg`` apart from one ``window``-frame span; training starts it at
+    ``randint(0, n - window)`` (NumPy's exclusive bound: never the last start), evaluation
+    takes ``clips`` spans at ``linspace(0, n - window, clips)`` (``num_seg * clips``
+    frames, clip after clip); indices wrap around short clips."""
+    n = int(num_frames)
+    sample_pos = max(1, 1 + n - window)
+    stride = window // num_seg
+    if train:
+        starts = [0 if sample_pos == 1 else int(rng.integers(0, sample_pos - 1))]
+    else:
+        starts = np.linspace(0, sample_pos - 1, num=clips, dtype=int).tolist()
+    return [int((i * stride + s) % n) for s in starts for i in range(num_seg)]
+
+
+SAMPLER_INDEXING = ("ppzoo", "paddlevideo")
+
+
 @TRANSFORMS.register()
 class Sampler:
     """Picks frames: TSN segment sampling (default) or ``dense`` sampling.
 
     ``valid_mode: true`` takes the centre of each segment (evaluation), as in PaddleVideo.
+    ``indexing: paddlevideo`` uses PaddleVideo's own index formulas (``paddlevideo_indices``;
+    they differ from ppzoo's for ``seg_len > 1`` and clips shorter than ``num_seg``), and
+    with it ``select_left: true`` its TSM/TSN variant and ``dense: true`` its PP-TSM dense
+    sampling (``paddlevideo_dense_indices``: 10 clips in evaluation).  ppzoo's default (``indexing: ppzoo``)
+    centres a ``seg_len`` window in its segment and spreads the segments of short clips.
     """
 
-    def __init__(self, num_seg=8, seg_len=1, valid_mode=False, dense=False, frame_interval=1):
+    def __init__(self, num_seg=8, seg_len=1, valid_mode=False, dense=False, frame_interval=1,
+                 indexing="ppzoo", select_left=False):
         if int(num_seg) < 1 or int(seg_len) < 1:
             raise ConfigError(f"Sampler: num_seg and seg_len must be >= 1 (got {num_seg}, {seg_len})")
+        if indexing not in SAMPLER_INDEXING:
+            raise ConfigError(f"Sampler.indexing: {indexing!r} is not one of {', '.join(SAMPLER_INDEXING)}")
+        if select_left and indexing != "paddlevideo":
+            raise ConfigError("Sampler.select_left is PaddleVideo's TSM/TSN sampling: set indexing: paddlevideo")
         self.num_seg, self.seg_len = int(num_seg), int(seg_len)
         self.valid_mode, self.dense = bool(valid_mode), bool(dense)
         self.frame_interval = int(frame_interval)
+        self.indexing, self.select_left = indexing, bool(select_left)
 
     def __call__(self, sample, rng):
         n = int(sample["frames_len"])
-        if self.dense:
+        if self.dense and self.indexing == "paddlevideo":
+            idx = paddlevideo_dense_indices(n, self.num_seg, not self.valid_mode, rng)
+        elif self.dense:
             idx = dense_indices(n, self.num_seg * self.seg_len, self.frame_interval,
                                 not self.valid_mode, rng)
+        elif self.indexing == "paddlevideo":
+            idx = paddlevideo_indices(n, self.num_seg, self.seg_len, not self.valid_mode, rng,
+                                      self.select_left)
         else:
             idx = segment_indices(n, self.num_seg, self.seg_len, not self.valid_mode, rng)
         sample["frame_idx"] = np.asarray(idx, np.int64)
@@ -261,26 +336,73 @@ class Sampler:
         return sample
 
 
-def _resize(img, w, h):
+RESIZE_BACKENDS = ("pillow", "cv2")
+
+
+def _check_backend(name, backend):
+    if backend not in RESIZE_BACKENDS:
+        raise ConfigError(f"{name}.backend: {backend!r} is not one of {', '.join(RESIZE_BACKENDS)}")
+    return backend
+
+
+def _resize(img, w, h, backend="pillow"):
+    """Bilinear resize to ``w`` x ``h``: PIL's (antialiased when shrinking) or OpenCV's
+    ``INTER_LINEAR`` (no antialiasing), the two backends of PaddleVideo's transforms."""
+    if backend == "cv2":
+        import cv2
+        return cv2.resize(np.ascontiguousarray(img), (int(w), int(h)), interpolation=cv2.INTER_LINEAR)
     return np.asarray(Image.fromarray(img).resize((int(w), int(h)), Image.BILINEAR))
+
+
+def _pil_box(x0, y0, cw, ch):
+    """The pixel box PIL's ``crop((x0, y0, x0 + cw, y0 + ch))`` takes for fractional
+    corners: each coordinate rounded (Python's round, half to even) on its own."""
+    return round(x0), round(y0), round(x0 + cw), round(y0 + ch)
 
 
 @TRANSFORMS.register()
 class Scale:
-    """Resizes every frame so its short side is ``short_size`` (aspect ratio kept)."""
+    """Resizes every frame so its short side is ``short_size``.
 
-    def __init__(self, short_size):
+    ppzoo's default keeps the aspect ratio and rounds the long side.  PaddleVideo's options:
+    ``fixed_ratio: true`` (PaddleVideo's default) squashes every frame to 4:3
+    (``short_size`` x ``int(short_size * 4 / 3)``, 256 x 341) whatever its shape;
+    ``do_round: false`` truncates the long side (``int(long * short_size / short)``),
+    ``do_round: true`` rounds both sides half up; a frame whose short side already is
+    ``short_size`` is left as it is in these modes (also with ``fixed_ratio``).
+    ``backend``: ``pillow`` (default) or ``cv2`` resizing.
+    """
+
+    def __init__(self, short_size, fixed_ratio=False, do_round=None, backend="pillow"):
         self.short_size = int(short_size)
+        self.fixed_ratio = bool(fixed_ratio)
+        self.do_round = None if do_round is None else bool(do_round)
+        self.backend = _check_backend("Scale", backend)
+
+    def size(self, h, w):
+        """``(new_h, new_w)`` of an ``h`` x ``w`` frame."""
+        s = self.short_size
+        if not self.fixed_ratio and self.do_round is None:  # ppzoo
+            if h <= w:
+                return s, int(round(w * s / h))
+            return int(round(h * s / w)), s
+        if (w <= h and w == s) or (h <= w and h == s):
+            return h, w
+        if self.fixed_ratio:
+            long = int(s * 4.0 / 3.0)
+            return (long, s) if w <= h else (s, long)
+        if w <= h:
+            factor = s / w
+            return (int(h * factor + 0.5), int(w * factor + 0.5)) if self.do_round else (int(h * s / w), s)
+        factor = s / h
+        return (int(h * factor + 0.5), int(w * factor + 0.5)) if self.do_round else (s, int(w * s / h))
 
     def __call__(self, sample, rng):
         out = []
         for img in sample["imgs"]:
             h, w = img.shape[:2]
-            if h <= w:
-                nh, nw = self.short_size, int(round(w * self.short_size / h))
-            else:
-                nw, nh = self.short_size, int(round(h * self.short_size / w))
-            out.append(img if (nh, nw) == (h, w) else _resize(img, nw, nh))
+            nh, nw = self.size(h, w)
+            out.append(img if (nh, nw) == (h, w) else _resize(img, nw, nh, self.backend))
         sample["imgs"] = out
         return sample
 
@@ -288,28 +410,70 @@ class Scale:
 @TRANSFORMS.register()
 class MultiScaleCrop:
     """TSN's corner/centre crop of a random scale (same box for all frames), resized to
-    ``target_size``."""
+    ``target_size``.
 
-    def __init__(self, target_size, scales=(1, 0.875, 0.75, 0.66), max_distort=1, fix_crop=True):
+    ppzoo's default: 5 positions (corners, centre) on an integer grid (``(w - cw) // 4``
+    steps).  PaddleVideo's options: ``grid: fractional`` (steps ``(w - cw) / 4``, the box
+    rounded as PIL's crop rounds it), ``more_fix_crop: true`` (8 more positions: the edge
+    centres and the quarter points, 13 in all; PaddleVideo's default),
+    ``allow_duplication: false`` (positions that coincide where a step is 0 are dropped,
+    PaddleVideo's default), ``snap: 3`` (a crop side within 3 pixels of ``target_size``
+    becomes ``target_size``), ``backend: cv2`` (OpenCV resizing).
+    """
+
+    def __init__(self, target_size, scales=(1, 0.875, 0.75, 0.66), max_distort=1, fix_crop=True,
+                 more_fix_crop=False, allow_duplication=True, grid="integer", snap=0, backend="pillow"):
         self.target_size = int(target_size)
         self.scales = [float(s) for s in scales]
         self.max_distort, self.fix_crop = int(max_distort), bool(fix_crop)
+        self.more_fix_crop, self.allow_duplication = bool(more_fix_crop), bool(allow_duplication)
+        if grid not in ("integer", "fractional"):
+            raise ConfigError(f"MultiScaleCrop.grid: {grid!r} is not integer or fractional")
+        self.grid, self.snap = grid, int(snap)
+        self.backend = _check_backend("MultiScaleCrop", backend)
+
+    def offsets(self, w, h, cw, ch):
+        """The candidate top-left corners for a ``cw`` x ``ch`` crop of a ``w`` x ``h`` frame."""
+        if self.grid == "fractional":
+            sw, sh = (w - cw) / 4, (h - ch) / 4
+        else:
+            sw, sh = (w - cw) // 4, (h - ch) // 4
+        dup = self.allow_duplication
+        out = [(0, 0)]
+        if dup or sw != 0:
+            out.append((4 * sw, 0))
+        if dup or sh != 0:
+            out.append((0, 4 * sh))
+        if dup or (sh != 0 and sw != 0):
+            out.append((4 * sw, 4 * sh))
+        if dup or (sh != 0 or sw != 0):
+            out.append((2 * sw, 2 * sh))
+        if self.more_fix_crop:
+            out += [(0, 2 * sh), (4 * sw, 2 * sh), (2 * sw, 4 * sh), (2 * sw, 0),
+                    (sw, sh), (3 * sw, sh), (sw, 3 * sh), (3 * sw, 3 * sh)]
+        return out
+
+    def crop_sizes(self, w, h):
+        """The (crop w, crop h) pairs to choose from."""
+        base = min(h, w)
+        sizes = [int(base * s) for s in self.scales]
+        t = self.target_size
+        sizes = [t if self.snap and abs(x - t) < self.snap else x for x in sizes]
+        return [(cw, ch) for i, ch in enumerate(sizes) for j, cw in enumerate(sizes)
+                if abs(i - j) <= self.max_distort]
 
     def __call__(self, sample, rng):
         h, w = sample["imgs"][0].shape[:2]
-        base = min(h, w)
-        sizes = [int(base * s) for s in self.scales]
-        pairs = [(cw, ch) for i, ch in enumerate(sizes) for j, cw in enumerate(sizes)
-                 if abs(i - j) <= self.max_distort]
+        pairs = self.crop_sizes(w, h)
         cw, ch = pairs[int(rng.integers(len(pairs)))]
         if self.fix_crop:
-            sw, sh = (w - cw) // 4, (h - ch) // 4
-            offsets = [(0, 0), (4 * sw, 0), (0, 4 * sh), (4 * sw, 4 * sh), (2 * sw, 2 * sh)]
+            offsets = self.offsets(w, h, cw, ch)
             x, y = offsets[int(rng.integers(len(offsets)))]
         else:
             x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        x0, y0, x1, y1 = _pil_box(x, y, cw, ch)
         t = self.target_size
-        sample["imgs"] = [_resize(img[y:y + ch, x:x + cw], t, t) for img in sample["imgs"]]
+        sample["imgs"] = [_resize(img[y0:y1, x0:x1], t, t, self.backend) for img in sample["imgs"]]
         return sample
 
 
@@ -338,16 +502,66 @@ class VideoRandomCrop:
 
 @TRANSFORMS.register()
 class VideoCenterCrop:
-    """Crops the centre ``target_size`` square of every frame."""
+    """Crops the centre ``target_size`` square of every frame.  The corner is
+    ``(w - t) // 2`` (ppzoo's default); ``do_round: true`` is PaddleVideo's
+    ``int(round((w - t) / 2))`` (half to even: 115.5 -> 116, 58.5 -> 58)."""
+
+    def __init__(self, target_size, do_round=False):
+        self.target_size = int(target_size)
+        self.do_round = bool(do_round)
+
+    def __call__(self, sample, rng):
+        h, w = _check_size(sample, self.target_size, "VideoCenterCrop")
+        t = self.target_size
+        if self.do_round:
+            y, x = int(round((h - t) / 2.0)), int(round((w - t) / 2.0))
+        else:
+            y, x = (h - t) // 2, (w - t) // 2
+        sample["imgs"] = [img[y:y + t, x:x + t] for img in sample["imgs"]]
+        return sample
+
+
+@TRANSFORMS.register()
+class TenCrop:
+    """PaddleVideo's TenCrop: the 4 corner and the centre ``target_size`` crops of every
+    frame and their left-right flips, as 10 x T views in PaddleVideo's order (for each
+    position: its T crops, then their T flips).  A TSN head averages all views."""
 
     def __init__(self, target_size):
         self.target_size = int(target_size)
 
     def __call__(self, sample, rng):
-        h, w = _check_size(sample, self.target_size, "VideoCenterCrop")
+        h, w = _check_size(sample, self.target_size, "TenCrop")
         t = self.target_size
-        y, x = (h - t) // 2, (w - t) // 2
-        sample["imgs"] = [img[y:y + t, x:x + t] for img in sample["imgs"]]
+        sw, sh = (w - t) // 4, (h - t) // 4
+        views = []
+        for x, y in [(0, 0), (4 * sw, 0), (0, 4 * sh), (4 * sw, 4 * sh), (2 * sw, 2 * sh)]:
+            crops = [img[y:y + t, x:x + t] for img in sample["imgs"]]
+            views += crops + [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+        sample["imgs"] = views
+        return sample
+
+
+@TRANSFORMS.register()
+class GroupFullResSample:
+    """PaddleVideo's GroupFullResSample (PP-TSM dense test): the left, right and centre
+    ``crop_size`` crops at mid height, ``(w - t) // 4`` steps, all T frames of one position
+    (then their flips with ``flip``) before the next: 3 x T views (6 x T with flips)."""
+
+    def __init__(self, crop_size, flip=False):
+        self.crop_size, self.flip = int(crop_size), bool(flip)
+
+    def __call__(self, sample, rng):
+        h, w = _check_size(sample, self.crop_size, "GroupFullResSample")
+        t = self.crop_size
+        sw, sh = (w - t) // 4, (h - t) // 4
+        views = []
+        for x, y in [(0, 2 * sh), (4 * sw, 2 * sh), (2 * sw, 2 * sh)]:
+            crops = [img[y:y + t, x:x + t] for img in sample["imgs"]]
+            views += crops
+            if self.flip:
+                views += [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+        sample["imgs"] = views
         return sample
 
 
