@@ -3,8 +3,10 @@
 Per seed: generated match videos (``ppzoo.localization.synth_motion``: one pitch texture,
 identical players, a panning camera, lighting that drifts over the match; three event
 classes told apart only by trajectory, speed and the order of sub-motions; 1-15 s
-events; short distractor runs) -> a small TSM recognizer trained on clips of the
-training videos -> its per-frame features (64-d, 2 per second) -> BMN (20 s windows,
+events; short distractor runs) -> a small TSM recognizer trained on generated clips of
+the set's world labelled with their motion primitive (idle, horizontal, vertical, fast
+horizontal: a few frames show one sub-motion, never an event's order) -> its per-frame
+features (64-d, 2 per second) -> BMN (20 s windows,
 tscale = dscale = 40) and AttentionLSTM trained through the engine -> exported ->
 scored on held-out videos.  Beside it, with the same frames and features:
 
@@ -50,7 +52,7 @@ from ppzoo.localization.infer import video_proposals  # noqa: E402
 from ppzoo.localization.metrics import EventF1, average_recall  # noqa: E402
 from ppzoo.localization.pipeline import Localizer  # noqa: E402
 from ppzoo.localization.synth import TINY_RECOGNIZER  # noqa: E402
-from ppzoo.localization.synth_motion import make_motion_videos  # noqa: E402
+from ppzoo.localization.synth_motion import make_motion_videos, motion_clips  # noqa: E402
 
 FPS = 2          # frames per second in the videos = feature steps per second
 WINDOW = 20      # seconds per BMN window
@@ -65,7 +67,8 @@ def parse_args():
     p.add_argument("--train-videos", type=int, default=4)
     p.add_argument("--test-videos", type=int, default=2)
     p.add_argument("--minutes", type=float, default=5.0)
-    p.add_argument("--rec-epochs", type=int, default=6)
+    p.add_argument("--rec-clips", type=int, default=3000)
+    p.add_argument("--rec-iters", type=int, default=500)
     p.add_argument("--bmn-epochs", type=int, default=10)
     p.add_argument("--lstm-epochs", type=int, default=12)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks",
@@ -94,33 +97,28 @@ def read_video(path, reader):
     return np.stack(xs), np.stack(means), np.asarray(energy, np.float32)
 
 
-def train_recognizer(videos, labels, epochs, seed):
-    """TINY_RECOGNIZER trained on clips of SEG consecutive frames of one label,
-    class-balanced; returns the model."""
+def train_recognizer(num_clips, iters, seed, reader):
+    """TINY_RECOGNIZER trained on ``num_clips`` clips of the set's world labelled with
+    their motion primitive (``synth_motion.motion_clips``: idle, horizontal, vertical,
+    fast horizontal run); returns the model.  (Trained on the four training videos'
+    own frames instead, it memorised their lighting and positions: train accuracy 0.99,
+    held-out clips at chance.)"""
     paddle.seed(seed)
     rng = np.random.default_rng(seed)
+    clips, labels = motion_clips(num_clips, seg=SEG, fps=FPS, size=32, seed=seed + 500)
+    x = np.stack([np.stack([preprocess_frame(f, reader["short_size"], reader["target_size"],
+                                             reader["mean"], reader["std"], "short_side")
+                            for f in c]) for c in clips])
     model = build_model(TINY_RECOGNIZER["model"])
-    clips = {c: [] for c in range(NUM_CLASSES)}
-    for v, lab in enumerate(labels):
-        for i in range(len(lab) - SEG + 1):
-            if (lab[i:i + SEG] == lab[i]).all():
-                clips[int(lab[i])].append((v, i))
-    per_class = 300
-    opt = paddle.optimizer.Adam(learning_rate=1e-3, parameters=model.parameters(),
+    opt = paddle.optimizer.Adam(learning_rate=2e-3, parameters=model.parameters(),
                                 weight_decay=1e-4)
     model.train()
-    for _ in range(epochs):
-        batch = [(v, i, c) for c in clips if clips[c]
-                 for v, i in (clips[c][k] for k in rng.integers(len(clips[c]), size=per_class))]
-        order = rng.permutation(len(batch))
-        for b in range(0, len(order), 32):
-            idx = order[b:b + 32]
-            x = np.stack([videos[batch[k][0]][batch[k][1]:batch[k][1] + SEG] for k in idx])
-            y = np.asarray([batch[k][2] for k in idx], np.int64)
-            loss = Fn.cross_entropy(model(paddle.to_tensor(x)), paddle.to_tensor(y))
-            loss.backward()
-            opt.step()
-            opt.clear_grad()
+    for _ in range(iters):
+        idx = rng.integers(len(labels), size=32)
+        loss = Fn.cross_entropy(model(paddle.to_tensor(x[idx])), paddle.to_tensor(labels[idx]))
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
     model.eval()
     return model
 
@@ -280,7 +278,7 @@ def run_seed(seed, args, work):
 
     # recognizer trained on the set's own clips -> exported extractor -> features
     t = time.time()
-    rec = train_recognizer([x[0] for x in tr], tr_lab, args.rec_epochs, seed)
+    rec = train_recognizer(args.rec_clips, args.rec_iters, seed, reader)
     wfile = os.path.join(work, "tsm.pdparams")
     paddle.save(rec.state_dict(), wfile)
     fmodel = os.path.join(work, "features_model")

@@ -106,3 +106,23 @@ def test_distractors_keep_apart_from_events():
 def test_num_classes_is_checked():
     with pytest.raises(ValueError, match="num_classes"):
         make_motion_videos("unused", num_classes=6)
+
+
+def test_motion_clips_show_their_primitive():
+    """Clips for the recognizer: label 0 idle, 1 horizontal, 2 vertical, 3 fast horizontal,
+    measured from the sprite's steps (one player, still camera, no noise)."""
+    from ppzoo.localization.synth_motion import motion_clips
+    clips, labels = motion_clips(24, seg=4, fps=2, size=48, seed=2, players=1,
+                                 camera_speed=0.0, noise=0.0, idle_speed=0.3)
+    assert clips.shape == (24, 4, 48, 48, 3) and set(labels.tolist()) == {0, 1, 2, 3}
+    for clip, k in zip(clips, labels):
+        pos = np.stack([sprite_centre(f) for f in clip])
+        dx, dy = np.abs(np.diff(pos, axis=0)).mean(0)
+        if k == 0:
+            assert max(dx, dy) < 1.0
+        elif k == 1:
+            assert dx > 2.0 > dy
+        elif k == 2:
+            assert dy > 2.0 > dx
+        else:
+            assert dx > 3.5 and dy < 2.0       # 6 px a frame, less on a bounce

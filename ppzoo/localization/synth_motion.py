@@ -33,7 +33,7 @@ from .synth import _label_entry, _write_labels, plant_events
 #: Class names of the motion set (id 0 background).
 MOTION_CLASSES = ["background", "h_then_v", "v_then_h", "fast_h"]
 
-_SPRITE = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]], bool)
+_SPRITE = np.kron(np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], bool), np.ones((2, 2), bool))
 
 
 def _texture(size):
@@ -62,7 +62,7 @@ def place_distractors(rng, duration, events, count, length=(0.5, 1.0), gap=1.5):
     return sorted(out)
 
 
-def motion_frames(duration, events, distractors, fps=2, size=32, players=3, run_speed=3.0,
+def motion_frames(duration, events, distractors, fps=2, size=32, players=2, run_speed=3.0,
                   idle_speed=0.8, camera_speed=1.5, light_period=60.0, noise=6.0, seed=0):
     """Yield the ``(size, size, 3)`` uint8 frames of one video (see the module doc)."""
     rng = np.random.default_rng(seed)
@@ -176,3 +176,27 @@ def make_motion_videos(out_dir, num_videos=2, duration=300.0, num_classes=4,
         paths.append(path)
         gts.append(_label_entry(name, duration, events))
     return _write_labels(out_dir, fps, gts), paths
+
+
+#: Motion primitives of :func:`motion_clips` (what a clip of a few frames can show).
+PRIMITIVES = ["idle", "horizontal", "vertical", "fast_horizontal"]
+
+
+def motion_clips(num, seg=4, fps=2, size=32, seed=0, warmup=3, **kw):
+    """``num`` short clips ``(num, seg, size, size, 3)`` uint8 of the motion set's world
+    and their motion primitive (:data:`PRIMITIVES`): what a recognizer is trained on.
+
+    A few frames show one sub-motion, not an event's order: a horizontal run is the first
+    half of class 1 or the second half of class 2.  Each clip is the last ``seg`` of
+    ``seg + warmup`` frames of its own little video (own lighting, camera, positions)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(PRIMITIVES), num)
+    dur = (seg + warmup) / fps
+    clips = np.zeros((num, seg, size, size, 3), np.uint8)
+    for i, k in enumerate(labels):
+        # a class-1 event's first half runs horizontally, a class-2 event's vertically
+        events = [] if k == 0 else [(0.0, 2 * dur + 1.0, {1: 1, 2: 2, 3: 3}[int(k)])]
+        frames = list(motion_frames(dur, events, [], fps, size,
+                                    seed=int(rng.integers(2 ** 31)), **kw))
+        clips[i] = np.stack(frames[-seg:])
+    return clips, labels.astype(np.int64)
