@@ -206,16 +206,20 @@ def feature_rows(num_frames, num_seg, length="all", reader_batch=FOOTBALLACTION_
 
 
 def extract_video(predictor, path, fps, batch_groups=4, progress=None, timings=None,
-                  length="all"):
+                  length="all", cpu_timings=None):
     """Features ``(L, C)`` float32 of one video with an exported ``frame_features``
     predictor; ``L`` follows ``length`` (:func:`feature_rows`).  ``progress(n)`` is
-    called with the number of frames done; ``timings`` (a dict) gets the seconds spent
-    in ``decode`` (decoding and preprocessing) and ``features`` (the network) added."""
+    called with the number of frames done; ``timings`` (a dict) gets the wall seconds
+    spent in ``decode`` (decoding and preprocessing) and ``features`` (the network)
+    added, ``cpu_timings`` the process CPU seconds of the same (all threads: on a
+    shared machine the wall time depends on the load, the CPU time much less)."""
     import time
     _check_choice(length, LENGTH_RULES, "length")
     timings = {} if timings is None else timings
+    cpu = {} if cpu_timings is None else cpu_timings
     for k in ("decode", "features"):
         timings.setdefault(k, 0.0)
+        cpu.setdefault(k, 0.0)
     r = predictor.deploy["reader"]
     num_seg = int(r["num_seg"])
     resize = r.get("resize", "short_side")   # exports made before the option kept the aspect
@@ -228,24 +232,27 @@ def extract_video(predictor, path, fps, batch_groups=4, progress=None, timings=N
         groups = math.ceil(n / num_seg)
         pad = groups * num_seg - n
         arr = np.stack(buf + [buf[-1]] * pad).reshape(groups, num_seg, *buf[0].shape)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = predictor.run([arr])[0].reshape(groups * num_seg, -1)
         timings["features"] += time.perf_counter() - t
+        cpu["features"] += time.process_time() - c
         feats.append(out.astype(np.float32))   # padded rows kept until the length rule
         count[0] += n
         if progress:
             progress(n)
         buf.clear()
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for img in sample_frames(path, fps):
         buf.append(preprocess_frame(img, r["short_size"], r["target_size"], r["mean"], r["std"],
                                     resize))
         if len(buf) == chunk:
             timings["decode"] += time.perf_counter() - t
+            cpu["decode"] += time.process_time() - c
             flush()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
     timings["decode"] += time.perf_counter() - t
+    cpu["decode"] += time.process_time() - c
     if buf:
         flush()
     rows = feature_rows(count[0], num_seg, length)
