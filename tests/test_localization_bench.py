@@ -126,3 +126,9 @@ def test_motion_clips_show_their_primitive():
             assert dy > 2.0 > dx
         else:
             assert dx > 3.5 and dy < 2.0       # 6 px a frame, less on a bounce
+
+
+def test_both_sets_are_registered():
+    from ppzoo.localization.synth import synthetic_sets
+    sets = synthetic_sets()
+    assert sets["colour"] is make_event_videos and sets["motion"] is make_motion_videos
