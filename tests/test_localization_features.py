@@ -208,3 +208,14 @@ def test_tool_stores_resize_in_the_export_and_refuses_a_mismatch(tmp_path, short
                                   "--output-dir", str(tmp_path / "o"), "--fps", "2",
                                   "--format", "pkl", "--length", "footballaction"])
     assert read_features(done[short_video]).shape == (24, 64)
+
+
+def test_extract_videos_uses_every_core_by_default(short_video, tmp_path, monkeypatch):
+    seen = []
+    pred = _MeanPredictor(num_seg=4)
+    import ppzoo.engine.predictor as P
+    monkeypatch.setattr(P, "Predictor", lambda *a, **k: seen.append(k) or pred)
+    F.extract_videos("unused", [short_video], str(tmp_path / "a"), 1, echo=None, bar=False)
+    F.extract_videos("unused", [short_video], str(tmp_path / "b"), 1, echo=None, bar=False,
+                     cpu_threads=1)
+    assert seen[0]["cpu_threads"] == os.cpu_count() and seen[1]["cpu_threads"] == 1

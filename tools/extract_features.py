@@ -40,6 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--output-dir", help="folder for the <video>.npy feature files")
     p.add_argument("--fps", type=float, default=5.0, help="sampled frames per second (5)")
     p.add_argument("--batch-groups", type=int, default=4, help="groups of num_seg frames per call")
+    # (--cpu-threads defaults to every core here: the features are the costly stage)
     p.add_argument("--resize", choices=["footballaction", "short_side"], default=None,
                    help="frame resize before the crop, fixed at export (default footballaction: "
                         "4:3 stretch to 341x256; short_side keeps the aspect ratio)")

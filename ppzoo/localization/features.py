@@ -322,7 +322,10 @@ def extract_videos(model_dir, videos, out_dir, fps, batch_groups=4, device=None,
     from tqdm import tqdm
 
     from ..engine.predictor import Predictor
-    predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads)
+    # every core by default: Paddle's own default is one math thread, and the frame
+    # features are the pipeline's dominant stage
+    predictor = Predictor(model_dir, device=device,
+                          cpu_threads=cpu_threads if cpu_threads else os.cpu_count())
     if predictor.deploy.get("task") != "frame_features":
         raise ConfigError(f"{model_dir} is a {predictor.deploy.get('task')!r} export; feature "
                           f"extraction needs a frame_features export (tools/extract_features.py "
