@@ -50,6 +50,9 @@ def parse_args():
     p.add_argument("--after-threads", type=int, default=os.cpu_count())
     p.add_argument("--after-groups", type=int, default=8)
     p.add_argument("--after-mkldnn", type=int, default=1)
+    p.add_argument("--probe-proposals", type=int, default=32,
+                   help="proposals classified to measure the cost per proposal (random BMN "
+                        "weights leave none above the preset's score floor)")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks",
                                                  "localization_latency.md"))
     return p.parse_args()
@@ -149,6 +152,13 @@ def main():
         _, lw, lc = timed(lambda: run_lstm(props))
         res["bmn"] = {"wall": bw, "cpu": bc, "proposals": int(len(props))}
         res["classification"] = {"wall": lw, "cpu": lc}
+        # the AttentionLSTM's cost per proposal: 4 s proposals spread over the video
+        k = int(args.probe_proposals)
+        starts = np.linspace(0, max(0.0, args.seconds - 4.0), k)
+        probe = np.stack([starts, starts + 4.0, np.full(k, 0.5)], 1)
+        run_lstm(probe)
+        _, pw, pc = timed(lambda: run_lstm(probe))
+        res["probe"] = {"proposals": k, "wall": pw, "cpu": pc}
     print(json.dumps(res))
     minute = 60.0 / args.seconds
     b, a = res["before"], res["after"]
@@ -178,8 +188,13 @@ def main():
                 f"{tot[2] * minute:.0f} | {tot[3] * minute:.0f} | | |")
     fb = (b["cpu"]["features"] + b["cpu"]["decode"]) * minute
     fa = (a["cpu"]["features"] + a["cpu"]["decode"]) * minute
+    pr = res["probe"]
     body += ["", f"Frame features (decode + network) per video minute: {fb:.0f} CPU s before, "
-             f"{fa:.0f} CPU s after."]
+             f"{fa:.0f} CPU s after.", "",
+             f"AttentionLSTM cost per proposal (the classification stage scales with the "
+             f"proposals BMN keeps; random weights keep none above the preset's floor): "
+             f"{pr['proposals']} proposals of 4 s in {pr['wall']:.1f} s wall, {pr['cpu']:.1f} CPU s, "
+             f"{pr['cpu'] / pr['proposals']:.2f} CPU s per proposal."]
     cmd = "nice -n 5 python benchmarks/localization_latency.py " + " ".join(sys.argv[1:])
     write_page(args.out, "Localization latency at the presets' settings", cmd.strip(),
                "\n".join(body))
