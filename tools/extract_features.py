@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("-o", "--opts", nargs="+", default=[], metavar="KEY=VALUE")
     p.add_argument("--model-dir", required=True, help="frame_features export (made if absent)")
     p.add_argument("--input", help="a video or a folder of videos")
-    p.add_argument("--output-dir", help="folder for the <video>.npy feature files")
+    p.add_argument("--output-dir", help="folder for the <video>.npy (or .pkl) feature files")
     p.add_argument("--fps", type=float, default=5.0, help="sampled frames per second (5)")
     p.add_argument("--batch-groups", type=int, default=4, help="groups of num_seg frames per call")
     # (--cpu-threads defaults to every core here: the features are the costly stage)
