@@ -10,6 +10,14 @@ sampled frame.  (``ppzoo.video.transforms.open_video`` reads a list of sampled f
 indices of a clip at once; :func:`sample_frames` streams a whole match at a fixed rate
 in one decoding pass, by timestamps.  One reader for both is a possible follow-up.)
 
+Parity with FootballAction's extractor (the pipeline its released BMN and LSTM were
+trained on) is the default: ``resize="footballaction"`` stretches every frame to 4:3
+(short side ``short_size``, long side ``int(short_size * 4 / 3)``: 341 x 256, whatever
+the aspect ratio) before the centre crop; ``resize="short_side"`` keeps the aspect ratio.
+``length="footballaction"`` reproduces its reader's row count (the last group of a final
+partial batch is dropped: 48 rows for 50 frames); ``length="all"`` keeps one row per
+sampled frame.  :func:`save_footballaction_pkl` writes its ``.pkl`` layout.
+
 The backbone is exported once as a ``frame_features`` model (:func:`export_extractor`);
 :func:`extract_video` runs it through Paddle Inference.
 """
@@ -38,6 +46,21 @@ class FrameFeatures(nn.Layer):
         return x.reshape([-1, s, x.shape[-1]])
 
 
+#: How a frame is resized before the centre crop (see the module docstring).
+RESIZE_MODES = ("footballaction", "short_side")
+#: How many feature rows a video gets (see :func:`feature_rows`).
+LENGTH_RULES = ("all", "footballaction")
+#: Groups of ``num_seg`` frames per batch in FootballAction's reader (``batch_size: 32``);
+#: it decides which rows its length rule drops.
+FOOTBALLACTION_BATCH = 32
+
+
+def _check_choice(value, choices, what):
+    if value not in choices:
+        raise ConfigError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _val_preprocess(cfg):
     """Short side, crop size, mean and std from the config's val transforms."""
     out = {"short_size": 256, "target_size": 224, "mean": [0.485, 0.456, 0.406],
@@ -53,9 +76,12 @@ def _val_preprocess(cfg):
     return out
 
 
-def export_extractor(cfg, save_dir, weights=None, logger=None):
+def export_extractor(cfg, save_dir, weights=None, logger=None, resize="footballaction"):
     """Export the backbone of ``cfg``'s recognizer (with ``weights``, or the config's
-    ``pretrained``) as a ``frame_features`` model; returns the deploy dict."""
+    ``pretrained``) as a ``frame_features`` model; returns the deploy dict.  ``resize``
+    (one of :data:`RESIZE_MODES`) is stored in the deploy reader, so every later
+    extraction and ``tools/localize.py`` preprocess frames the same way."""
+    _check_choice(resize, RESIZE_MODES, "resize")
     from ..core.builder import build_model
     from ..engine.export import export_model, load_weights, read_weights
     from ..engine.trainer import without_pretrained
@@ -76,7 +102,7 @@ def export_extractor(cfg, save_dir, weights=None, logger=None):
     size = pre["target_size"]
     ecfg = {"export": {"task": "frame_features", "input_spec": [
         {"name": "video", "shape": [None, num_seg, 3, size, size], "dtype": "float32"}],
-        "reader": dict(pre, num_seg=num_seg)}, "model": model_cfg,
+        "reader": dict(pre, num_seg=num_seg, resize=resize)}, "model": model_cfg,
         "_file_": cfg.get("_file_")}
     return export_model(FrameFeatures(model), ecfg, save_dir, logger=logger)
 
@@ -129,57 +155,149 @@ def sample_frames(path, fps):
         raise DataError(f"cannot decode video {path}: no frames")
 
 
-def preprocess_frame(img, short_size, target_size, mean, std):
-    """Resize the short side, centre-crop, scale to [0, 1], normalise: ``(3, S, S)``."""
+def resized_size(w, h, short_size, target_size, resize="footballaction"):
+    """``(width, height)`` a ``w x h`` frame is resized to before the centre crop.
+
+    ``footballaction``: FootballAction's reader keeps a frame whose short side already is
+    ``short_size`` and otherwise stretches it to ``int(short_size * 4 / 3) x short_size``
+    (portrait: transposed), so a 1280x720 frame becomes 341x256 and the 224 crop keeps
+    224/341 of its width.  ``short_side``: the aspect ratio is kept (455x256, 224/455)."""
+    if resize == "footballaction":
+        if (w <= h and w == short_size) or (h <= w and h == short_size):
+            return w, h
+        long = int(short_size * 4.0 / 3.0)
+        return (short_size, long) if w < h else (long, short_size)
+    _check_choice(resize, RESIZE_MODES, "resize")
+    scale = short_size / min(h, w)
+    return max(target_size, int(round(w * scale))), max(target_size, int(round(h * scale)))
+
+
+def preprocess_frame(img, short_size, target_size, mean, std, resize="footballaction"):
+    """Resize (:func:`resized_size`), centre-crop, scale to [0, 1], normalise:
+    ``(3, S, S)``."""
     from PIL import Image
     h, w = img.shape[:2]
-    scale = short_size / min(h, w)
-    nw, nh = max(target_size, int(round(w * scale))), max(target_size, int(round(h * scale)))
-    im = Image.fromarray(img).resize((nw, nh), Image.BILINEAR)
-    x0, y0 = (nw - target_size) // 2, (nh - target_size) // 2
+    nw, nh = resized_size(w, h, short_size, target_size, resize)
+    im = Image.fromarray(img)
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), Image.BILINEAR)
+    if resize == "footballaction":   # its centre crop rounds the offset (halves to even)
+        x0, y0 = int(round((nw - target_size) / 2.0)), int(round((nh - target_size) / 2.0))
+    else:
+        x0, y0 = (nw - target_size) // 2, (nh - target_size) // 2
     arr = np.asarray(im.crop((x0, y0, x0 + target_size, y0 + target_size)), np.float32) / 255.0
     arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return arr.transpose(2, 0, 1)
 
 
-def extract_video(predictor, path, fps, batch_groups=4, progress=None, timings=None):
+def feature_rows(num_frames, num_seg, length="all", reader_batch=FOOTBALLACTION_BATCH):
+    """Feature rows a video of ``num_frames`` sampled frames gets.
+
+    ``all``: one per frame.  ``footballaction``: its reader cuts the frames into groups of
+    ``num_seg`` (the last padded with copies of the last frame), batches ``reader_batch``
+    groups, and of a final partial batch yields all groups but the last (none when that
+    batch holds one group); every yielded group gives ``num_seg`` rows, padded ones too."""
+    _check_choice(length, LENGTH_RULES, "length")
+    if length == "all":
+        return int(num_frames)
+    groups = math.ceil(num_frames / num_seg)
+    kept = groups - (1 if groups % int(reader_batch) else 0)
+    return kept * num_seg
+
+
+def extract_video(predictor, path, fps, batch_groups=4, progress=None, timings=None,
+                  length="all", cpu_timings=None):
     """Features ``(L, C)`` float32 of one video with an exported ``frame_features``
-    predictor.  ``progress(n)`` is called with the number of frames done; ``timings``
-    (a dict) gets the seconds spent in ``decode`` (decoding and preprocessing) and
-    ``features`` (the network) added."""
+    predictor; ``L`` follows ``length`` (:func:`feature_rows`).  ``progress(n)`` is
+    called with the number of frames done; ``timings`` (a dict) gets the wall seconds
+    spent in ``decode`` (decoding and preprocessing) and ``features`` (the network)
+    added, ``cpu_timings`` the process CPU seconds of the same (all threads: on a
+    shared machine the wall time depends on the load, the CPU time much less)."""
     import time
+    _check_choice(length, LENGTH_RULES, "length")
     timings = {} if timings is None else timings
+    cpu = {} if cpu_timings is None else cpu_timings
     for k in ("decode", "features"):
         timings.setdefault(k, 0.0)
+        cpu.setdefault(k, 0.0)
     r = predictor.deploy["reader"]
     num_seg = int(r["num_seg"])
+    resize = r.get("resize", "short_side")   # exports made before the option kept the aspect
     chunk = num_seg * max(1, int(batch_groups))
     feats, buf = [], []
+    count = [0]
 
     def flush():
         n = len(buf)
         groups = math.ceil(n / num_seg)
         pad = groups * num_seg - n
         arr = np.stack(buf + [buf[-1]] * pad).reshape(groups, num_seg, *buf[0].shape)
-        t = time.perf_counter()
-        out = predictor.run([arr])[0].reshape(groups * num_seg, -1)[:n]
+        t, c = time.perf_counter(), time.process_time()
+        out = predictor.run([arr])[0].reshape(groups * num_seg, -1)
         timings["features"] += time.perf_counter() - t
-        feats.append(out.astype(np.float32))
+        cpu["features"] += time.process_time() - c
+        feats.append(out.astype(np.float32))   # padded rows kept until the length rule
+        count[0] += n
         if progress:
             progress(n)
         buf.clear()
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for img in sample_frames(path, fps):
-        buf.append(preprocess_frame(img, r["short_size"], r["target_size"], r["mean"], r["std"]))
+        buf.append(preprocess_frame(img, r["short_size"], r["target_size"], r["mean"], r["std"],
+                                    resize))
         if len(buf) == chunk:
             timings["decode"] += time.perf_counter() - t
+            cpu["decode"] += time.process_time() - c
             flush()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
     timings["decode"] += time.perf_counter() - t
+    cpu["decode"] += time.process_time() - c
     if buf:
         flush()
-    return np.concatenate(feats)
+    rows = feature_rows(count[0], num_seg, length)
+    if rows == 0:
+        raise DataError(f"{path}: {count[0]} sampled frames give no feature rows under "
+                        f"FootballAction's length rule (it drops a lone last group)")
+    return np.concatenate(feats)[:rows]
+
+
+def save_footballaction_pkl(path, image_feature, extra=None):
+    """FootballAction's feature file: a plain pickle (protocol 4, arrays and strings only,
+    so the restricted reader of ``ppzoo.core.safeload`` reads it) of ``{"image_feature":
+    (L, 2048) float32}`` plus ``extra`` arrays (``audio_feature`` (seconds, 1024),
+    ``pcm_feature`` (5 per second, 640)) when given; written atomically."""
+    import pickle
+    data = {"image_feature": np.ascontiguousarray(image_feature, np.float32)}
+    for k, v in (extra or {}).items():
+        data[str(k)] = np.ascontiguousarray(v, np.float32)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            pickle.dump(data, f, protocol=4)   # 5 would name numpy's _frombuffer
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _audio_streams(audio_dir, name):
+    """``audio_feature``/``pcm_feature`` (those present) of ``<audio_dir>/<name>.pkl``,
+    FootballAction's own feature file: ppzoo computes no audio features, so a
+    FootballAction-format file for its released BMN (image + pcm) or LSTM (image +
+    audio) takes them from there.  Read with the restricted unpickler."""
+    from ..core.safeload import unpickle
+    path = os.path.join(audio_dir, name + ".pkl")
+    if not os.path.isfile(path):
+        raise DataError(f"no {name}.pkl in {audio_dir} (the audio features to copy)")
+    data = unpickle(path, DataError, "feature file")
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a dict of feature arrays, got {type(data).__name__}")
+    out = {k: np.asarray(data[k], np.float32) for k in ("audio_feature", "pcm_feature")
+           if k in data}
+    if not out:
+        raise DataError(f"{path}: no 'audio_feature' or 'pcm_feature' ({sorted(data)})")
+    return out
 
 
 def save_atomic(path, array):
@@ -194,22 +312,32 @@ def save_atomic(path, array):
 
 
 def extract_videos(model_dir, videos, out_dir, fps, batch_groups=4, device=None,
-                   cpu_threads=None, echo=print, bar=True):
-    """One ``<out_dir>/<video name>.npy`` per video; videos whose file exists are
-    skipped (resumable).  A progress bar counts sampled frames with an ETA.  Returns
-    ``{video: feature path}``."""
+                   cpu_threads=None, echo=print, bar=True, length="all", fmt="npy",
+                   audio_dir=None):
+    """One ``<out_dir>/<video name>.npy`` (``fmt="npy"``) or FootballAction ``.pkl``
+    (``fmt="pkl"``, :func:`save_footballaction_pkl`; ``audio_dir`` holding
+    FootballAction's own ``.pkl`` files adds their audio streams) per video; videos whose
+    file exists are skipped (resumable).  A progress bar counts sampled frames with an
+    ETA.  Returns ``{video: feature path}``."""
     from tqdm import tqdm
 
     from ..engine.predictor import Predictor
-    predictor = Predictor(model_dir, device=device, cpu_threads=cpu_threads)
+    # every core by default: Paddle's own default is one math thread, and the frame
+    # features are the pipeline's dominant stage
+    predictor = Predictor(model_dir, device=device,
+                          cpu_threads=cpu_threads if cpu_threads else os.cpu_count())
     if predictor.deploy.get("task") != "frame_features":
         raise ConfigError(f"{model_dir} is a {predictor.deploy.get('task')!r} export; feature "
                           f"extraction needs a frame_features export (tools/extract_features.py "
                           f"-c <recognizer config> exports one)")
+    _check_choice(length, LENGTH_RULES, "length")
+    _check_choice(fmt, ("npy", "pkl"), "format")
+    if audio_dir and fmt != "pkl":
+        raise ConfigError("audio_dir needs the pkl format (the audio streams live in the .pkl)")
     os.makedirs(out_dir, exist_ok=True)
     todo, done = [], {}
     for v in videos:
-        out = os.path.join(out_dir, os.path.splitext(os.path.basename(v))[0] + ".npy")
+        out = os.path.join(out_dir, os.path.splitext(os.path.basename(v))[0] + "." + fmt)
         if os.path.isfile(out):
             done[v] = out
             if echo:
@@ -220,8 +348,14 @@ def extract_videos(model_dir, videos, out_dir, fps, batch_groups=4, device=None,
     with tqdm(total=total or None, unit="frame", desc="features", disable=not bar,
               dynamic_ncols=True) as pb:
         for v, out in todo:
-            feats = extract_video(predictor, v, fps, batch_groups, progress=pb.update)
-            save_atomic(out, feats)
+            feats = extract_video(predictor, v, fps, batch_groups, progress=pb.update,
+                                  length=length)
+            if fmt == "pkl":
+                name = os.path.splitext(os.path.basename(v))[0]
+                save_footballaction_pkl(out, feats, _audio_streams(audio_dir, name)
+                                        if audio_dir else None)
+            else:
+                save_atomic(out, feats)
             done[v] = out
             if echo:
                 echo(f"{v}: {feats.shape[0]} x {feats.shape[1]} features -> {out}")

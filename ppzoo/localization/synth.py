@@ -133,3 +133,13 @@ TINY_RECOGNIZER = {
         {"type": "Scale", "short_size": 32}, {"type": "VideoCenterCrop", "target_size": 32},
         {"type": "VideoNormalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}]},
 }
+
+
+def synthetic_sets():
+    """Generators of match videos by name, each ``(out_dir, num_videos, duration,
+    num_classes, events_per_video, length, seed, ...) -> (label path, [videos])``:
+    ``colour`` (:func:`make_event_videos`: each class paints the frame in its colour, a
+    smoke test that a rule with no learning solves) and ``motion``
+    (``synth_motion.make_motion_videos``: classes told apart only by motion and order)."""
+    from .synth_motion import make_motion_videos
+    return {"colour": make_event_videos, "motion": make_motion_videos}
