@@ -124,6 +124,16 @@ STDC_IMAGENET = {
 }
 
 
+def imagenet_weights(model_cfg):
+    """The weights-table name ``backbone_pretrained: imagenet`` of a model config loads
+    (None when there is none): per model for STDC (two trainings of STDC2), else per backbone."""
+    model_cfg = model_cfg or {}
+    mtype = model_cfg.get("type")
+    if mtype in STDC_IMAGENET:
+        return STDC_IMAGENET[mtype].get(model_cfg.get("backbone", "STDC2"))
+    return BACKBONE_IMAGENET.get(model_cfg.get("backbone", "ResNet50_vd"))
+
+
 def _stdc(model, name, pretrained):
     """PaddleSeg's STDC1/STDC2 backbone; ``pretrained: imagenet`` loads the ImageNet file
     ``model``'s PaddleSeg configs name (through ppzoo's hub, so it is cached and reported).
