@@ -285,3 +285,37 @@ def test_camvid_smallseg_scores_on_the_480x360_masks():
     from ppzoo.core import load_config
     cfg = load_config(os.path.join(ROOT, "configs", "segmentation", "camvid_smallseg.yml"))
     assert cfg["val_dataset"]["transforms"][0] == {"type": "Resize", "size": [90, 120], "mask": False}
+
+
+RELEASE_PIPELINES = {
+    # config: (PaddleSeg's train transforms, its val transforms), from its configs of the release
+    "segmentation/stdc2_seg_voc12aug_pssl.yml": (
+        lambda: [pst.ResizeStepScaling(0.5, 2.0, 0.25), pst.RandomPaddingCrop([512, 512]), pst.RandomHorizontalFlip(),
+                 pst.RandomDistort(brightness_range=0.4, contrast_range=0.4, saturation_range=0.4), pst.Normalize()],
+        lambda: [pst.Padding(target_size=[512, 512]), pst.Normalize()]),
+    "segmentation/pp_liteseg_stdc2_cityscapes_pssl.yml": (
+        lambda: [pst.ResizeStepScaling(0.5, 2.0, 0.25), pst.RandomPaddingCrop([1024, 512]), pst.RandomHorizontalFlip(),
+                 pst.RandomDistort(brightness_range=0.5, contrast_range=0.5, saturation_range=0.5), pst.Normalize()],
+        lambda: [pst.Normalize()]),
+    "segmentation/pp_liteseg_stdc2_camvid_pssl.yml": (PADDLESEG_CAMVID_TRAIN, lambda: [pst.Normalize()]),
+    "segmentation/stdc2_seg_camvid_pssl.yml": (PADDLESEG_CAMVID_TRAIN, lambda: [pst.Normalize()]),
+}
+
+
+@needs_camvid
+@pytest.mark.parametrize("config", sorted(RELEASE_PIPELINES))
+def test_presets_of_the_pssl_releases_run_paddlesegs_pipelines(config, monkeypatch):
+    """Train (smallest scale step: the frame is padded to the crop; distortions drawn) and
+    val transforms of each downstream preset of the PSSL releases, beside PaddleSeg's of the
+    same recipe on a CamVid frame: the same arrays."""
+    train_ref, val_ref = RELEASE_PIPELINES[config]
+    s = Script(uniform=[0.2, 3.0, 0.3, 0.8, 0.9, 0.9, 0.2, 1.2], integers=[0, 0, 0], rand=[0.1], perm=[4, 2, 3, 0, 1])
+    ps = s.patch_paddleseg(monkeypatch)
+    monkeypatch.setattr(np.random, "shuffle", lambda x: None)  # PaddleSeg's scale steps: the first, 0.5
+    ps.i.pop(0)
+    want = _paddleseg(train_ref())
+    monkeypatch.undo()
+    got = _ppzoo(_config_transforms(config, "train"), s)
+    assert not s.u and not s.i and not s.r
+    _same(got, want, img_atol=1e-6)
+    _same(_ppzoo(_config_transforms(config, "val"), np.random.default_rng(0)), _paddleseg(val_ref()), img_atol=1e-6)
