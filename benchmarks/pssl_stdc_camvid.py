@@ -143,10 +143,16 @@ def main():
                 f" ± {np.std(vs, ddof=1) if len(vs) > 1 else float('nan'):.4f} |" for k, vs in res.items() if vs)
             page([f"## Fine-tuning STDC2-Seg, {it} iterations, batch 8; val mIoU (101 frames)\n\n" + tab])
     d = np.subtract(res["ppzoo PSSL pre-training"], res["scratch (floor)"])
+    test = ""
+    if len(d) > 2:
+        from scipy.stats import ttest_rel
+        test = (f" Mean {d.mean():+.4f}, paired t-test p = "
+                f"{ttest_rel(res['ppzoo PSSL pre-training'], res['scratch (floor)']).pvalue:.3f}.")
     timings["total"] = round(time.time() - t0, 1)
     json.dump({"finetune": res, "timings_s": timings}, open(os.path.join(OUT, "results.json"), "w"), indent=1)
     page([f"## Fine-tuning STDC2-Seg, {it} iterations, batch 8; val mIoU (101 frames)\n\n" + tab +
-          f"\n\nPaired by seed: PSSL - scratch = {', '.join(f'{v:+.4f}' for v in d)}.\n\nTimings (s): {timings}"])
+          f"\n\nPaired by seed: PSSL - scratch = {', '.join(f'{v:+.4f}' for v in d)}.{test}\n\n"
+          f"Timings (s; this invocation's, a reused step shows its reuse time): {timings}"])
 
 
 if __name__ == "__main__":
