@@ -9,7 +9,8 @@ module, 12 classes = 11 + background, background weight 0.1, its three logits we
 pre-trained on those labels from random weights; then STDC2-Seg fine-tuned on 10% of the
 train masks (37 frames) from that checkpoint (the 12-class heads skipped) and from
 scratch (the floor), the same seeds and subsets in both arms, and from scratch on all 367
-train masks with the same iterations (the ceiling at this budget); val mIoU on the 101 val frames scored on
+train masks with the same iterations (the ceiling at this budget), and from scratch with
+the pre-training's iterations added to the fine-tuning's (a control for the extra steps); val mIoU on the 101 val frames scored on
 the 480x360 masks as annotated (logits resized to the label).  The ImageNet-scale recipe is
 configs/pssl/stdc2_seg_pssl.yml; this is a CPU analogue of its shape, not of its numbers.
 """
@@ -109,22 +110,26 @@ def main():
     timings["pretrain"] = round(time.time() - t, 1)
     # 4. fine-tune on 10% of the masks, two arms, paired seeds
     arms = {"scratch (floor)": None, "ppzoo PSSL pre-training": f"{OUT}/pretrain/latest/model.pdparams",
-            "scratch on all 367 train masks (ceiling at this budget)": "all"}
+            "scratch on all 367 train masks (ceiling at this budget)": "all",
+            "scratch, the pre-training's iterations added (compute control)": "long"}
+    import re
+    pre_iters = int(re.search(r"training done: (\d+) iterations", open(log, encoding="utf-8").read()).group(1))
     res = {a: [] for a in arms}
     it = args.ft_iters
     for seed in range(args.seeds):
         for a, init in arms.items():
-            if init == "all" and seed >= args.ceiling_seeds:
+            if init in ("all", "long") and seed >= args.ceiling_seeds:
                 continue
-            run = f"ft_{'all' if init == 'all' else 'pssl' if init else 'scratch'}_{seed}"
+            run = f"ft_{init if init in ('all', 'long') else 'pssl' if init else 'scratch'}_{seed}"
+            n_it = it + pre_iters if init == "long" else it
             if args.quick:
                 run += "_q"
-            rec = last_record(os.path.join(OUT, run), "val", it)
+            rec = last_record(os.path.join(OUT, run), "val", n_it)
             if rec is None:
-                ft = cfg("configs/pssl/camvid_finetune.yml", [f"seed={seed}", f"train.iters={it}", "train.batch_size=8",
-                                                              f"train.eval_interval={it}", f"train_dataset.subset_seed={seed}"])
+                ft = cfg("configs/pssl/camvid_finetune.yml", [f"seed={seed}", f"train.iters={n_it}", "train.batch_size=8",
+                                                              f"train.eval_interval={n_it}", f"train_dataset.subset_seed={seed}"])
                 ft["model"] = stdc(11)
-                ft["pretrained"] = None if init == "all" else init
+                ft["pretrained"] = None if init in ("all", "long") else init
                 if init == "all":
                     ft["train_dataset"]["subset_fraction"] = None
                 ft["loss"] = dict(ft["loss"], coefs=[1.0, 1.0, 1.0])
@@ -136,7 +141,7 @@ def main():
                 t = time.time()
                 train(ft, run)
                 timings[run] = round(time.time() - t, 1)
-                rec = last_record(os.path.join(OUT, run), "val", it)
+                rec = last_record(os.path.join(OUT, run), "val", n_it)
             res[a].append(rec["mIoU"])
             tab = "| init | mIoU per seed | mean ± std |\n|---|---|---|\n" + "\n".join(
                 f"| {k} | {', '.join(f'{v:.4f}' for v in vs)} | {np.mean(vs):.4f}"
