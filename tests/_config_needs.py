@@ -9,6 +9,8 @@ MISSING_DATA = (
     | {"localization/lstm_football_image.yml"}
     | {f"pssl/{m}_pssl{s}.yml" for m in ("deeplabv3_r50", "pspnet_r50", "ocrnet_hrnetw18")
        for s in ("", "_poly")}
+    | {"pssl/stdc2_seg_pssl.yml", "pssl/pp_liteseg_stdc2_pssl.yml",
+       "segmentation/stdc2_seg_voc12aug_pssl.yml", "segmentation/pp_liteseg_stdc2_cityscapes_pssl.yml"}
     | {f"skeleton/{c}.yml" for c in ("agcn2s_fsd10", "agcn2s_fsd10_bone", "agcn2s_fsd10_fusion",
                                      "agcn_fsd10", "stgcn_fsd10", "stgcn_ntu", "stgcn_fsd10_ppzoo",
                                      "agcn_fsd10_ppzoo", "agcn2s_fsd10_ppzoo",

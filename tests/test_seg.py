@@ -185,4 +185,4 @@ def test_paddleseg_style_augmentations():
     assert out.dtype == np.uint8 and out.shape == img.shape and not np.array_equal(out, img)
     assert np.array_equal(out, d({"image": img.copy()}, np.random.default_rng(1))["image"])  # seeded
     with pytest.raises(ConfigError, match="before Normalize"):
-        d({"image": img.astype(np.float32)}, rng)
+        d({"image": img.astype(np.float32) / 127.5 - 1}, rng)  # a normalised image

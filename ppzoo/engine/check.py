@@ -138,9 +138,8 @@ def weights_need(key, source, model=None):
     from ..hub.load import parse_spec
     from ..hub.table import lookup, table_path
     if key.endswith("backbone_pretrained") and source == "imagenet":
-        from ..segmentation.models import BACKBONE_IMAGENET
-        backbone = (model or {}).get("backbone", "ResNet50_vd")
-        source = BACKBONE_IMAGENET.get(backbone, source)
+        from ..segmentation.models import imagenet_weights
+        source = imagenet_weights(model) or source
     if isinstance(source, str) and (source.startswith("pkg://") or _is_text_model(model)):
         from ..nlp.pretrained import resolve_path
         if resolve_path(source) is None:  # a pkg:// or local folder; a WeightsError names what is missing

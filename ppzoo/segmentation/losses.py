@@ -85,3 +85,96 @@ class SegCrossEntropyLoss(nn.Layer):
                 lo = F.interpolate(lo, size=label.shape[1:], mode="bilinear", align_corners=False)
             total = total + co * self.single(lo, label, confidence)
         return total
+
+
+@LOSSES.register()
+class OhemCrossEntropyLoss(nn.Layer):
+    """PaddleSeg's online hard example mining cross-entropy: among the pixels not ignored,
+    keep those whose true-class probability is below ``max(thresh, p_(min_kept))`` (the
+    min_kept-th smallest), when there are more than ``min_kept``; the loss is
+    ``mean(ce * kept) / (mean(kept) + 1e-5)`` over all pixels.  PaddleSeg 2.8's own class
+    adds an int64 mask to float probabilities, which Paddle 3 refuses; this one casts it."""
+
+    def __init__(self, thresh=0.7, min_kept=10000, ignore_index=255):
+        super().__init__()
+        self.thresh, self.min_kept, self.ignore_index = float(thresh), int(min_kept), int(ignore_index)
+
+    def forward(self, logit, label, confidence=None):
+        if isinstance(logit, (list, tuple)):
+            logit = logit[0]
+        n, c, h, w = logit.shape
+        label = label.reshape((-1,)).astype("int64")
+        valid = (label != self.ignore_index).astype("int64")
+        num_valid = int(valid.sum())
+        label = label * valid
+        if self.min_kept < num_valid and num_valid > 0:
+            prob = F.softmax(logit, axis=1).transpose((1, 0, 2, 3)).reshape((c, -1))
+            prob = prob + (1 - valid).astype(prob.dtype)  # ignored pixels above any threshold
+            prob = (prob * F.one_hot(label, c).transpose((1, 0))).sum(axis=0)
+            threshold = self.thresh
+            if self.min_kept > 0:
+                idx = int(prob.argsort()[min(prob.shape[0], self.min_kept) - 1])
+                if float(prob[idx]) > self.thresh:
+                    threshold = float(prob[idx])
+            kept = (prob < threshold).astype("int64")
+            label, valid = label * kept, valid * kept
+        label = (label + (1 - valid) * self.ignore_index).reshape((n, 1, h, w))
+        mask = valid.reshape((n, 1, h, w)).astype("float32")
+        loss = F.softmax_with_cross_entropy(logit, label, ignore_index=self.ignore_index, axis=1) * mask
+        return loss.mean() / (mask.mean() + 1e-5)
+
+
+@LOSSES.register()
+class DetailAggregateLoss(nn.Layer):
+    """PaddleSeg's STDC boundary loss on the 1/8 detail map (its own class, imported when
+    built).  As in PaddleSeg, its 1x1 fuse kernel is a parameter initialised at random and
+    not in the optimizer."""
+
+    def __init__(self, ignore_index=255):
+        super().__init__()
+        from paddleseg.models.losses import DetailAggregateLoss as _D
+        self.inner = _D(ignore_index=ignore_index)
+
+    def forward(self, logits, label, confidence=None):
+        return self.inner(logits, label)
+
+
+#: PaddleSeg loss classes that do not run on Paddle 3 as shipped, replaced by ppzoo's
+_PADDLESEG_FIXED = {"OhemCrossEntropyLoss": OhemCrossEntropyLoss}
+
+
+@LOSSES.register()
+class PaddleSegLosses(nn.Layer):
+    """PaddleSeg's ``loss: {types, coef}``: the i-th logits of the model go to the i-th loss,
+    weighted by ``coef[i]`` (PaddleSeg's loss_computation), with PaddleSeg's own loss
+    classes (OhemCrossEntropyLoss, DetailAggregateLoss, CrossEntropyLoss, ...), so recipes
+    such as STDC-Seg's (three OHEM losses + the detail loss) train as published."""
+
+    _lazy_keys = ("types",)  # PaddleSeg's loss names, not ppzoo registry entries
+
+    def __init__(self, types, coef=None):
+        super().__init__()
+        from paddleseg.models import losses as L
+        built = []
+        for i, t in enumerate(types):
+            t = dict(t)
+            name = t.pop("type", None)
+            if not name or not hasattr(L, name):
+                raise ConfigError(f"loss.types[{i}].type: {name!r} is not a PaddleSeg loss")
+            built.append(_PADDLESEG_FIXED.get(name, getattr(L, name))(**t))
+        self.losses = nn.LayerList(built)
+        self.coef = [1.0] * len(built) if coef is None else [float(c) for c in coef]
+        if len(self.coef) != len(built):
+            raise ConfigError(f"loss.coef: {len(self.coef)} values for {len(built)} losses")
+
+    def forward(self, logits, label, confidence=None):
+        outs = logits if isinstance(logits, (list, tuple)) else [logits]
+        if len(outs) != len(self.losses):
+            raise ConfigError(f"loss.types: {len(self.losses)} losses for the {len(outs)} logits the model returns")
+        if confidence is not None:
+            raise ConfigError("loss: PaddleSegLosses takes no per-pixel confidence (use SegCrossEntropyLoss)")
+        label = label.astype("int64")
+        total = 0.0
+        for c, fn, lo in zip(self.coef, self.losses, outs):
+            total = total + c * fn(lo, label)
+        return total

@@ -114,3 +114,69 @@ class OCRNet(_PaddleSegWrapper):
         from paddleseg.models import OCRNet as _O
         self.net = _O(num_classes, _backbone(backbone, backbone_pretrained), backbone_indices=(0,))
         self.num_classes = num_classes
+
+
+# PaddleSeg's ImageNet STDC backbones: STDCSeg's configs start from STDCNet<n>, PP-LiteSeg's
+# from PP_STDCNet<n> (another training of the same architecture)
+STDC_IMAGENET = {
+    "STDCSeg": {"STDC2": "stdc2_imagenet_paddleseg"},
+    "PPLiteSeg": {"STDC2": "pp_stdc2_imagenet_paddleseg"},
+}
+
+
+def imagenet_weights(model_cfg):
+    """The weights-table name ``backbone_pretrained: imagenet`` of a model config loads
+    (None when there is none): per model for STDC (two trainings of STDC2), else per backbone."""
+    model_cfg = model_cfg or {}
+    mtype = model_cfg.get("type")
+    if mtype in STDC_IMAGENET:
+        return STDC_IMAGENET[mtype].get(model_cfg.get("backbone", "STDC2"))
+    return BACKBONE_IMAGENET.get(model_cfg.get("backbone", "ResNet50_vd"))
+
+
+def _stdc(model, name, pretrained):
+    """PaddleSeg's STDC1/STDC2 backbone; ``pretrained: imagenet`` loads the ImageNet file
+    ``model``'s PaddleSeg configs name (through ppzoo's hub, so it is cached and reported).
+    PaddleSeg's ``relative_lr`` is ppzoo's optimizer ``param_groups`` (configs set 0.1)."""
+    from paddleseg.models import backbones
+    if name not in ("STDC1", "STDC2"):
+        raise ConfigError(f"model.backbone: unknown backbone {name!r} for {model} (STDC1, STDC2)")
+    net = getattr(backbones, name)(pretrained=None)
+    if pretrained:
+        if pretrained == "imagenet" and name not in STDC_IMAGENET[model]:
+            raise ConfigError(f"model.backbone_pretrained: no ImageNet weights of {name} for {model} in the "
+                              f"weights table (known: {', '.join(STDC_IMAGENET[model])}); give a path")
+        from ..hub.load import load_pretrained
+        load_pretrained(net, STDC_IMAGENET[model][name] if pretrained == "imagenet" else pretrained)
+    return net
+
+
+@MODELS.register()
+class STDCSeg(_PaddleSegWrapper):
+    """PaddleSeg's STDC-Seg (STDC2-Seg50 of the PSSL results: STDC2, 512x512 inputs).  In
+    train mode it returns the three segmentation logits (fused, 1/8, 1/16) and, with
+    ``use_boundary_8`` (PaddleSeg's default), the 1/8 detail map for DetailAggregateLoss;
+    the detail heads exist either way, so the parameters are PaddleSeg's."""
+
+    def __init__(self, num_classes, backbone="STDC2", backbone_pretrained=None, use_boundary_8=True):
+        super().__init__()
+        from paddleseg.models import STDCSeg as _S
+        self.net = _S(num_classes, _stdc("STDCSeg", backbone, backbone_pretrained),
+                      use_boundary_8=bool(use_boundary_8))
+        self.num_classes = num_classes
+
+
+@MODELS.register()
+class PPLiteSeg(_PaddleSegWrapper):
+    """PaddleSeg's PP-LiteSeg (PP-LiteSeg-B = STDC2 with PaddleSeg's default head widths;
+    PP-LiteSeg-T = STDC1 with ``arm_out_chs`` [32, 64, 128], ``seg_head_inter_chs`` [32, 64,
+    64]).  Three logits in train mode, the main one in eval mode."""
+
+    def __init__(self, num_classes, backbone="STDC2", backbone_pretrained=None, arm_out_chs=(64, 96, 128),
+                 seg_head_inter_chs=(64, 64, 64), cm_bin_sizes=(1, 2, 4), cm_out_ch=128):
+        super().__init__()
+        from paddleseg.models import PPLiteSeg as _P
+        self.net = _P(num_classes, _stdc("PPLiteSeg", backbone, backbone_pretrained),
+                      arm_out_chs=list(arm_out_chs), seg_head_inter_chs=list(seg_head_inter_chs),
+                      cm_bin_sizes=list(cm_bin_sizes), cm_out_ch=int(cm_out_ch))
+        self.num_classes = num_classes

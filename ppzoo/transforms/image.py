@@ -23,7 +23,36 @@ def _resize_plane(plane, hw, method):
     return out.astype(plane.dtype, copy=False)
 
 
-def _resize(arr, hw, nearest=False):
+def _resize_cv2(arr, hw, nearest):
+    """OpenCV's resize as PaddleSeg calls it (INTER_LINEAR for images, INTER_NEAREST for
+    labels): float images stay float (PaddleSeg reads images as float32), integer labels
+    go through as int32 (cv2 has no int64), a trailing channel of 1 is kept."""
+    import cv2
+    src = arr
+    if np.issubdtype(arr.dtype, np.integer) and arr.dtype not in (np.uint8, np.uint16, np.int16, np.int32):
+        src = arr.astype(np.int32)
+    out = cv2.resize(src, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+    if arr.ndim == 3 and out.ndim == 2:
+        out = out[:, :, None]
+    return out.astype(arr.dtype, copy=False)
+
+
+RESIZE_BACKENDS = ("pil", "cv2")
+
+
+def check_backend(backend, where):
+    if backend not in RESIZE_BACKENDS:
+        from ..core.errors import ConfigError
+        raise ConfigError(f"{where}.backend: {backend!r} is not one of {', '.join(RESIZE_BACKENDS)}")
+    return backend
+
+
+def _resize(arr, hw, nearest=False, backend="pil"):
+    """``backend`` "pil": PIL's BILINEAR / NEAREST (ppzoo's own pipelines); "cv2": OpenCV's
+    INTER_LINEAR / INTER_NEAREST, as PaddleSeg resizes (the two differ: PIL samples pixel
+    centres with an antialiasing filter on downscaling, cv2 does not)."""
+    if backend == "cv2":
+        return _resize_cv2(arr, hw, nearest)
     method = Image.NEAREST if nearest else Image.BILINEAR
     if arr.ndim == 2:
         return _resize_plane(arr, hw, method)
@@ -41,15 +70,20 @@ def _geom(sample, fn_img, fn_mask):
 
 @TRANSFORMS.register()
 class Resize:
-    """Resize to ``size`` (h, w) or an int for a square; masks use nearest neighbour."""
+    """Resize to ``size`` (h, w) or an int for a square; masks use nearest neighbour.
+    ``mask: false`` leaves the mask at its own size: evaluation then scores the prediction,
+    upsampled to the label, against the label as annotated (PaddleSeg's evaluation)."""
 
     deterministic = True  # draws nothing from rng: a dataset cache may keep its output
 
-    def __init__(self, size):
+    def __init__(self, size, backend="pil", mask=True):
         self.size = _pair(size)
+        self.backend = check_backend(backend, "Resize")
+        self.mask = bool(mask)
 
     def __call__(self, sample, rng):
-        return _geom(sample, lambda a: _resize(a, self.size), lambda m: _resize(m, self.size, True))
+        fm = (lambda m: _resize(m, self.size, True, self.backend)) if self.mask else (lambda m: m)
+        return _geom(sample, lambda a: _resize(a, self.size, backend=self.backend), fm)
 
 
 @TRANSFORMS.register()
@@ -149,7 +183,10 @@ class RandomHorizontalFlip:
 
 @TRANSFORMS.register()
 class Normalize:
-    """``(image * scale - mean) / std`` per channel, as float32."""
+    """``(image * scale - mean) / std`` per channel, as float32 (the division by 1/scale is
+    written as PaddleSeg writes it, so 0.5/0.5 gives its values to the last bit).  The
+    default mean/std are ImageNet's; PaddleSeg's default is 0.5/0.5, so configs of models
+    trained there state it."""
 
     def __init__(self, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=1 / 255.0):
         self.mean = np.asarray(mean, dtype=np.float32)
@@ -157,7 +194,7 @@ class Normalize:
         self.scale = float(scale)
 
     def __call__(self, sample, rng):
-        img = sample["image"].astype(np.float32) * self.scale
+        img = sample["image"].astype(np.float32) / np.float32(1.0 / self.scale)
         sample["image"] = (img - self.mean) / self.std
         return sample
 
