@@ -240,8 +240,8 @@ def report(args, runs_path, command):
             "; GatingAdapters from the parts' gating configs (configs/continual/*_gating.yml: adapter bottleneck "
             "32 on CIFAR, 16 on the synthetic set, vector gates, trunk trained on the first task only). "
             "Optimizer: Momentum 0.9, lr 0.05, batch 32 (CIFAR also weight decay 5e-4), a new optimizer per task.\n",
-            "The runs shared the 2 cores with other jobs (the 1-min load average reached about 21 while they "
-            "ran), so wall times are not speeds; CPU s / run is the run's own process CPU time.\n"]
+            "The runs shared the 2 cores with other jobs (the load average above is the one at the start; it "
+            "changed while they ran), so wall times are not speeds; CPU s / run is the run's own process CPU time.\n"]
     for part in PARTS:
         rows = [r for r in runs if r["part"] == part]
         if not rows:
@@ -299,8 +299,14 @@ def main(argv=None):
     runs_path = os.path.join(args.out, "runs.jsonl")
     command = "python benchmarks/continual_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.report:
-        seeds = sorted({r["seed"] for r in load_runs(runs_path)})
-        command = f"nice -n 5 python benchmarks/continual_bench.py --seeds {' '.join(map(str, seeds))}"
+        runs = load_runs(runs_path)
+        seeds = sorted({r["seed"] for r in runs})
+        strats = [s for s in STRATEGIES if any(r["strategy"] == s for r in runs)]
+        argv = list(sys.argv[1:] if argv is None else argv)
+        keep = [a for a in argv if a != "--report"]
+        command = ("nice -n 5 python benchmarks/continual_bench.py " + " ".join(keep)
+                   + f" --seeds {' '.join(map(str, seeds))}"
+                   + ("" if len(strats) == len(STRATEGIES) else f" --strategies {' '.join(strats)}"))
     if not args.report:
         import logging
         logging.disable(logging.INFO)

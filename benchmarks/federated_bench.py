@@ -20,6 +20,7 @@ result page.  Results: docs/benchmarks/federated.md (5 local epochs) and
 docs/benchmarks/federated_small.md (the defaults: 1 local epoch), with their *_alpha*.png.
 """
 import argparse
+import copy
 import datetime
 import json
 import math
@@ -328,14 +329,13 @@ DIGITS = {  # name: (config, strategy overrides, what it is)
 def digits_runs(args):
     """Every variant of DIGITS and the centralized ceiling on configs/federated/digits_*.yml
     as shipped, seeds 0..args.seeds-1 (the seed redraws partition, devices, model, sampling).
-    The runs at FedAvg's compute come first, then the ceiling, then FedHiSyn's several-fold
-    compute, up to --digits-hisyn-rounds rounds (enough to pass FedAvg's client compute; a later
-    call lengthens them with the trainer's exact resume)."""
+    Seed by seed; FedHiSyn's several-fold compute runs up to --digits-hisyn-rounds rounds first
+    (a few pass FedAvg's client compute; a later call lengthens them with the trainer's exact
+    resume)."""
     from ppzoo.core import load_config
-    jobs = [(seed, name, None) for seed in range(args.seeds) for name in ("fedavg", "fedhisyn_1step")]
-    jobs += [(seed, "ceiling", None) for seed in range(args.seeds)]
-    jobs += [(seed, name, args.digits_hisyn_rounds) for name in ("fedhisyn", "fedhisyn_pass_time_keep")
-             for seed in range(args.seeds)]
+    jobs = [(seed, name, args.digits_hisyn_rounds if name.startswith("fedhisyn_p") or name == "fedhisyn" else None)
+            for seed in range(args.seeds)
+            for name in ("fedavg", "fedhisyn", "fedhisyn_pass_time_keep", "ceiling", "fedhisyn_1step")]
     for seed, name, rounds in jobs:
         if name == "ceiling":
             digits_ceiling(seed)
@@ -344,11 +344,21 @@ def digits_runs(args):
         cfg = load_config(os.path.join(ROOT, "configs", "federated", cfg_name))
         cfg["seed"] = seed
         cfg["federated"]["strategy"].update(over)
-        if rounds:
-            cfg["federated"]["rounds"] = int(rounds)
         wd = os.path.join(DIGITS_OUT, name, f"s{seed}")
         c0 = time.process_time()
-        recs, wall = run_one(cfg, wd)
+        if rounds:  # 2 rounds at a time (with --digits-stop-at-compute: until its client compute passes FedAvg's)
+            need = sum(r.get("client_samples", 0) for r in rounds_of(os.path.join(DIGITS_OUT, "fedavg", f"s{seed}")))
+            wall, r = 0.0, 0
+            while True:
+                r = min(int(rounds), r + 2)
+                cfg["federated"]["rounds"] = r
+                recs, w = run_one(copy.deepcopy(cfg), wd)
+                wall += w
+                if r >= int(rounds) or (args.digits_stop_at_compute
+                                        and sum(x.get("client_samples", 0) for x in recs) >= need):
+                    break
+        else:
+            recs, wall = run_one(cfg, wd)
         if wall:
             with open(os.path.join(wd, "cpu_s.txt"), "a") as f:  # one line a call (a lengthened run: several)
                 f.write(f"{time.process_time() - c0:.1f}\n")
@@ -749,7 +759,10 @@ def main():
     p.add_argument("--targets", nargs="+", type=float, default=[0.15, 0.20])
     p.add_argument("--budget-frac", type=float, default=1.0)
     p.add_argument("--digits-hisyn-rounds", type=int, default=30,
-                   help="--part digits: rounds of the FedHiSyn runs (fewer first, lengthened later)")
+                   help="--part digits: the rounds of a FedHiSyn run (a later call with more lengthens it)")
+    p.add_argument("--digits-stop-at-compute", action="store_true",
+                   help="--part digits: stop a FedHiSyn run at the first even round whose client compute passes "
+                        "FedAvg's (the equal-compute comparison only; a later call without it lengthens the runs)")
     p.add_argument("--cost-clients", type=int, default=10)
     p.add_argument("--cost-rounds", type=int, default=2)
     p.add_argument("--cost-repeats", type=int, default=3)
