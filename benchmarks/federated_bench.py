@@ -337,6 +337,8 @@ def digits_runs(args):
             for seed in range(args.seeds)
             for name in ("fedavg", "fedhisyn", "fedhisyn_pass_time_keep", "ceiling", "fedhisyn_1step")]
     for seed, name, rounds in jobs:
+        if args.digits_variants and name not in args.digits_variants:
+            continue
         if name == "ceiling":
             digits_ceiling(seed)
             continue
@@ -760,6 +762,8 @@ def main():
     p.add_argument("--budget-frac", type=float, default=1.0)
     p.add_argument("--digits-hisyn-rounds", type=int, default=30,
                    help="--part digits: the rounds of a FedHiSyn run (a later call with more lengthens it)")
+    p.add_argument("--digits-variants", nargs="+", choices=list(DIGITS) + ["ceiling"], default=None,
+                   help="--part digits: only these runs (default: all)")
     p.add_argument("--digits-stop-at-compute", action="store_true",
                    help="--part digits: stop a FedHiSyn run at the first even round whose client compute passes "
                         "FedAvg's (the equal-compute comparison only; a later call without it lengthens the runs)")
