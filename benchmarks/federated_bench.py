@@ -322,7 +322,7 @@ DIGITS = {  # name: (config, strategy overrides, what it is)
     "fedhisyn_pass_time_keep": ("digits_fedhisyn.yml", {"measure": "pass_time", "singleton": "keep"},
                                 "FedHiSyn, the earlier defaults (measure: pass_time, singleton: keep)"),
     "fedhisyn_1step": ("digits_fedhisyn.yml", {"max_steps": 1},
-                       "FedHiSyn, one ring step a round (each selected device one local pass: FedAvg's client compute)"),
+                       "FedHiSyn, one ring step a round (no model is handed on: FedAvg's rounds exactly, a check)"),
 }
 
 
