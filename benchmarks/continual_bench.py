@@ -270,7 +270,8 @@ def report(args, runs_path, command):
                         + ", ".join(f"{v:.3f}" for v in ref) + "\n")
         tests = [_paired(runs, part, a, b, k) for a, b, k in
                  [("GatingAdapters", "Naive", "rep_forgetting"), ("GatingAdapters", "Naive", "avg_probe"),
-                  ("Naive", "Joint", "avg_probe"), ("Naive", "Naive", "avg_probe")][:3]]
+                  ("Naive", "Joint", "avg_probe"), ("Replay", "Naive", "final_acc"), ("Replay", "Naive", "avg_probe"),
+                  ("Replay", "ReplayReservoirSum", "final_acc")]]
         tests = [t for t in tests if t]
         if tests:
             body.append("Paired comparisons (same seeds):\n\n" + "\n".join(f"- {t}" for t in tests) + "\n")
