@@ -273,6 +273,15 @@ def report(args, runs_path, command):
                   ("Naive", "Joint", "avg_probe"), ("Replay", "Naive", "final_acc"), ("Replay", "Naive", "avg_probe"),
                   ("Replay", "ReplayReservoirSum", "final_acc")]]
         tests = [t for t in tests if t]
+        for strat in ("Naive", "Joint"):  # does training move the probe above the untrained encoder's?
+            g = [r["summary"].get("probe_gain") for r in rows if r["strategy"] == strat]
+            g = [x for x in g if x is not None]
+            if len(g) >= 2:
+                from scipy.stats import ttest_1samp
+                tests.append(f"{strat}, probe gain over the floor (mean_j R[j, j] - R_init[j]): {np.mean(g):+.3f} "
+                             f"over {len(g)} seeds (one-sample t-test against 0: p = {ttest_1samp(g, 0).pvalue:.3g})")
+            elif len(g) == 1:
+                tests.append(f"{strat}, probe gain over the floor (mean_j R[j, j] - R_init[j]): {g[0]:+.3f} (one seed)")
         if tests:
             body.append("Paired comparisons (same seeds):\n\n" + "\n".join(f"- {t}" for t in tests) + "\n")
         png = (f"continual_{part}_matrices.png" if args.page == "continual_results"
