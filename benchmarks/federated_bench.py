@@ -427,7 +427,9 @@ def digits_report(args):
             "Equal client compute: the latest evaluation of a FedHiSyn run while its cumulative `client_samples` "
             "(samples the clients' local passes processed, every ring step counted) is at most FedAvg's total "
             "for 30 rounds of the same seed. `x FedAvg compute`: the run's total client samples over FedAvg's. "
-            "`max passes`: the most ring steps any category made in one round.\n",
+            "`max passes`: the most ring steps any category made in one round. `CPU s`: process CPU time of the calls "
+            "that trained the run (a run stopped by a signal and resumed counts only the calls that finished; "
+            "the machine was shared, so a lower bound of its cost, not a speed).\n",
             "`seeds`: runs with all 30 rounds (runs in all; a shorter FedHiSyn run counts at equal compute only).\n",
             "| run | seeds | final top1 | top1 at equal time | top1 at equal client compute (round) | "
             "x FedAvg compute | max passes | sim s | CPU s |",
