@@ -511,7 +511,8 @@ class FedHiSyn(ServerStrategy):
         self.measure, self.singleton = measure, singleton
 
     def categories(self, times):
-        """Category of each device (0 = fastest) from its measured time per local pass."""
+        """Category of each device (0 = fastest) from its measure (seconds per sample or per
+        local pass; smaller is faster)."""
         t = np.asarray(times, dtype=np.float64)
         k = min(self.num_categories, len(t))
         order = np.argsort(t, kind="stable")
