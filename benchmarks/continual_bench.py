@@ -26,7 +26,9 @@ STRATEGIES = {
     "Naive": {"type": "Naive"},
     "Joint": {"type": "Joint"},
     "FrozenEncoder": {"type": "FrozenEncoder"},
-    "Replay": {"type": "Replay", "capacity": 200, "batch_size": 16},
+    "Replay": {"type": "Replay", "capacity": 200, "batch_size": 16},  # task-balanced buffer, combined-batch mean
+    "ReplayReservoirSum": {"type": "Replay", "capacity": 200, "batch_size": 16, "buffer": "reservoir",
+                           "combine": "sum"},  # the earlier form: one reservoir, current + replay loss
     "EWC": {"type": "EWC", "lam": 20.0, "fisher_samples": 100, "normalize": "max"},
     "LwF": {"type": "LwF", "lam": 1.0, "temperature": 2.0, "t_squared": False, "reduction": "sum"},
     "GatingAdapters": None,  # the part's gating config
@@ -54,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--report", action="store_true", help="only rewrite the pages from runs.jsonl")
     p.add_argument("--docs", default=os.path.join(ROOT, "docs", "benchmarks"),
                    help="folder the page and figures are written to")
+    p.add_argument("--page", default="continual_results",
+                   help="the page's name (docs/<page>.md); figures other than the default page's get it as prefix")
     return p.parse_args(argv)
 
 
@@ -207,7 +211,11 @@ def report(args, runs_path, command):
             M = np.asarray(M, float)
             r["summary"].setdefault(key, float(np.mean([M[-1, j] - M[j, j] for j in range(len(M) - 1)])))
     plot_samples(os.path.join(docs, "continual_samples.png"))
-    keys = [("final_acc", "final acc"), ("avg_probe", "avg probe"), ("rep_forgetting", "rep. forgetting"),
+    for r in runs:  # how far training on a task moves its probe from the untrained encoder's
+        if r.get("r_init") is not None and r["summary"].get("probe_gain") is None:
+            r["summary"]["probe_gain"] = float(np.mean([r["R"][j][j] - r["r_init"][j] for j in range(len(r["R"]))]))
+    keys = [("final_acc", "final acc"), ("avg_probe", "avg probe"), ("probe_gain", "probe gain"),
+            ("rep_forgetting", "rep. forgetting"),
             ("acc_forgetting", "acc. forgetting"), ("rep_backward_transfer", "rep. BWT"),
             ("acc_backward_transfer", "acc. BWT"), ("forward_transfer", "fwd transfer (probe)"),
             ("final_probe_all", "all-class probe")]
@@ -223,13 +231,17 @@ def report(args, runs_path, command):
             "not the after-learning form R[j, j] - R[T-1, j] of Avalanche, which is minus the BWT); backward "
             "transfer (BWT) = mean over j < T-1 of R[T-1, j] - R[j, j] (same for A); forward transfer = mean over "
             "j >= 1 of R[j-1, j] - R_init[j] (the untrained encoder's probe); all-class probe = one probe over "
-            "all classes after the last task (class splits only).\n",
+            "all classes after the last task (class splits only); probe gain = mean_j R[j, j] - R_init[j], how far "
+            "training on a task moves its own probe from the untrained encoder's. The floor row is the untrained "
+            "encoder's probe (R_init: avg probe = mean_j R_init[j], all-class probe = its all-class probe), the same "
+            "for every strategy but GatingAdapters (whose adapters change the probed representation): forgetting "
+            "is only worth reading where the trained rows stand clearly above it.\n",
             "Strategy settings: " + "; ".join(f"{k} {json.dumps(v)}" for k, v in STRATEGIES.items() if v) +
             "; GatingAdapters from the parts' gating configs (configs/continual/*_gating.yml: adapter bottleneck "
             "32 on CIFAR, 16 on the synthetic set, vector gates, trunk trained on the first task only). "
             "Optimizer: Momentum 0.9, lr 0.05, batch 32 (CIFAR also weight decay 5e-4), a new optimizer per task.\n",
-            "The runs shared the 2 cores with other jobs (1-min load average between about 1 and 21 while they "
-            "ran), so wall times are not speeds; CPU s / run is the run's own process CPU time.\n"]
+            "The runs shared the 2 cores with other jobs (the load average above is the one at the start; it "
+            "changed while they ran), so wall times are not speeds; CPU s / run is the run's own process CPU time.\n"]
     for part in PARTS:
         rows = [r for r in runs if r["part"] == part]
         if not rows:
@@ -237,6 +249,15 @@ def report(args, runs_path, command):
         body.append(f"## {TITLES[part]}\n")
         body.append("| strategy | seeds | " + " | ".join(k[1] for k in keys) + " | CPU s / run |")
         body.append("|---|---|" + "---|" * (len(keys) + 1))
+        floor = {}  # seed -> (mean_j r_init[j], r_init_all) of a run without adapters (same model and subset)
+        for r in rows:
+            if r["strategy"] != "GatingAdapters" and r.get("r_init") is not None:
+                floor.setdefault(r["seed"], (float(np.mean(r["r_init"])), r.get("r_init_all")))
+        if floor:
+            cells = {"avg_probe": _ms([v[0] for v in floor.values()]),
+                     "final_probe_all": _ms([v[1] for v in floor.values()])}
+            body.append(f"| untrained encoder (floor) | {len(floor)} | "
+                        + " | ".join(cells.get(k, "-") for k, _ in keys) + " | - |")
         for s in STRATEGIES:
             rs = [r for r in rows if r["strategy"] == s]
             if rs:
@@ -249,24 +270,36 @@ def report(args, runs_path, command):
                         + ", ".join(f"{v:.3f}" for v in ref) + "\n")
         tests = [_paired(runs, part, a, b, k) for a, b, k in
                  [("GatingAdapters", "Naive", "rep_forgetting"), ("GatingAdapters", "Naive", "avg_probe"),
-                  ("Naive", "Joint", "avg_probe"), ("Naive", "Naive", "avg_probe")][:3]]
+                  ("Naive", "Joint", "avg_probe"), ("Replay", "Naive", "final_acc"), ("Replay", "Naive", "avg_probe"),
+                  ("Replay", "ReplayReservoirSum", "final_acc")]]
         tests = [t for t in tests if t]
+        for strat in ("Naive", "Joint"):  # does training move the probe above the untrained encoder's?
+            g = [r["summary"].get("probe_gain") for r in rows if r["strategy"] == strat]
+            g = [x for x in g if x is not None]
+            if len(g) >= 2:
+                from scipy.stats import ttest_1samp
+                tests.append(f"{strat}, probe gain over the floor (mean_j R[j, j] - R_init[j]): {np.mean(g):+.3f} "
+                             f"over {len(g)} seeds (one-sample t-test against 0: p = {ttest_1samp(g, 0).pvalue:.3g})")
+            elif len(g) == 1:
+                tests.append(f"{strat}, probe gain over the floor (mean_j R[j, j] - R_init[j]): {g[0]:+.3f} (one seed)")
         if tests:
             body.append("Paired comparisons (same seeds):\n\n" + "\n".join(f"- {t}" for t in tests) + "\n")
-        png = f"continual_{part}_matrices.png"
+        png = (f"continual_{part}_matrices.png" if args.page == "continual_results"
+               else f"{args.page}_{part}_matrices.png")
         plot_matrices(runs, part, os.path.join(docs, png))
         body.append(f"![{part} matrices]({png})\n")
         if part == "synthetic":
-            plot_factors(runs, os.path.join(docs, "continual_synthetic_factors.png"))
+            fpng = "continual_synthetic_factors.png" if args.page == "continual_results" else f"{args.page}_factors.png"
+            plot_factors(runs, os.path.join(docs, fpng))
             body.append("Probe accuracy of each factor over the task sequence (the dotted line marks the task "
-                        "that labels by that factor):\n\n![per-factor probes](continual_synthetic_factors.png)\n")
+                        f"that labels by that factor):\n\n![per-factor probes]({fpng})\n")
     if failed:
         body.append("Runs that failed (not in the means above):\n\n" + "\n".join(
             f"- {r['part']} {r['strategy']} seed {r['seed']}: {r['error']}" for r in failed) + "\n")
     body.append("Sample images of the synthetic set:\n\n![samples](continual_samples.png)\n")
     body.append(f"Total CPU time of the runs: {sum(r['cpu_s'] for r in runs) / 60:.1f} min "
                 f"({len(runs)} runs; wall {sum(r['wall_s'] for r in runs) / 60:.1f} min on the shared machine).")
-    write_page(os.path.join(docs, "continual_results.md"), "Continual representation learning benchmark", command,
+    write_page(os.path.join(docs, f"{args.page}.md"), "Continual representation learning benchmark", command,
                "\n".join(body))
 
 
@@ -276,8 +309,14 @@ def main(argv=None):
     runs_path = os.path.join(args.out, "runs.jsonl")
     command = "python benchmarks/continual_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.report:
-        seeds = sorted({r["seed"] for r in load_runs(runs_path)})
-        command = f"nice -n 5 python benchmarks/continual_bench.py --seeds {' '.join(map(str, seeds))}"
+        runs = load_runs(runs_path)
+        seeds = sorted({r["seed"] for r in runs})
+        strats = [s for s in STRATEGIES if any(r["strategy"] == s for r in runs)]
+        argv = list(sys.argv[1:] if argv is None else argv)
+        keep = [a for a in argv if a != "--report"]
+        command = ("nice -n 5 python benchmarks/continual_bench.py " + " ".join(keep)
+                   + f" --seeds {' '.join(map(str, seeds))}"
+                   + ("" if len(strats) == len(STRATEGIES) else f" --strategies {' '.join(strats)}"))
     if not args.report:
         import logging
         logging.disable(logging.INFO)

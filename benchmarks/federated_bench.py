@@ -4,6 +4,10 @@ devices, 3 seeds; plus the simulator's cost against centralized training.
     python benchmarks/federated_bench.py                       # the whole benchmark (the page's settings), resumable
     python benchmarks/federated_bench.py --part cost           # only the cost comparison
     python benchmarks/federated_bench.py --report              # tables and plots from finished runs
+    python benchmarks/federated_bench.py --part ceiling --rounds 30 --local-epochs 5 \
+        --out output/federated_bench_e5 --page federated       # the centralized ceiling section
+    python benchmarks/federated_bench.py --part digits --seeds 3   # FedHiSyn on digits: equal time
+                                                               # and equal client compute, ceiling
     python benchmarks/federated_bench.py --part accuracy --local-epochs 5 --rounds 30 \
         --fedhisyn-max-steps 2 --out output/federated_bench_e5  # the rerun (docs/benchmarks/federated.md)
 
@@ -16,6 +20,8 @@ result page.  Results: docs/benchmarks/federated.md (5 local epochs) and
 docs/benchmarks/federated_small.md (the defaults: 1 local epoch), with their *_alpha*.png.
 """
 import argparse
+import copy
+import datetime
 import json
 import math
 import os
@@ -205,6 +211,292 @@ def cost_comparison(args, lists):
     return results
 
 
+# ---------------------------------------------------------------------------- ceiling
+def ceiling_epochs(args):
+    """FedAvg's expected sample-epochs over the union of the clients' data: rounds x the
+    fraction of clients a round x local epochs (every client's data once per local epoch)."""
+    return args.rounds * args.per_round / args.clients * args.local_epochs
+
+
+def centralized_run(cfg, work_dir, epochs, n_train):
+    """The engine's Trainer on ``cfg``'s whole training set with the clients' optimizer and
+    batch size for ``epochs`` x ``n_train`` samples; returns the test metrics at the end."""
+    import shutil
+    from ppzoo.engine.trainer import Trainer
+    fed = cfg.pop("federated")
+    cfg.pop("trainer", None)
+    local = fed["local"]
+    bs = int(local.get("batch_size", 32))
+    cfg["optimizer"] = dict(local["optimizer"])
+    iters = int(round(epochs * n_train / bs))
+    cfg["train"] = {"iters": iters, "batch_size": bs, "log_interval": 10 ** 6,
+                    "checkpoint_interval": 10 ** 6, "eval_interval": 10 ** 6}
+    shutil.rmtree(work_dir, ignore_errors=True)
+    tr = Trainer(cfg, work_dir=work_dir)
+    tr.train()
+    res = {k: float(v) for k, v in tr.evaluate().items()}
+    res.update(iters=iters, batch_size=bs, epochs=epochs, n_train=n_train,
+               lr=float(local["optimizer"]["learning_rate"]))
+    return res
+
+
+def ceiling_runs(args, lists):
+    """The centralized ceiling: the benchmark's 3000 images, model, client SGD and batch size,
+    trained as one data set for FedAvg's expected sample-epochs, one run a seed."""
+    epochs = ceiling_epochs(args)
+    out = []
+    for seed in range(args.seeds):
+        path = os.path.join(OUT, "ceiling", f"e{epochs:g}_s{seed}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                out.append(json.load(f))
+            continue
+        cfg = bench_config("fedavg", 0.5, seed, args, lists)
+        c0 = time.process_time()
+        res = centralized_run(cfg, os.path.join(OUT, "ceiling", f"e{epochs:g}_s{seed}"), epochs,
+                              10 * args.train_per_class)
+        res.update(seed=seed, cpu_s=time.process_time() - c0)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(res, f)
+        print(f"ceiling seed {seed}: {res}", flush=True)
+        out.append(res)
+    return out
+
+
+CEILING = "## Centralized ceiling"
+
+
+def ceiling_section(args):
+    """The ceiling's markdown (None before its runs exist)."""
+    epochs = ceiling_epochs(args)
+    runs = []
+    for seed in range(args.seeds):
+        path = os.path.join(OUT, "ceiling", f"e{epochs:g}_s{seed}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                runs.append(json.load(f))
+    if not runs:
+        return None
+    top = [r["top1"] for r in runs]
+    r0 = runs[0]
+    return "\n".join([
+        f"\n{CEILING}\n",
+        f"The same {r0['n_train']} training and 500 test images, model, client optimizer (SGD, lr "
+        f"{r0['lr']:g}) and batch size ({r0['batch_size']}), trained centrally by the engine's "
+        f"`Trainer` for FedAvg's expected sample-epochs: {args.rounds} rounds x {args.per_round}/"
+        f"{args.clients} clients x {args.local_epochs} local epoch(s) = {epochs:g} epochs "
+        f"({r0['iters']} steps); one run a seed (the seed changes the initial model and the batch "
+        f"order). `python benchmarks/federated_bench.py --part ceiling` with this page's scale "
+        f"flags, run on {datetime.date.today().isoformat()} (the federated rows above and below were "
+        f"run earlier; the ceiling's runs are cheap enough to add alone).\n",
+        "| run | seeds | final top1 | per seed | CPU s / run |",
+        "|---|---|---|---|---|",
+        f"| centralized ceiling | {len(runs)} | {np.mean(top):.3f} ± {_sd(top):.3f} | "
+        + ", ".join(f"{x:.3f}" for x in top) + f" | {np.mean([r['cpu_s'] for r in runs]):.0f} |",
+        "\nEvery federated row on this page is to be read against this row: it is what the same "
+        "model and optimizer reach on the same images with the same number of sample-passes "
+        "when the data are not split.\n"])
+
+
+def put_section(page, title, text, before):
+    """Write ``text`` (a section starting with ``title``) into ``page``: in place of the
+    section already there, else before the first line starting with ``before``."""
+    with open(page, encoding="utf-8") as f:
+        old = f.read()
+    if title in old:
+        i = old.index(title)
+        j = old.find("\n## ", i + len(title))
+        old = old[:i].rstrip("\n") + "\n" + (old[j:] if j >= 0 else "")
+    k = old.index(before) if before in old else len(old)
+    new = old[:k].rstrip("\n") + "\n" + text.strip("\n") + "\n\n" + old[k:]
+    with open(page, "w", encoding="utf-8") as f:
+        f.write(new.rstrip("\n") + "\n")
+
+
+# ---------------------------------------------------------------------------- digits
+DIGITS_OUT = os.path.join(ROOT, "output", "federated_digits")
+DIGITS = {  # name: (config, strategy overrides, what it is)
+    "fedavg": ("digits_fedavg.yml", {}, "FedAvg as shipped"),
+    "fedhisyn": ("digits_fedhisyn.yml", {}, "FedHiSyn as shipped (measure: speed, singleton: merge)"),
+    "fedhisyn_pass_time_keep": ("digits_fedhisyn.yml", {"measure": "pass_time", "singleton": "keep"},
+                                "FedHiSyn, the earlier defaults (measure: pass_time, singleton: keep)"),
+    "fedhisyn_1step": ("digits_fedhisyn.yml", {"max_steps": 1},
+                       "FedHiSyn, one ring step a round (no model is handed on: FedAvg's rounds exactly, a check)"),
+}
+
+
+def digits_runs(args):
+    """Every variant of DIGITS and the centralized ceiling on configs/federated/digits_*.yml
+    as shipped, seeds 0..args.seeds-1 (the seed redraws partition, devices, model, sampling).
+    Seed by seed; FedHiSyn's several-fold compute runs up to --digits-hisyn-rounds rounds first
+    (a few pass FedAvg's client compute; a later call lengthens them with the trainer's exact
+    resume)."""
+    from ppzoo.core import load_config
+    jobs = [(seed, name, args.digits_hisyn_rounds if name.startswith("fedhisyn_p") or name == "fedhisyn" else None)
+            for seed in range(args.seeds)
+            for name in ("fedavg", "fedhisyn", "fedhisyn_pass_time_keep", "ceiling", "fedhisyn_1step")]
+    for seed, name, rounds in jobs:
+        if args.digits_variants and name not in args.digits_variants:
+            continue
+        if name == "ceiling":
+            digits_ceiling(seed)
+            continue
+        cfg_name, over, _ = DIGITS[name]
+        cfg = load_config(os.path.join(ROOT, "configs", "federated", cfg_name))
+        cfg["seed"] = seed
+        cfg["federated"]["strategy"].update(over)
+        wd = os.path.join(DIGITS_OUT, name, f"s{seed}")
+        c0 = time.process_time()
+        if rounds:  # 2 rounds at a time (with --digits-stop-at-compute: until its client compute passes FedAvg's)
+            need = sum(r.get("client_samples", 0) for r in rounds_of(os.path.join(DIGITS_OUT, "fedavg", f"s{seed}")))
+            wall, r = 0.0, 0
+            while True:
+                r = min(int(rounds), r + 2)
+                cfg["federated"]["rounds"] = r
+                recs, w = run_one(copy.deepcopy(cfg), wd)
+                wall += w
+                if r >= int(rounds) or (args.digits_stop_at_compute
+                                        and sum(x.get("client_samples", 0) for x in recs) >= need):
+                    break
+        else:
+            recs, wall = run_one(cfg, wd)
+        if wall:
+            with open(os.path.join(wd, "cpu_s.txt"), "a") as f:  # one line a call (a lengthened run: several)
+                f.write(f"{time.process_time() - c0:.1f}\n")
+        print(f"{time.strftime('%H:%M:%S')} digits {name} seed {seed}: top1 {recs[-1].get('top1'):.4f} "
+              f"sim {recs[-1]['sim_time_s']:.0f}s wall {wall:.0f}s", flush=True)
+
+
+def digits_ceiling(seed):
+    """The same training digits, model, SGD and batch size, centrally, for FedAvg's expected
+    sample-epochs (rounds x clients_per_round / num_clients x local epochs)."""
+    from ppzoo.core import load_config
+    from ppzoo.core.builder import DATASETS
+    path = os.path.join(DIGITS_OUT, "ceiling", f"s{seed}.json")
+    if os.path.isfile(path):
+        return
+    cfg = load_config(os.path.join(ROOT, "configs", "federated", "digits_fedavg.yml"))
+    cfg["seed"] = seed
+    fed = cfg["federated"]
+    epochs = fed["rounds"] * fed["clients_per_round"] / fed["num_clients"] * fed["local"]["epochs"]
+    n = len(DATASETS.build(dict(cfg["train_dataset"]), key_path="train_dataset"))
+    c0 = time.process_time()
+    res = centralized_run(cfg, os.path.join(DIGITS_OUT, "ceiling", f"s{seed}"), epochs, n)
+    res.update(seed=seed, cpu_s=time.process_time() - c0)
+    with open(path, "w") as f:
+        json.dump(res, f)
+    print(f"digits ceiling seed {seed}: {res}", flush=True)
+
+
+def _latest(recs, key, limit):
+    """The latest evaluated top1 among the rounds whose cumulative ``key`` is <= limit."""
+    acc, tot = None, 0.0
+    for r in recs:
+        tot = r["sim_time_s"] if key == "sim_time_s" else tot + r.get(key, 0)
+        if tot > limit + 1e-9:
+            break
+        if r.get("top1") is not None:
+            acc = r["top1"]
+    return acc
+
+
+def digits_report(args):
+    from scipy.stats import ttest_rel
+    runs = {}
+    for name in DIGITS:
+        for seed in range(args.seeds):
+            recs = rounds_of(os.path.join(DIGITS_OUT, name, f"s{seed}"))
+            if recs and (recs[-1]["round"] >= 30 or name.startswith("fedhisyn")):
+                runs[(name, seed)] = recs  # a shorter FedHiSyn run counts at equal compute only
+    seeds = [k for k in range(args.seeds) if ("fedavg", k) in runs]
+    if not seeds:
+        return
+    ceil = []
+    for k in range(args.seeds):
+        path = os.path.join(DIGITS_OUT, "ceiling", f"s{k}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                ceil.append(json.load(f))
+    ms = lambda v: f"{np.mean(v):.3f} ± {_sd(v):.3f}" if len(v) > 1 else f"{np.mean(v):.3f}"  # noqa: E731
+    body = ["configs/federated/digits_*.yml as shipped (20 clients, Dirichlet 0.5, 10 a round, 30 rounds, "
+            "one local epoch, batch 16, SGD 0.05; device classes 400/100/25 samples/s), seeds "
+            + ", ".join(map(str, seeds)) + " (the seed redraws the partition, the devices, the initial model "
+            "and the client sampling). top1 on the 359 validation digits; mean ± sample sd over the seeds.\n",
+            "Equal simulated time: the latest evaluation at FedAvg's total simulated time of the same seed. "
+            "Equal client compute: the latest evaluation of a FedHiSyn run while its cumulative `client_samples` "
+            "(samples the clients' local passes processed, every ring step counted) is at most FedAvg's total "
+            "for 30 rounds of the same seed. `x FedAvg compute`: the run's total client samples over FedAvg's. "
+            "`max passes`: the most ring steps any category made in one round. `CPU s`: process CPU time of the calls "
+            "that trained the run (a run stopped by a signal and resumed counts only the calls that finished; "
+            "the machine was shared, so a lower bound of its cost, not a speed).\n",
+            "`seeds`: runs with all 30 rounds (runs in all; a shorter FedHiSyn run counts at equal compute only).\n",
+            "| run | seeds | final top1 | top1 at equal time | top1 at equal client compute (round) | "
+            "x FedAvg compute | max passes | sim s | CPU s |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    eq_t, eq_c = {}, {}
+    cell = lambda v: ms(v) if v else "-"  # noqa: E731
+    for name, (_, _, what) in DIGITS.items():
+        ks = [k for k in seeds if (name, k) in runs]
+        if not ks:
+            continue
+        full = [k for k in ks if runs[(name, k)][-1]["round"] >= 30]
+        eq_t[name], eq_c[name] = {}, {}
+        fin, ratio, passes, sim, rnds, cpu = [], [], [], [], [], []
+        for k in ks:
+            recs, base = runs[(name, k)], runs[("fedavg", k)]
+            C = sum(r.get("client_samples", 0) for r in base)
+            cum = np.cumsum([r.get("client_samples", 0) for r in recs])
+            if cum[-1] >= C:  # the run got as far as FedAvg's compute
+                eq_c[name][k] = _latest(recs, "client_samples", C)
+                rnds.append(int(np.searchsorted(cum, C, side="right")))
+            passes.append(max(max(map(int, r.get("ring_steps", {"0": 1}).values())) for r in recs))
+            if k in full:
+                fin.append(recs[-1]["top1"])
+                eq_t[name][k] = _latest(recs, "sim_time_s", base[-1]["sim_time_s"])
+                ratio.append(cum[-1] / C)
+                sim.append(recs[-1]["sim_time_s"])
+                cp = os.path.join(DIGITS_OUT, name, f"s{k}", "cpu_s.txt")
+                if os.path.isfile(cp):
+                    cpu.append(sum(float(x) for x in open(cp).read().split()))
+        ec = [v for v in eq_c[name].values() if v is not None]
+        body.append(f"| {what} | {len(full)} ({len(ks)}) | {cell(fin)} | {cell(list(eq_t[name].values()))} | "
+                    + (f"{ms(ec)} ({np.mean(rnds):.1f})" if ec else "-")
+                    + f" | {np.mean(ratio):.1f} | {max(passes)} | "
+                    + (f"{np.mean(sim):.0f}" if sim else "-") + " | " + (f"{np.mean(cpu):.0f}" if cpu else "-") + " |"
+                    if ratio else
+                    f"| {what} | 0 ({len(ks)}) | - | - | " + (f"{ms(ec)} ({np.mean(rnds):.1f})" if ec else "-")
+                    + f" | - | {max(passes)} | - | - |")
+    if ceil:
+        top = [c["top1"] for c in ceil]
+        body.append(f"| centralized ceiling: the same training digits, model, SGD 0.05 and batch 16 for FedAvg's "
+                    f"expected sample-epochs ({ceil[0]['epochs']:g} epochs, {ceil[0]['iters']} steps) | {len(ceil)} | "
+                    f"{ms(top)} | - | - | 1.0 | - | - | {np.mean([c['cpu_s'] for c in ceil]):.0f} |")
+    body.append("\nPaired over the seeds (difference = FedHiSyn variant minus FedAvg; paired t-test):\n")
+    body.append("| comparison | at equal time: mean diff | p | at equal client compute: mean diff | p | n (time / compute) |")
+    body.append("|---|---|---|---|---|---|")
+    for name in DIGITS:
+        if name == "fedavg" or name not in eq_t:
+            continue
+        ks = [k for k in eq_t[name] if k in eq_t["fedavg"]]
+        dt = [eq_t[name][k] - eq_t["fedavg"][k] for k in ks]
+        kc = [k for k in eq_c[name] if eq_c[name][k] is not None and k in eq_t["fedavg"]]
+        dc = [eq_c[name][k] - runs[("fedavg", k)][-1]["top1"] for k in kc]
+        pt = ttest_rel([eq_t[name][k] for k in ks], [eq_t["fedavg"][k] for k in ks]).pvalue if len(ks) > 1 else float("nan")
+        pc = ttest_rel([eq_c[name][k] for k in kc], [runs[("fedavg", k)][-1]["top1"] for k in kc]).pvalue \
+            if len(kc) > 1 else float("nan")
+        body.append(f"| {name} - fedavg | " + (f"{np.mean(dt):+.3f} | {pt:.3g}" if dt else "- | -") + " | "
+                    + (f"{np.mean(dc):+.3f} | {pc:.3g}" if dc else "- | -") + f" | {len(ks)} / {len(kc)} |")
+    page = os.path.join(DOCS, "federated_digits.md")
+    if os.path.isfile(page):
+        with open(page, encoding="utf-8") as f:
+            old = f.read()
+        if READING in old:
+            body.append("\n" + old[old.index(READING):].rstrip())
+    write_page(page, "Federated digits: FedHiSyn at equal time and at equal client compute",
+               f"python benchmarks/federated_bench.py --part digits --seeds {args.seeds}", "\n".join(body))
+
+
 # ---------------------------------------------------------------------------- report
 def load_all(args):
     data = {}
@@ -278,6 +570,9 @@ def report(args):
     data = load_all(args)
     lr_note = "" if args.lr is None else f" at learning rate {args.lr:g}"
     body = [SCALE.format(**vars(args), fedat_rounds=args.rounds * 3, lr_note=lr_note)]
+    ceiling = ceiling_section(args)
+    if ceiling:
+        body.append(ceiling)
     names = {s: s for s in STRATEGIES}
     seeds = list(range(args.seeds))
     for alpha in args.alphas:
@@ -449,7 +744,7 @@ round, the weight copy in and out, a fresh optimizer and the per-client batch li
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=["all", "accuracy", "cost"], default="all")
+    p.add_argument("--part", choices=["all", "accuracy", "cost", "ceiling", "digits"], default="all")
     p.add_argument("--report", action="store_true", help="only write the page from finished runs")
     p.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
     p.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.5])
@@ -467,6 +762,13 @@ def main():
     p.add_argument("--fedhisyn-max-steps", type=int, default=3)
     p.add_argument("--targets", nargs="+", type=float, default=[0.15, 0.20])
     p.add_argument("--budget-frac", type=float, default=1.0)
+    p.add_argument("--digits-hisyn-rounds", type=int, default=30,
+                   help="--part digits: the rounds of a FedHiSyn run (a later call with more lengthens it)")
+    p.add_argument("--digits-variants", nargs="+", choices=list(DIGITS) + ["ceiling"], default=None,
+                   help="--part digits: only these runs (default: all)")
+    p.add_argument("--digits-stop-at-compute", action="store_true",
+                   help="--part digits: stop a FedHiSyn run at the first even round whose client compute passes "
+                        "FedAvg's (the equal-compute comparison only; a later call without it lengthens the runs)")
     p.add_argument("--cost-clients", type=int, default=10)
     p.add_argument("--cost-rounds", type=int, default=2)
     p.add_argument("--cost-repeats", type=int, default=3)
@@ -484,13 +786,24 @@ def main():
     if args.out:
         OUT = os.path.abspath(args.out)
     os.makedirs(OUT, exist_ok=True)
+    if args.part == "digits":
+        import ppzoo  # noqa: F401  (registries)
+        if not args.report:
+            digits_runs(args)
+        digits_report(args)
+        return
     if not args.report:
         import ppzoo  # noqa: F401  (registries)
         lists = subset_lists(args)
         if args.part in ("all", "cost"):
             cost_comparison(args, lists)
+        if args.part in ("all", "ceiling"):
+            ceiling_runs(args, lists)
         if args.part in ("all", "accuracy"):
             accuracy_runs(args, lists)
+    if args.part == "ceiling":  # the other sections' runs may not be here: only the ceiling is written
+        put_section(os.path.join(DOCS, f"{args.page}.md"), CEILING, ceiling_section(args), "## Dirichlet")
+        return
     report(args)
 
 

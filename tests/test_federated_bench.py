@@ -47,3 +47,32 @@ def test_scale_options_reach_configs_and_folders():
     assert out["cost"] == os.path.join(ROOT, "output", "federated_bench")  # cost stays put
     default = _configs(1, None)
     assert default["fedavg"]["epochs"] == 1 and default["fedavg"]["lr"] == 0.05
+
+
+CEILING_SNIPPET = r"""
+import json, sys, types
+sys.path.insert(0, "benchmarks")
+import federated_bench as fb
+e5 = types.SimpleNamespace(rounds=30, per_round=10, clients=50, local_epochs=5)
+small = types.SimpleNamespace(rounds=25, per_round=10, clients=50, local_epochs=1)
+page = sys.argv[1]
+open(page, "w").write("# P\n\n## Scale\nx\n\n## Dirichlet alpha = 0.1\ny\n")
+fb.put_section(page, fb.CEILING, fb.CEILING + "\nfirst\n", "## Dirichlet")
+fb.put_section(page, fb.CEILING, fb.CEILING + "\nsecond\n", "## Dirichlet")
+print("RESULT " + json.dumps({"e5": fb.ceiling_epochs(e5), "small": fb.ceiling_epochs(small),
+                              "page": open(page).read()}))
+"""
+
+
+def test_ceiling_epochs_and_section_placement(tmp_path):
+    """The ceiling trains FedAvg's expected sample-epochs (rounds x selected fraction x local
+    epochs: by hand 30 x 10/50 x 5 = 30 and 25 x 10/50 x 1 = 5), and its section is written
+    once, before the first alpha section, replaced on a rerun."""
+    res = subprocess.run([sys.executable, "-c", CEILING_SNIPPET, str(tmp_path / "p.md")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads([x for x in res.stdout.splitlines() if x.startswith("RESULT ")][-1][len("RESULT "):])
+    assert out["e5"] == 30 and out["small"] == 5
+    page = out["page"]
+    assert page.count("## Centralized ceiling") == 1 and "second" in page and "first" not in page
+    assert page.index("## Scale") < page.index("## Centralized ceiling") < page.index("## Dirichlet")

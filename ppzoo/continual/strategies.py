@@ -108,39 +108,113 @@ class ReservoirBuffer:
         self.n_seen = int(state.get("n_seen", 0))
 
 
+class BalancedBuffer:
+    """A buffer split equally over its groups (tasks or classes), as Avalanche's
+    ``ExperienceBalancedBuffer`` / ``ClassBalancedBuffer`` with ``adaptive_size``: with G
+    groups seen so far each keeps capacity // G samples, the remainder going one each to the
+    first groups in sorted order.  Every sample gets a uniform random key when it arrives and
+    a group keeps its highest keys, so a group is a uniform random subset of its samples and
+    shrinks to a subset of what it held (Avalanche's ``ReservoirSamplingBuffer`` weights)."""
+
+    def __init__(self, capacity):
+        self.capacity = int(capacity)
+        self.groups = {}  # group -> [(key, item)], highest key first
+
+    def lengths(self):
+        gs = sorted(self.groups)
+        base, rem = divmod(self.capacity, max(len(gs), 1))
+        return {g: base + (1 if i < rem else 0) for i, g in enumerate(gs)}
+
+    def add(self, items, groups, rng):
+        keys = rng.random(len(items))
+        for item, g, k in zip(items, groups, keys):
+            self.groups.setdefault(int(g), []).append((float(k), tuple(item)))
+        for g, n in self.lengths().items():
+            self.groups[g] = sorted(self.groups[g], key=lambda kv: -kv[0])[:n]
+
+    @property
+    def items(self):
+        return [it for g in sorted(self.groups) for _, it in self.groups[g]]
+
+    def state_dict(self):
+        return {"groups": {str(g): [[k, *map(int, it)] for k, it in kv] for g, kv in self.groups.items()}}
+
+    def load_state_dict(self, state):
+        self.groups = {int(g): [(float(r[0]), tuple(int(x) for x in r[1:])) for r in kv]
+                       for g, kv in state.get("groups", {}).items()}
+
+
 @STRATEGIES.register()
 class Replay(Strategy):
-    """Experience replay: each step adds ``batch_size`` samples drawn from a reservoir buffer
-    of ``capacity`` earlier samples (loss weight ``weight``).  The buffer sees each task's
-    training stream (in the task's first-epoch order) when the task ends, so it holds only
-    earlier tasks while a task trains."""
+    """Experience replay: each step of a task after the first adds ``batch_size`` samples
+    drawn (without replacement) from a buffer of ``capacity`` earlier samples.  The buffer
+    takes each task's training set when the task ends, so it holds only earlier tasks while a
+    task trains.
 
-    def __init__(self, capacity=200, batch_size=32, weight=1.0):
+    ``buffer``: ``task_balanced`` (default; Avalanche's ``ReplayPlugin`` default
+    ``ExperienceBalancedBuffer``: capacity // tasks-seen per task), ``class_balanced``
+    (capacity // classes-seen per class, Avalanche's ``ClassBalancedBuffer``) or
+    ``reservoir`` (one reservoir over the whole stream, Vitter's algorithm R: a task's share
+    varies with the seed and shrinks with every later task's size).
+    ``combine``: ``concat`` (default; Avalanche's: the current and replayed samples form one
+    batch, one forward pass, so BatchNorm sees both, and the loss is the mean over the
+    combined batch) or ``sum`` (loss of the current batch + ``weight`` x loss of the replay
+    batch, two forward passes; with equal batch sizes about twice the gradient of ``concat``,
+    i.e. a doubled learning rate).  ``weight`` applies to ``sum`` only."""
+
+    BUFFERS = ("task_balanced", "class_balanced", "reservoir")
+    COMBINES = ("concat", "sum")
+
+    def __init__(self, capacity=200, batch_size=32, weight=1.0, buffer="task_balanced", combine="concat"):
         if int(capacity) < 1:
             raise ConfigError(f"Replay.capacity must be positive, got {capacity}")
-        self.buffer = ReservoirBuffer(capacity)
+        if buffer not in self.BUFFERS:
+            raise ConfigError(f"Replay.buffer must be one of {', '.join(self.BUFFERS)}, got {buffer!r}")
+        if combine not in self.COMBINES:
+            raise ConfigError(f"Replay.combine must be one of {', '.join(self.COMBINES)}, got {combine!r}")
+        if combine == "concat" and float(weight) != 1.0:
+            raise ConfigError(f"Replay.weight applies to combine: sum only (combine: concat averages "
+                              f"over the combined batch), got weight {weight}")
+        self.kind, self.combine = buffer, combine
+        self.buffer = ReservoirBuffer(capacity) if buffer == "reservoir" else BalancedBuffer(capacity)
         self.batch_size, self.weight = int(batch_size), float(weight)
 
     def after_task(self, ct, t):
         ds = ct.task_dataset([t], "train")
         order = np.random.default_rng([ct.seed, t, 11]).permutation(len(ds))
-        self.buffer.add([(t, int(i)) for i in order], np.random.default_rng([ct.seed, t, 12]))
+        items = [(t, int(i)) for i in order]
+        rng = np.random.default_rng([ct.seed, t, 12])
+        if self.kind == "reservoir":
+            self.buffer.add(items, rng)
+        else:
+            groups = [t] * len(items) if self.kind == "task_balanced" else \
+                [int(np.asarray(ds.labels)[i]) for i in order]
+            self.buffer.add(items, groups, rng)
+
+    def replay_batch(self, ct, trainer):
+        """The step's replayed samples as a batch (None while the buffer is empty)."""
+        items = self.buffer.items
+        if not items:
+            return None
+        rng = np.random.default_rng([ct.seed, ct.current_task, trainer.iter, 13])
+        pick = rng.choice(len(items), size=min(self.batch_size, len(items)), replace=False)
+        samples = [ct.task_dataset([items[i][0]], "train")[items[i][1]] for i in pick]
+        return {k: paddle.to_tensor(np.stack([s[k] for s in samples])) for k in ("image", "label", "task")}
 
     def loss(self, ct, trainer, batch):
+        rb = self.replay_batch(ct, trainer)
+        if rb is None:
+            loss, _ = self.task_loss(ct, batch)
+            return loss, {"loss": loss}
+        if self.combine == "concat":
+            both = {k: paddle.concat([batch[k], rb[k].astype(batch[k].dtype)], axis=0)
+                    for k in ("image", "label", "task")}
+            loss, _ = self.task_loss(ct, both)
+            return loss, {"loss": loss}
         loss, _ = self.task_loss(ct, batch)
-        logs = {"loss_task": loss}
-        if self.buffer.items:
-            rng = np.random.default_rng([ct.seed, ct.current_task, trainer.iter, 13])
-            pick = rng.choice(len(self.buffer.items), size=min(self.batch_size, len(self.buffer.items)),
-                              replace=False)
-            samples = [ct.task_dataset([self.buffer.items[i][0]], "train")[self.buffer.items[i][1]]
-                       for i in pick]
-            rb = {k: paddle.to_tensor(np.stack([s[k] for s in samples])) for k in ("image", "label", "task")}
-            rloss, _ = self.task_loss(ct, rb)
-            logs["loss_replay"] = rloss
-            loss = loss + self.weight * rloss
-        logs["loss"] = loss
-        return loss, logs
+        rloss, _ = self.task_loss(ct, rb)
+        total = loss + self.weight * rloss
+        return total, {"loss_task": loss, "loss_replay": rloss, "loss": total}
 
     def state_dict(self):
         return {"buffer": self.buffer.state_dict()}

@@ -479,12 +479,21 @@ class FedHiSyn(ServerStrategy):
     weights a model by the samples it was trained on).  ``interval_s: null`` sets the
     interval to the slowest category's time for one ring step, so every device trains at
     least once; ``max_steps`` caps the ring steps of a round (null: as many as fit).
-    ``measure: pass_time`` clusters by the time of one local pass (compute on the device's
-    own data plus the hand-over), ``speed`` by the device's samples per second alone."""
+    ``measure: speed`` (default; the paper clusters by computing capacity) clusters by the
+    device's seconds per sample alone; ``pass_time`` by the time of one local pass (compute on
+    the device's own data plus the hand-over), which puts a slow device with little data
+    among fast ones.  ``quantile`` never separates devices of equal measure (a tie group goes
+    to the quantile chunk holding most of it).  ``singleton: merge`` (default) puts a
+    round's category that holds a single selected device into the nearest category in log
+    measure (ties: the slower one, whose ring it does not slow down): alone, a device's ring
+    is itself and it runs as many local passes as the interval fits (dozens for a fast one);
+    ``keep`` leaves it alone."""
     schedule = "rings"
+    MEASURES = ("speed", "pass_time")
+    SINGLETONS = ("merge", "keep")
 
     def __init__(self, num_categories=3, cluster="quantile", ring_order="random", interval_s=None,
-                 weighting="data", max_steps=None, measure="pass_time"):
+                 weighting="data", max_steps=None, measure="speed", singleton="merge"):
         _check(int(num_categories) >= 1, f"FedHiSyn.num_categories must be >= 1, got {num_categories}")
         _check(cluster in ("quantile", "kmeans"), f"FedHiSyn.cluster must be quantile or kmeans, got {cluster!r}")
         _check(ring_order in ("random", "fixed"), f"FedHiSyn.ring_order must be random or fixed, got {ring_order!r}")
@@ -495,12 +504,15 @@ class FedHiSyn(ServerStrategy):
         self.weighting = weighting
         _check(max_steps is None or int(max_steps) >= 1, f"FedHiSyn.max_steps must be >= 1, got {max_steps}")
         self.max_steps = None if max_steps is None else int(max_steps)
-        _check(measure in ("pass_time", "speed"),
-               f"FedHiSyn.measure must be pass_time or speed, got {measure!r}")
-        self.measure = measure
+        _check(measure in self.MEASURES,
+               f"FedHiSyn.measure must be one of {', '.join(self.MEASURES)}, got {measure!r}")
+        _check(singleton in self.SINGLETONS,
+               f"FedHiSyn.singleton must be one of {', '.join(self.SINGLETONS)}, got {singleton!r}")
+        self.measure, self.singleton = measure, singleton
 
     def categories(self, times):
-        """Category of each device (0 = fastest) from its measured time per local pass."""
+        """Category of each device (0 = fastest) from its measure (seconds per sample or per
+        local pass; smaller is faster)."""
         t = np.asarray(times, dtype=np.float64)
         k = min(self.num_categories, len(t))
         order = np.argsort(t, kind="stable")
@@ -508,7 +520,10 @@ class FedHiSyn(ServerStrategy):
         if self.cluster == "quantile":
             for j, chunk in enumerate(np.array_split(order, k)):
                 cat[chunk] = j
-            return cat
+            for v in np.unique(t):  # a tie group goes whole to the chunk holding most of it
+                tie = np.flatnonzero(t == v)
+                cat[tie] = np.bincount(cat[tie]).argmax()
+            return np.unique(cat, return_inverse=True)[1].astype(np.int64)
         x = np.log(np.maximum(t, 1e-12))
         centers = np.quantile(x, (np.arange(k) + 0.5) / k)
         for _ in range(100):
@@ -519,6 +534,24 @@ class FedHiSyn(ServerStrategy):
             centers = new
         rank = np.argsort(np.argsort(centers))
         return rank[np.argmin(np.abs(x[:, None] - centers[None, :]), axis=1)]
+
+    def merge_singletons(self, groups, measure):
+        """``groups``: {category: [devices]} of one round; with ``singleton: merge`` each
+        category of one device joins the category whose nearest member is nearest in log
+        measure (ties: the slower category), smallest categories first."""
+        groups = {j: list(m) for j, m in groups.items()}
+        if self.singleton == "keep":
+            return groups
+        x = {c: float(np.log(max(measure[c], 1e-12))) for m in groups.values() for c in m}
+        while len(groups) > 1:
+            single = [j for j in sorted(groups) if len(groups[j]) == 1]
+            if not single:
+                break
+            j = single[0]
+            c = groups[j][0]
+            best = min((min(abs(x[c] - x[o]) for o in groups[i]), -i) for i in groups if i != j)
+            groups[-best[1]] += groups.pop(j)
+        return groups
 
     def aggregate(self, rnd, global_weights, results, state):
         if self.weighting == "visits":

@@ -358,6 +358,7 @@ class FederatedTrainer(Trainer):
         return {"clients": len(selected), "answered": len(results), "failed": len(failures),
                 "late": len(late), "round_time_s": round_time,
                 "bytes_down": down * len(selected), "bytes_up": up_total,
+                "client_samples": _samples(results),
                 "train_loss": _mean_loss(results), "full_batch": bool(full)}
 
     # FedAT ---------------------------------------------------------------
@@ -426,7 +427,7 @@ class FederatedTrainer(Trainer):
                 "late": len(job["late"]), "round_time_s": round_time, "tier": i,
                 "bytes_down": job["down"] * len(job["clients"]),
                 "bytes_up": sum(nbytes(r.weights) + nbytes(r.extras) for r in results),
-                "train_loss": _mean_loss(results)}
+                "client_samples": _samples(results), "train_loss": _mean_loss(results)}
 
     # FedHiSyn ------------------------------------------------------------
     def _ring_setup(self):
@@ -435,9 +436,11 @@ class FederatedTrainer(Trainer):
         for c in range(self.num_clients):
             p = self._profile(c)
             times.append(float(p.compute_s(self._work(c, 1)) + p.transfer_s(model_bytes)))
-        speeds = [1.0 / self._profile(c).samples_per_s for c in range(self.num_clients)]
-        cats = self.strategy.categories(times if self.strategy.measure == "pass_time" else speeds)
-        self.sched = {"pass_time": times, "category": [int(x) for x in cats]}
+        per_sample = [1.0 / self._profile(c).samples_per_s for c in range(self.num_clients)]
+        measure = times if self.strategy.measure == "pass_time" else per_sample
+        cats = self.strategy.categories(measure)
+        self.sched = {"pass_time": times, "measure": [float(m) for m in measure],
+                      "category": [int(x) for x in cats]}
         for j in sorted(set(self.sched["category"])):
             members = [c for c in range(self.num_clients) if self.sched["category"][c] == j]
             self.logger.info(f"FedHiSyn category {j}: {len(members)} devices, measured "
@@ -453,6 +456,7 @@ class FederatedTrainer(Trainer):
         cats = collections.defaultdict(list)
         for c in selected:
             cats[self.sched["category"][c]].append(c)
+        cats = s.merge_singletons(cats, self.sched.get("measure", self.sched["pass_time"]))
         plan = {}
         for j, members in sorted(cats.items()):
             if s.ring_order == "fixed":
@@ -474,7 +478,7 @@ class FederatedTrainer(Trainer):
             p["time"] = p["over"] + p["steps"] * p["comp"] + (p["steps"] - 1) * p["pass"]
             if self.deadline is not None and p["time"] > self.deadline:
                 late_cats.append(j)
-        failures, results, trace, passed_bytes = [], [], {}, 0
+        failures, results, trace, passed_bytes, client_samples = [], [], {}, 0, 0
         for j, p in sorted(plan.items()):
             if j in late_cats:
                 self.logger.info(f"round {rnd}: FedHiSyn category {j} would take {p['time']:.3f}s > "
@@ -496,6 +500,7 @@ class FederatedTrainer(Trainer):
                     outs[c] = res
                     lineage[c] = lineage[c] + [c]
                     trained[c] += res.metrics.get("samples", 0)
+                    client_samples += res.metrics.get("samples", 0)
                     res.metrics["trained_samples"] = trained[c]
                     res.metrics["visited"] = list(lineage[c])
                     last[c] = res
@@ -527,7 +532,7 @@ class FederatedTrainer(Trainer):
                 "bytes_down": down * asked, "bytes_up": up * len(results),
                 "bytes_ring": passed_bytes,
                 "ring_steps": {str(j): p["steps"] for j, p in sorted(plan.items())},
-                "train_loss": _mean_loss(results)}
+                "client_samples": client_samples, "train_loss": _mean_loss(results)}
 
     # ------------------------------------------------------------------ loop
     def predict(self, batch):
@@ -585,3 +590,8 @@ def _mean_loss(results):
     losses = [r.metrics.get("loss") for r in results]
     losses = [x for x in losses if x is not None and not math.isnan(x)]
     return float(np.mean(losses)) if losses else None
+
+
+def _samples(results):
+    """Samples the clients' local passes processed (the round's client compute)."""
+    return int(sum(r.metrics.get("samples", 0) for r in results))
