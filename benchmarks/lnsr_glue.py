@@ -152,7 +152,7 @@ def run_one(task, method, seed, args, transfer=()):
     trainer.train()  # ends with an evaluation on the dev set; its record is the result
     step_times = sorted(step_times[1:] or step_times)  # first step warms up
     common = {"method": method, "seed": seed, "median_step_s": step_times[len(step_times) // 2],
-              "iters": trainer.iter}
+              "iters": trainer.iter, "regularizer": dict(cfg["regularizer"])}
     rows = [dict(common, task=task, metric=task_info(task)[0], **run_records(trainer.work_dir, task, trainer.iter))]
     for other in transfer:
         res = evaluate_on(trainer, other, method, seed, args)
@@ -250,6 +250,19 @@ def loss_table(rows, tasks):
 def cpus(rows):
     """How many runs each CPU model ran (runs written before the model was recorded: unrecorded)."""
     return collections.Counter(r.get("cpu", "unrecorded") for r in rows)
+
+
+def settings_text(rows):
+    """The hyper-parameters the runs used: each run records its regularizer since the shipped
+    LNSR sigma became 0.01; older runs (no record) ran the fixed settings of their time."""
+    recorded = {r["method"]: r["regularizer"] for r in rows if "regularizer" in r}
+    if not recorded or len(recorded) < len({r["method"] for r in rows}):
+        return FIXED_SETTINGS if all("code" in r for r in rows) else EARLIER_SETTINGS
+    parts = []
+    for m, reg in sorted(recorded.items()):
+        keys = ", ".join(f"{k} {v}" for k, v in reg.items() if k != "type")
+        parts.append(f"{m}: {reg['type']}" + (f" ({keys})" if keys else ""))
+    return "as recorded by each run: " + "; ".join(parts) + "."
 
 
 FIXED_SETTINGS = ("hyper-parameters as in configs/lnsr/ after the regularizer fixes (LNSR sigma 0.05 at the "
@@ -406,7 +419,7 @@ def summarize(rows, out_md, out_png, args):
              + f"; code: " + ", ".join(sorted({r.get('code', 'unrecorded') for r in rows}))
              + f". Table written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              ] + command_lines(rows, tasks) + protocol_lines(rows, tasks, args) + [
-             "Hyper-parameters: " + (FIXED_SETTINGS if all("code" in r for r in rows) else EARLIER_SETTINGS), "",
+             "Hyper-parameters: " + settings_text(rows), "",
              "| task | method | seeds | metric | mean | std | step time / plain |",
              "|---|---|---|---|---|---|---|"]
     for task in tasks:
