@@ -131,6 +131,13 @@ def run_config(task, method, seed, args, output_dir="bench_lnsr"):
         cfg["model"]["pooling"] = args.pooling
     cfg["train"].update({"epochs": args.epochs, "batch_size": args.batch_size, "log_interval": 10 ** 9, "eval_interval": 10 ** 9,
                          "checkpoint_interval": 10 ** 9})
+    if getattr(args, "dev_examples", None):
+        cfg["val_dataset"]["max_examples"] = args.dev_examples
+    if getattr(args, "eval_every_epochs", None):
+        steps = -(-args.train_examples // args.batch_size)  # batches per epoch (the last one kept)
+        if cfg["train"].get("drop_last"):
+            steps = args.train_examples // args.batch_size
+        cfg["train"]["eval_interval"] = args.eval_every_epochs * steps
     return cfg
 
 
@@ -152,7 +159,7 @@ def run_one(task, method, seed, args, transfer=()):
     trainer.train()  # ends with an evaluation on the dev set; its record is the result
     step_times = sorted(step_times[1:] or step_times)  # first step warms up
     common = {"method": method, "seed": seed, "median_step_s": step_times[len(step_times) // 2],
-              "iters": trainer.iter}
+              "iters": trainer.iter, "regularizer": dict(cfg["regularizer"])}
     rows = [dict(common, task=task, metric=task_info(task)[0], **run_records(trainer.work_dir, task, trainer.iter))]
     for other in transfer:
         res = evaluate_on(trainer, other, method, seed, args)
@@ -203,17 +210,25 @@ def run_records(work_dir, task, iters):
     val, tr = last_record(work_dir, "val", iters), last_record(work_dir, "train", iters)
     res = {k: v for k, v in val.items() if k not in ("mode", "epoch", "iter")}
     losses = {k: v for k, v in tr.items() if k not in ("mode", "epoch", "iter", "lr", "sec_per_iter")}
-    return {"value": res[task_info(task)[0]], "results": res, "train_mean_losses": losses}
+    metric = task_info(task)[0]
+    with open(os.path.join(work_dir, "metrics.jsonl"), encoding="utf-8") as f:
+        vals = [r for r in map(json.loads, f) if r.get("mode") == "val"]
+    # the dev metric at every evaluation (one point unless --eval-every-epochs)
+    curve = [{"epoch": r["epoch"], "iter": r["iter"], "value": r[metric]} for r in vals]
+    return {"value": res[metric], "results": res, "train_mean_losses": losses, "curve": curve}
 
 
 @functools.lru_cache(maxsize=None)
-def majority_rate(task):
+def majority_rate(task, dev_examples=None):
     """Dev-set accuracy of always answering the most frequent dev label: what a model that
-    learned nothing scores (its Matthews correlation is 0)."""
+    learned nothing scores (its Matthews correlation is 0); on the runs' dev subsample when
+    they used one."""
     import numpy as np
     from ppzoo.core import load_config
     from ppzoo.core.builder import DATASETS
     cfg = load_config(config_path(task, "plain"))
+    if dev_examples:
+        cfg["val_dataset"]["max_examples"] = dev_examples
     ds = DATASETS.build(cfg["val_dataset"], key_path="val_dataset")
     counts = np.bincount([y for _, _, y in ds.examples])
     return counts.max() / counts.sum()
@@ -250,6 +265,19 @@ def loss_table(rows, tasks):
 def cpus(rows):
     """How many runs each CPU model ran (runs written before the model was recorded: unrecorded)."""
     return collections.Counter(r.get("cpu", "unrecorded") for r in rows)
+
+
+def settings_text(rows):
+    """The hyper-parameters the runs used: each run records its regularizer since the shipped
+    LNSR sigma became 0.01; older runs (no record) ran the fixed settings of their time."""
+    recorded = {r["method"]: r["regularizer"] for r in rows if "regularizer" in r}
+    if not recorded or len(recorded) < len({r["method"] for r in rows}):
+        return FIXED_SETTINGS if all("code" in r for r in rows) else EARLIER_SETTINGS
+    parts = []
+    for m, reg in sorted(recorded.items()):
+        keys = ", ".join(f"{k} {v}" for k, v in reg.items() if k != "type")
+        parts.append(f"{m}: {reg['type']}" + (f" ({keys})" if keys else ""))
+    return "as recorded by each run: " + "; ".join(parts) + "."
 
 
 FIXED_SETTINGS = ("hyper-parameters as in configs/lnsr/ after the regularizer fixes (LNSR sigma 0.05 at the "
@@ -299,7 +327,48 @@ def protocol_text(pr):
     n = pr.get("train_examples")
     return ((f"fixed train subsample of {n} examples (subsample seed 0), " if n else "the whole training set, ")
             + f"max_seq_len {pr['max_seq_len']}, {pr['epochs']} epoch(s), batch {pr['batch_size']}, "
-            f"AdamW {pr['lr']:g} with linear decay")
+            f"AdamW {pr['lr']:g} with linear decay"
+            + (f", dev subsample of {pr['dev_examples']} examples (subsample seed 0)" if pr.get("dev_examples") else "")
+            + (f", dev evaluated every {pr['eval_every_epochs']} epoch(s)" if pr.get("eval_every_epochs") else ""))
+
+
+def dev_examples_of(rows, task):
+    """The dev subsample size the runs of ``task`` used (None: the full dev set)."""
+    return next((r["protocol"].get("dev_examples") for r in rows if r["task"] == task and "protocol" in r), None)
+
+
+def curve_lines(rows, tasks):
+    """The dev metric at every evaluation, mean ± std over seeds per method, and each run's
+    peak minus its final value (over-fitting shows as a fall after an early peak)."""
+    import numpy as np
+    out = []
+    for task in tasks:
+        rs = [r for r in rows if r["task"] == task and len(r.get("curve") or []) > 1]
+        if not rs:
+            continue
+        epochs = sorted({p["epoch"] for r in rs for p in r["curve"]})
+        metric = task_info(task)[0]
+        out += [f"{task}: dev {metric} at each evaluation (mean ± sample std over seeds); peak - final: "
+                "per run, its best evaluation minus its last, mean over seeds (a paired t-test p "
+                "of peak against final over the seeds in brackets).", "",
+                "| method | " + " | ".join(f"epoch {e}" for e in epochs) + " | peak - final |",
+                "|---" * (len(epochs) + 2) + "|"]
+        for m in methods_of(rows, task):
+            mine = [r for r in rs if r["method"] == m]
+            if not mine:
+                continue
+            cells = []
+            for e in epochs:
+                v = [p["value"] for r in mine for p in r["curve"] if p["epoch"] == e]
+                cells.append(f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f}" if len(v) > 1 else
+                             (f"{v[0]:.4f}" if v else "-"))
+            peak = [max(p["value"] for p in r["curve"]) for r in mine]
+            final = [r["value"] for r in mine]
+            st = paired_tests(peak, final)
+            cells.append(f"{st['diff']:+.4f} (p {st['t_p']:.3f})")
+            out.append(f"| {m} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
 
 
 def protocol_lines(rows, tasks, args):
@@ -406,14 +475,14 @@ def summarize(rows, out_md, out_png, args):
              + f"; code: " + ", ".join(sorted({r.get('code', 'unrecorded') for r in rows}))
              + f". Table written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              ] + command_lines(rows, tasks) + protocol_lines(rows, tasks, args) + [
-             "Hyper-parameters: " + (FIXED_SETTINGS if all("code" in r for r in rows) else EARLIER_SETTINGS), "",
+             "Hyper-parameters: " + settings_text(rows), "",
              "| task | method | seeds | metric | mean | std | step time / plain |",
              "|---|---|---|---|---|---|---|"]
     for task in tasks:
         metric, is_cls = task_info(task)
         plain_t = [r["median_step_s"] for r in rows if r["task"] == task and r["method"] == "plain"]
         if is_cls and metric == "acc":
-            lines.append(f"| {task} | majority class | - | acc | {majority_rate(task):.4f} | - | - |")
+            lines.append(f"| {task} | majority class | - | acc | {majority_rate(task, dev_examples_of(rows, task)):.4f} | - | - |")
         elif is_cls:
             lines.append(f"| {task} | majority class | - | {metric} | 0 | - | - |")
         for m in methods_of(rows, task):
@@ -461,6 +530,7 @@ def summarize(rows, out_md, out_png, args):
         lines.append(f"| {task} | {m} | {st['n']} | {st['diff']:+.4f} | {st['t_p']:.3f} | {th:.3f} | "
                      f"{st['w_p']:.3f} | {st['ratio']:.2f} | {st['pm_p']:.3f} | {ph:.3f} |")
     lines += [""]
+    lines += curve_lines(rows, tasks)
     lines += timing_lines(out_md[:-3] + "_timing.jsonl")
     lines += scale_lines(out_md[:-3] + "_scale_runs.jsonl")
     lines += loss_table(rows, tasks)
@@ -494,7 +564,7 @@ def summarize(rows, out_md, out_png, args):
                 ax.errorbar(i + 0.2, np.mean(vals), yerr=spread, fmt="o", color="k")
         ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
         if is_cls:
-            ax.axhline(majority_rate(task) if metric == "acc" else 0.0, ls="--", c="grey", lw=1,
+            ax.axhline(majority_rate(task, dev_examples_of(rows, task)) if metric == "acc" else 0.0, ls="--", c="grey", lw=1,
                        label="majority class")
             ax.legend(fontsize=7, loc="lower right")
         ax.set_title(f"{task} ({metric})")
@@ -534,6 +604,11 @@ def main():
                    help="instead of training runs: time the methods' steps side by side on the first "
                         "task, REPEATS rounds of --timing-steps steps per method, methods interleaved")
     p.add_argument("--timing-steps", type=int, default=5)
+    p.add_argument("--eval-every-epochs", type=int, default=0, metavar="K",
+                   help="also evaluate every K epochs and record the dev curve (the over-fitting "
+                        "regime: does the dev metric fall after an early peak?)")
+    p.add_argument("--dev-examples", type=int, default=0, metavar="N",
+                   help="evaluate on a fixed dev subsample of N examples (cheaper repeated evaluations)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each run's best/ and latest/ (by default they are removed once the run's "
                         "results are read: about 0.5 GB a run)")
@@ -594,7 +669,11 @@ def main():
 
 
 def protocol_of(args):
-    return {k: getattr(args, k) for k in ("train_examples", "max_seq_len", "epochs", "lr", "batch_size", "pooling")}
+    pr = {k: getattr(args, k) for k in ("train_examples", "max_seq_len", "epochs", "lr", "batch_size", "pooling")}
+    for k in ("dev_examples", "eval_every_epochs"):  # only when set: earlier runs files stay comparable
+        if getattr(args, k, None):
+            pr[k] = getattr(args, k)
+    return pr
 
 
 def read_jsonl(path):

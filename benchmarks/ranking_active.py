@@ -35,13 +35,32 @@ import ppzoo  # noqa: E402,F401
 from ppzoo.core import load_config  # noqa: E402
 from ppzoo.engine.trainer import build_trainer  # noqa: E402
 
-STRATEGIES = {  # name -> config
+STRATEGIES = {  # name -> config; each RE row names the form it measures
     "random": "active_random.yml",
-    "RE": "active_re.yml",
-    "RE-norm": "active_re_norm.yml",
-    "RE-vote": "active_re_vote.yml",
+    "RE": "active_re.yml",                              # rank_disagreement, the default
+    "RE-consensus": "active_re_consensus.yml",          # consensus_entropy, the former default
+    "RE-consensus-norm": "active_re_norm.yml",          # consensus_entropy / log D
+    "RE-vote": "active_re_vote.yml",                    # top_vote
     "PV": "active_pv.yml",
-    "RE+PV": "active_repv.yml",
+    "RE+PV": "active_repv.yml",                         # rank_disagreement + PV, the default
+    "RE-consensus+PV": "active_repv_consensus.yml",     # consensus_entropy + PV, the former default
+}
+#: what each row measures (the page's legend)
+LEGEND = {
+    "random": "20 queries drawn at random each round (the floor every strategy is compared with)",
+    "RE": "`RankingEntropy(form: rank_disagreement)`, **the default RE**: per document, the entropy "
+          "of the rank positions the checkpoints give it, averaged over the query's documents "
+          "(0 when the committee ranks alike)",
+    "RE-consensus": "`RankingEntropy(form: consensus_entropy)`: entropy of the committee's mean "
+                    "top-one softmax (the averaged model's uncertainty, grows like log D; the RE "
+                    "default before rank_disagreement, the page's former `RE` row)",
+    "RE-consensus-norm": "`consensus_entropy` divided by log D (the page's former `RE-norm` row)",
+    "RE-vote": "`RankingEntropy(form: top_vote)`: entropy of the checkpoints' votes for the top document",
+    "PV": "`PredictionVariance`: variance of the current model's scores over the query's documents",
+    "RE+PV": "`REPV` with the default RE (rank_disagreement) + alpha PV, alpha 1, each term "
+             "min-max scaled over the candidates, **the default combination**",
+    "RE-consensus+PV": "`REPV` with consensus_entropy as RE (the combination's former default, "
+                       "the page's former `RE+PV` row)",
 }
 SUPERVISED = {
     "MLP, pointwise regression": "mlp_regression.yml",
@@ -53,6 +72,8 @@ SUPERVISED = {
     "listwise, LambdaRank": "listwise_lambdarank.yml",
 }
 CFG_DIR = os.path.join(ROOT, "configs", "ranking")
+#: text of a page from this line on is kept when the page is rewritten
+READING_MARKER = "<!-- reading: kept when the tables above are rewritten -->"
 DOCS = os.path.join(ROOT, "docs", "benchmarks")
 
 
@@ -61,8 +82,39 @@ def quiet():
     logging.disable(logging.INFO)
 
 
-def run_active(cfg_file, seed, work, opts=()):
+def recorded_runs(tag):
+    """Runs recorded in ``ranking_<tag>_runs.jsonl`` by an earlier command ({(strategy, seed):
+    state}), so a strategy whose config is unchanged is read back instead of trained again."""
+    path = os.path.join(DOCS, f"ranking_{tag}_runs.jsonl")
+    out = {}
+    if os.path.isfile(path):
+        for r in map(json.loads, open(path, encoding="utf-8")):
+            keys = r["aubc"].keys()
+            out[(r["strategy"], r["seed"])] = {
+                "history": r["rounds"], "run_date": r.get("run_date"),
+                "summary": {"aubc": r["aubc"], "final": {k: r["rounds"][-1][k] for k in keys}}}
+    return out
+
+
+def today():
+    import time
+    return time.strftime("%Y-%m-%d")
+
+
+def same_run(a, b, rtol=1e-3):
+    """Two runs of one strategy and seed agree: the same queries picked in every round and
+    test metrics within ``rtol``; returns (agree, largest relative metric difference)."""
+    ha, hb = a["history"], b["history"]
+    if len(ha) != len(hb) or any(x["selected"] != y["selected"] for x, y in zip(ha, hb)):
+        return False, float("inf")
+    worst = max(abs(x[k] - y[k]) / max(abs(y[k]), 1e-12) for x, y in zip(ha, hb) for k in ("DCG@4", "NDCG@10"))
+    return worst <= rtol, worst
+
+
+def run_active(cfg_file, seed, work, opts=(), recorded=None):
     summary = os.path.join(work, "summary.json")
+    if recorded is not None and not os.path.isdir(work):
+        return recorded  # an earlier command's run of this config and seed
     if not os.path.isfile(summary):
         cfg = load_config(os.path.join(CFG_DIR, cfg_file), [f"seed={seed}", *opts])
         resume = os.path.isdir(work)  # a run cut off, in round 0 or later
@@ -86,12 +138,25 @@ def paired(a, b):
 
 
 # --------------------------------------------------------------------------- active
-def active_part(tag, seeds, work_root, opts=(), strategies=STRATEGIES):
+def active_part(tag, seeds, work_root, opts=(), strategies=STRATEGIES, reuse=False):
+    """Every strategy at seeds 0..seeds-1.  With ``reuse``, a run recorded by an earlier command
+    is read back unless its work folder exists; where both exist they must agree (a check that
+    the recorded runs still stand for the code)."""
     runs = {}
-    for name, cfg in strategies.items():
-        for seed in range(seeds):
+    recorded = recorded_runs(tag) if reuse else {}
+    for seed in range(seeds):  # seed-major: a cut-off command leaves every strategy at its first seeds
+        for name, cfg in strategies.items():
             work = os.path.join(work_root, tag, name.replace("+", "p"), f"seed{seed}")
-            state = run_active(cfg, seed, work, opts)
+            rec = recorded.get((name, seed))
+            state = run_active(cfg, seed, work, opts, rec)
+            if rec is not None and state is not rec and rec.get("run_date") != state.get("run_date", today()):
+                agree, worst = same_run(state, rec)
+                print(f"[{tag}] {name} seed {seed}: rerun {'agrees with' if agree else 'DIFFERS FROM'} "
+                      f"the recorded run of {rec.get('run_date')} (same picks; largest relative "
+                      f"difference of DCG@4/NDCG@10 in a round {worst:.2e})", flush=True)
+                if not agree:
+                    sys.exit(f"{name} seed {seed} no longer reproduces its recorded run; rerun "
+                             f"without --reuse-recorded")
             runs[(name, seed)] = state
             h = state["history"]
             print(f"[{tag}] {name} seed {seed}: DCG@4 " +
@@ -156,7 +221,7 @@ def plot_curves(runs, seeds, strategies, budgets, path, title):
 
 
 def real_part(args):
-    runs = active_part("real", args.seeds, args.work)
+    runs = active_part("real", args.seeds, args.work, reuse=args.reuse_recorded)
     budgets, curves = curves_table(runs, args.seeds, STRATEGIES)
     rel = relative_table(runs, args.seeds, STRATEGIES, budgets)
     aubc = ["| strategy | area under DCG@4 curve | area under NDCG@10 curve | final DCG@4 | final NDCG@10 |",
@@ -283,12 +348,22 @@ def supervised_part(args):
 
 
 def dump_runs(tag, runs):
+    """Write every run to ``ranking_<tag>_runs.jsonl``, keeping the recorded runs this command
+    did not use (other strategies or more seeds)."""
+    import time
     path = os.path.join(DOCS, f"ranking_{tag}_runs.jsonl")
+    rows = {}
+    if os.path.isfile(path):
+        for r in map(json.loads, open(path, encoding="utf-8")):
+            rows[(r["strategy"], r["seed"])] = r
+    for (name, seed), st in runs.items():
+        rows[(name, seed)] = {"strategy": name, "seed": seed,
+                              "rounds": [{k: v for k, v in r.items() if k != "mode"} for r in st["history"]],
+                              "aubc": st["summary"]["aubc"],
+                              "run_date": st.get("run_date") or time.strftime("%Y-%m-%d")}
     with open(path + ".tmp", "w", encoding="utf-8") as f:
-        for (name, seed), st in sorted(runs.items()):
-            f.write(json.dumps({"strategy": name, "seed": seed,
-                                "rounds": [{k: v for k, v in r.items() if k != "mode"} for r in st["history"]],
-                                "aubc": st["summary"]["aubc"]}) + "\n")
+        for key in sorted(rows):
+            f.write(json.dumps(rows[key]) + "\n")
     os.replace(path + ".tmp", path)
 
 
@@ -299,6 +374,10 @@ def main():
     p.add_argument("--syn-seeds", type=int, default=5)
     p.add_argument("--sup-seeds", type=int, default=3)
     p.add_argument("--work", default=os.path.join(ROOT, "output", "bench_ranking"))
+    p.add_argument("--reuse-recorded", action="store_true",
+                   help="real part: read runs recorded in docs/benchmarks/ranking_real_runs.jsonl back "
+                        "instead of training them (a run whose work folder exists is trained and must "
+                        "equal its record)")
     args = p.parse_args()
     quiet()
     cmd = "python benchmarks/ranking_active.py " + " ".join(sys.argv[1:])
@@ -316,15 +395,22 @@ def main():
             continue
         budgets, curves, rel, extra = fn(args)
         seeds = args.seeds if part == "real" else args.syn_seeds
+        legend = "| row | strategy (`configs/ranking/`) and what it measures |\n|---|---|\n" + "\n".join(
+            f"| {n} | `{STRATEGIES[n]}`: {LEGEND[n]} |" for n in STRATEGIES)
+        kept = ""  # a written reading below READING_MARKER survives a rewrite of the tables
+        if os.path.isfile(os.path.join(DOCS, page)):
+            text = open(os.path.join(DOCS, page), encoding="utf-8").read()
+            if READING_MARKER in text:
+                kept = "\n" + text[text.index(READING_MARKER):]
         write_page(os.path.join(DOCS, page), f"Active learning to rank: {part} data", cmd,
                    f"Mean ± sample std over {seeds} seeds of the final model of each round on the "
-                   f"test split.\n\n## Budget curves\n\n{curves}\n\n![curves]({os.path.splitext(page)[0]}.png)\n\n"
+                   f"test split.\n\n{legend}\n\n## Budget curves\n\n{curves}\n\n![curves]({os.path.splitext(page)[0]}.png)\n\n"
                    f"## Relative DCG@4 over random at equal budget\n\nMean over seeds of the per-seed "
                    f"relative difference, its sample std, and the paired t-test p-value (the paper "
                    f"reports +1.38% for RE + alpha * PV). p: two-sided paired t-test over the seeds, "
                    f"not corrected for the {(len(STRATEGIES) - 1) * len(budgets)} comparisons of the table.\n\n{rel}\n\n"
                    f"## More\n\n{extra}\n\nEvery run is stored under `--work`; the script reads "
-                   f"finished runs back instead of training them again.\n")
+                   f"finished runs back instead of training them again.\n{kept}")
 
 
 if __name__ == "__main__":

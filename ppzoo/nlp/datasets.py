@@ -95,13 +95,17 @@ class GlueTSV(_TextDataset):
     """A GLUE-format TSV: one or two text columns and a label column, named or by index.
 
     ``labels`` lists the label values (as written in the file) in class order; without it
-    labels must be integers.  ``task: regression`` reads float labels (STS-B).
+    labels must be integers.  ``label_names`` gives the classes' names in the same order
+    (SST-2 writes ``0``/``1``; its names are ``negative``/``positive``): they become
+    ``class_names``, which export writes into ``deploy.yml`` so predictions carry names
+    rather than file codes (default: the ``labels`` values).  ``task: regression`` reads
+    float labels (STS-B).
     ``max_examples`` keeps a fixed random subset (chosen by ``subsample_seed``).
     """
 
     def __init__(self, path, text_a, label, tokenizer, text_b=None, header=True, labels=None,
                  task="classification", max_seq_len=128, max_examples=None, subsample_seed=0,
-                 seed=0):
+                 seed=0, label_names=None):
         super().__init__(tokenizer, max_seq_len, seed)
         if task not in ("classification", "regression"):
             raise ConfigError(f"GlueTSV.task must be classification or regression, got {task!r}")
@@ -121,8 +125,15 @@ class GlueTSV(_TextDataset):
             return names.index(spec)
 
         ia, ib, il = col(text_a), col(text_b), col(label)
-        self.class_names = [str(x) for x in labels] if labels else None
-        lut = {v: i for i, v in enumerate(self.class_names or [])}
+        codes = [str(x) for x in labels] if labels else None
+        if label_names is not None:
+            if task == "regression" or not codes or len(label_names) != len(codes):
+                raise ConfigError(f"GlueTSV.label_names {list(label_names)} needs `labels` of the same "
+                                  f"length (the file's values in class order), got labels={labels}")
+            if len({str(n) for n in label_names}) != len(label_names):
+                raise ConfigError(f"GlueTSV.label_names {list(label_names)} repeats a name")
+        self.class_names = [str(n) for n in label_names] if label_names is not None else codes
+        lut = {v: i for i, v in enumerate(codes or [])}
         self.examples = []
         need = max(i for i in (ia, ib, il) if i is not None)
         for n, row in enumerate(rows, start=2 if header else 1):
@@ -136,7 +147,7 @@ class GlueTSV(_TextDataset):
                     raise DataError(f"{self.path}:{n}: label {raw!r} is not a number") from None
             elif lut:
                 if raw not in lut:
-                    raise DataError(f"{self.path}:{n}: label {raw!r} not in labels {self.class_names}")
+                    raise DataError(f"{self.path}:{n}: label {raw!r} not in labels {codes}")
                 y = lut[raw]
             else:
                 try:

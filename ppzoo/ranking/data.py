@@ -10,6 +10,12 @@ Two text forms are read, one document a line:
 
 Feature indices are 1-based (``idx`` 1 is column 0); absent features are 0.  Labels are
 integer relevance grades >= 0.  Every problem is a ``DataError`` naming the file and line.
+
+What the reader takes from scikit-learn's ``load_svmlight_file(query_id=True)`` (the
+reference for the format): a qid is an integer (``qid:01`` and ``qid:1`` are one query; a
+qid that is not an integer is refused), and a feature index given twice on a line is
+refused, as scikit-learn refuses it, instead of one value silently winning.  Indices in any
+order are accepted (scikit-learn wants them ascending; the meaning is the same).
 """
 import os
 
@@ -24,8 +30,9 @@ NORMALIZATIONS = ("none", "query_minmax")
 
 
 class Query:
-    """One query: ``features`` [D, F] float32, ``labels`` [D] int64, ``qid`` and the file
-    lines its documents came from (1-based)."""
+    """One query: ``features`` [D, F] float32, ``labels`` [D] int64, ``qid`` (an int when
+    read from a file: the ``qid:`` value, or the query's position in LightGBM's form) and the
+    file lines its documents came from (1-based)."""
     __slots__ = ("qid", "features", "labels", "lines")
 
     def __init__(self, qid, features, labels, lines):
@@ -43,7 +50,8 @@ def _parse_line(text, path, lineno):
         label = float(body[0])
     except ValueError:
         raise DataError(f"{path}:{lineno}: the first field {body[0]!r} is not a relevance label") from None
-    if label < 0 or label != int(label):
+    # isfinite first: int(nan) and int(inf) raise ValueError/OverflowError without a line
+    if not np.isfinite(label) or label < 0 or label != int(label):
         raise DataError(f"{path}:{lineno}: relevance label {body[0]} is not an integer >= 0")
     qid, feats = None, {}
     for tok in body[1:]:
@@ -51,7 +59,10 @@ def _parse_line(text, path, lineno):
         if not sep:
             raise DataError(f"{path}:{lineno}: field {tok!r} is not 'index:value'")
         if key == "qid":
-            qid = val
+            try:
+                qid = int(val)  # as scikit-learn: qid:01 and qid:1 are the same query
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: qid {val!r} is not an integer") from None
             continue
         try:
             idx, v = int(key), float(val)
@@ -62,6 +73,9 @@ def _parse_line(text, path, lineno):
             raise DataError(f"{path}:{lineno}: feature index {idx} < 1 (indices are 1-based)")
         if not np.isfinite(v):
             raise DataError(f"{path}:{lineno}: feature {idx} has the non-finite value {val}")
+        if idx in feats:
+            raise DataError(f"{path}:{lineno}: feature index {idx} appears twice on the line "
+                            f"({feats[idx]:g} and {v:g}); each index may be given once")
         feats[idx] = v
     return int(label), qid, feats
 
@@ -114,8 +128,11 @@ def read_ltr_file(path, query_file="auto", num_features=None):
         raise DataError(f"{path} holds no documents")
     with_qid = [r[2] is not None for r in rows]
     if any(with_qid) and not all(with_qid):
-        bad = rows[with_qid.index(False) if not with_qid[0] else with_qid.index(True)][0]
-        raise DataError(f"{path}:{bad}: some lines have 'qid:' and some do not")
+        # the first line that differs from the file's first document names the mix
+        bad = rows[with_qid.index(not with_qid[0])][0]
+        this, first = ("has no", "has") if with_qid[0] else ("has", "has no")
+        raise DataError(f"{path}:{bad}: this line {this} 'qid:' while line {rows[0][0]} {first} "
+                        f"'qid:'; use it on every line or on none")
     max_idx = max((max(r[3]) for r in rows if r[3]), default=0)
     width = int(num_features) if num_features else max_idx
     if max_idx > width:
@@ -151,19 +168,66 @@ def read_ltr_file(path, query_file="auto", num_features=None):
         if sum(sizes) != len(rows):
             raise DataError(f"{qf}: the counts sum to {sum(sizes)} but {path} has {len(rows)} documents")
         bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-        qids = [str(i) for i in range(len(sizes))]
+        qids = list(range(len(sizes)))
     return [Query(q, X[a:b], y[a:b], lines[a:b]) for q, a, b in zip(qids, bounds[:-1], bounds[1:])]
 
 
-def write_ltr_file(path, queries, with_qid=True, precision=6):
+def _format_value(v, precision):
+    """``precision=None``: the shortest text that reads back as the same float32 (numpy's
+    shortest round-trip form of the float32 value); an int: that many significant digits."""
+    if precision is None:
+        return str(np.float32(v))
+    return f"{float(v):.{int(precision)}g}"
+
+
+def _check_writable(queries, with_qid):
+    """Refuse what :func:`read_ltr_file` would refuse, before a byte is written: a query
+    without documents, a label that is not an integer >= 0, a non-finite feature, a qid that
+    is not an integer (qids are integers, as for scikit-learn) or one used twice."""
+    seen = set()
+    for n, q in enumerate(queries):
+        feats, labels = np.asarray(q.features), np.asarray(q.labels)
+        if len(labels) == 0 or feats.ndim != 2 or len(feats) != len(labels):
+            raise DataError(f"write_ltr_file: query {n} (qid {q.qid!r}) has {len(labels)} labels and "
+                            f"features of shape {list(feats.shape)}; a query needs documents, one "
+                            f"feature row each")
+        bad = ~np.isfinite(labels.astype(np.float64))
+        bad |= ~bad & ((labels < 0) | (labels != np.round(labels)))
+        if bad.any():
+            d = int(np.flatnonzero(bad)[0])
+            raise DataError(f"write_ltr_file: query {n} (qid {q.qid!r}) document {d}: label "
+                            f"{labels[d]} is not an integer >= 0")
+        if not np.isfinite(feats).all():
+            d, j = (int(i) for i in np.argwhere(~np.isfinite(feats))[0])
+            raise DataError(f"write_ltr_file: query {n} (qid {q.qid!r}) document {d}: feature "
+                            f"{j + 1} is {feats[d, j]}; the format holds finite numbers only")
+        if with_qid:
+            try:
+                qid = int(str(q.qid).strip()) if not isinstance(q.qid, (bool, float)) else None
+            except ValueError:
+                qid = None
+            if qid is None or str(q.qid).strip() != str(q.qid):
+                raise DataError(f"write_ltr_file: query {n}: qid {q.qid!r} is not an integer "
+                                f"(the reader takes integer qids, as scikit-learn does)")
+            if qid in seen:
+                raise DataError(f"write_ltr_file: query {n}: qid {qid} is used by an earlier "
+                                f"query; each query needs its own qid")
+            seen.add(qid)
+
+
+def write_ltr_file(path, queries, with_qid=True, precision=None):
     """Write queries in SVMlight form (``qid:`` lines, or LightGBM's form plus ``.query``),
-    each file written to a temporary name and renamed."""
+    each file written to a temporary name and renamed.  By default every value is written
+    in the shortest form that reads back as the same float32 (six digits did not: 1.5e-6
+    off); ``precision=k`` writes k significant digits instead.  Queries the reader would
+    refuse are a ``DataError`` and leave no file."""
+    _check_writable(queries, with_qid)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         for q in queries:
-            for x, lab in zip(q.features, q.labels):
-                feats = " ".join(f"{j + 1}:{v:.{precision}g}" for j, v in enumerate(x) if v != 0)
-                qid = f" qid:{q.qid}" if with_qid else ""
+            qid = f" qid:{int(str(q.qid))}" if with_qid else ""
+            for x, lab in zip(np.asarray(q.features), np.asarray(q.labels)):
+                feats = " ".join(f"{j + 1}:{_format_value(v, precision)}" for j, v in enumerate(x) if v != 0)
                 f.write(f"{int(lab)}{qid} {feats}\n")
     if not with_qid:
         qtmp = f"{path}.query.tmp-{os.getpid()}"
