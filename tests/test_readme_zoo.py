@@ -26,6 +26,8 @@ def test_every_row_names_architecture_dataset_metric_source_licence_and_real_con
     rows = markdown_table(table).splitlines()[2:]
     assert len(rows) == len(table)
     aliases = {"resnet50_vd_ssld_v2_paddleseg": "backbone_pretrained: imagenet",
+               "stdc2_imagenet_paddleseg": "backbone_pretrained: imagenet",
+               "pp_stdc2_imagenet_paddleseg": "backbone_pretrained: imagenet",
                "hrnet_w18_ssld_paddleseg": "backbone_pretrained: imagenet"}
     for (name, e), row in zip(table.items(), rows):
         cells = [c.strip() for c in row.strip("|").split(" | ")]
