@@ -194,3 +194,26 @@ def test_downstream_configs_start_from_the_released_files(config):
         assert ts[0] == {"type": "ImageAsFloat"} and ts[-2]["mean"] == [0.5] * 3 and ts[-2]["std"] == [0.5] * 3
         assert all(t.get("backend", "cv2") == "cv2" for t in ts)
     assert len(cfg["loss"]["types"]) == (4 if cfg["model"]["type"] == "STDCSeg" else 3)
+
+
+@pytest.mark.parametrize("name", ["stdc2_seg_voc12aug_pssl", "pp_liteseg_stdc2_cityscapes_pssl"])
+def test_released_downstream_files_load_as_weights_of_the_tools(name, tmp_path):
+    """``--weights`` of eval/export takes a PaddleSeg-named file as ``pretrained:`` does
+    (no ``net.`` prefix), strictly: one extra tensor in the file is an error."""
+    from ppzoo import hub
+    from ppzoo.core.errors import WeightsError
+    from ppzoo.engine.export import load_weights
+    e = hub.load_table(hub.DEFAULT_TABLE)[name]
+    cfg = load_config(os.path.join(ROOT, e["model"]["config"]))
+    ref = _paddleseg_module(cfg["model"]["type"], cfg["model"]["num_classes"])
+    path = str(tmp_path / "model.pdparams")
+    paddle.save(ref.state_dict(), path)
+    ours = MODELS.build(_without_init(cfg["model"]), key_path="model")
+    assert load_weights(ours, path) == path
+    ref.eval(), ours.eval()
+    with paddle.no_grad():
+        np.testing.assert_allclose(ours(_x(4)).numpy(), ref(_x(4))[0].numpy(), rtol=1e-5, atol=1e-5)
+    extra = dict(ref.state_dict(), stray=paddle.zeros([2]))
+    paddle.save(extra, path)
+    with pytest.raises(WeightsError, match="1 unexpected key"):
+        load_weights(MODELS.build(_without_init(cfg["model"]), key_path="model"), path)

@@ -79,9 +79,10 @@ def load_weights(model, path, state=None):
     Returns the file loaded.
     """
     from ..hub import load_state_dict
-    from ..hub.load import map_to_model
+    from ..hub.load import align_to_model, map_to_model
     file, state = state if state is not None else read_weights(path)
     state, _ = map_to_model(model, state)  # a publisher's names, as pretrained: maps them
+    state = align_to_model(model, state)   # ... and its prefixes (PaddleSeg's files lack net.)
     problems = state_fit_problems(model, state)
     if problems:
         raise WeightsError(f"weights {file} do not fit the model "

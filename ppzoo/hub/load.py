@@ -281,6 +281,22 @@ def map_to_model(model, state):
     return mapped, renamed
 
 
+def align_to_model(model, state):
+    """``state`` under the names ``pretrained:`` would give it without explicit prefixes: the
+    model's reference layer names (``pretrained_key``), then the wrapper prefix under which
+    most tensors fit (a PaddleSeg file without ppzoo's ``net.``).  Keys outside that prefix
+    keep their names, so a strict check still reports them as unexpected."""
+    rename_key = getattr(model, "pretrained_key", None)
+    if callable(rename_key):
+        state = {rename_key(k): v for k, v in state.items()}
+    own_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    strip, add = _auto_mapping({k: tuple(v.shape) for k, v in state.items()}, own_shapes)
+    if not (strip or add):
+        return state
+    renamed = _rename(list(state), strip, add)
+    return {renamed.get(k, k): v for k, v in state.items()}
+
+
 def resolve_weights_source(source, table=None, logger=None):
     """The local file of a tool's ``--weights`` that is not a local file or folder: a URL,
     a zoo name of the weights table (downloaded and checked as for ``pretrained:``), or an
