@@ -591,3 +591,30 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
                 with open(os.path.join(d, f), encoding="utf-8") as fh:
                     yaml_load(fh)
     hub.load_table(hub.DEFAULT_TABLE)
+
+
+def test_protocol_5_array_pickles_load_object_arrays_are_refused(tmp_path, marker):
+    """Python's default pickle protocol (5) writes arrays through ``_frombuffer``: a plain
+    pickle of arrays (FootballAction's feature ``.pkl``) reads back exactly; the same global
+    asked for an object array (whose reading would run code) is refused."""
+    feats = {"image_feature": np.random.default_rng(0).normal(size=(7, 5)).astype("float32"),
+             "pcm_feature": np.asfortranarray(np.arange(12, dtype="int64").reshape(3, 4))}
+    p = str(tmp_path / "video.pkl")
+    with open(p, "wb") as f:
+        pickle.dump(feats, f, protocol=5)
+    got = safeload.unpickle(p)
+    for k, v in feats.items():
+        np.testing.assert_array_equal(got[k], v)
+        assert got[k].dtype == v.dtype
+
+    from numpy.core.numeric import _frombuffer
+
+    class _Obj:
+        def __reduce__(self):
+            return _frombuffer, (b"\0" * 8, np.dtype(object), (1,), "C")
+    p = str(tmp_path / "obj.pkl")
+    with open(p, "wb") as f:
+        pickle.dump({"x": _Obj()}, f, protocol=5)
+    with pytest.raises(WeightsError, match=r"refused to load numpy\.core\.numeric\._frombuffer"):
+        safeload.unpickle(p)
+    assert not marker.exists()

@@ -9,8 +9,9 @@ it is looked up, with one line naming the file and the global.
 What ``paddle.save`` (Paddle 3.3) writes, found by saving model states, every optimizer and
 LR schedule of ``paddle.optimizer`` under pickle protocols 2, 3 and 4: the globals
 ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``, ``numpy.dtype`` and, under
-protocol 2, ``_codecs.encode`` (bytes).  A tensor inside a non-state-dict object is saved
-as ``(builtins.tuple, ((name, array),))`` and a static-graph DenseTensor as
+protocol 2, ``_codecs.encode`` (bytes); plain pickles of arrays under protocol 5 (data
+files such as FootballAction's feature ``.pkl``) add ``numpy.core.numeric._frombuffer``.
+A tensor inside a non-state-dict object is saved as ``(builtins.tuple, ((name, array),))`` and a static-graph DenseTensor as
 ``builtins.eval('data', {'data': array})``; the latter is admitted only in exactly that
 form, answered without ``eval``.  NumPy scalars (``numpy.core.multiarray.scalar``) and
 ``collections.OrderedDict`` are admitted too; NumPy 2 spells the module ``numpy._core``.
@@ -64,6 +65,18 @@ def _encode(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+def _frombuffer(buf, dtype, shape, order):
+    """``numpy.core.numeric._frombuffer``: how pickle protocol 5 (Python's default since
+    3.8) writes an array.  Only raw bytes of a plain (non-object) dtype are read."""
+    if isinstance(buf, pickle.PickleBuffer):
+        buf = buf.raw()
+    if not isinstance(buf, (bytes, bytearray, memoryview)) or not isinstance(dtype, np.dtype) \
+            or dtype.hasobject or not isinstance(shape, tuple) \
+            or not all(isinstance(n, int) for n in shape) or order not in ("C", "F"):
+        raise RefusedGlobal("numpy.core.numeric._frombuffer", " of anything but bytes of a plain dtype")
+    return np.frombuffer(buf, dtype).reshape(shape, order=order).copy()
+
+
 ALLOWED = {
     ("builtins", "tuple"): tuple, ("builtins", "list"): list, ("builtins", "dict"): dict,
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
@@ -77,6 +90,8 @@ ALLOWED = {
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     ALLOWED[(_mod, "_reconstruct")] = _reconstruct
     ALLOWED[(_mod, "scalar")] = _NP.scalar
+for _mod in ("numpy.core.numeric", "numpy._core.numeric"):
+    ALLOWED[(_mod, "_frombuffer")] = _frombuffer
 ALLOWED[("numpy", "ndarray")] = np.ndarray
 ALLOWED[("numpy", "dtype")] = np.dtype
 
