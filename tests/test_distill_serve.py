@@ -5,12 +5,12 @@ import os
 import sys
 import time
 
-import paddle
 import pytest
 
 from ppzoo.core.config import load_config
 from ppzoo.distill.serve import replica_version
-from ppzoo.engine.export import build_for_weights, export_from_config
+
+from _teachers import export_digits_teacher
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -18,15 +18,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory):
     """An untrained, seeded SmallCNN teacher exported like tools/export.py."""
-    work = tmp_path_factory.mktemp("serve_teacher")
-    cfg = load_config(os.path.join(ROOT, "configs/distill/digits_teacher.yml"),
-                      ["model.width=8", f"output_dir={work}", "seed=3"])
-    tr = build_for_weights(cfg)
-    weights = str(work / "w.pdparams")
-    paddle.save(tr.model.state_dict(), weights)
-    out = str(work / "inference")
-    export_from_config(cfg, weights, out)
-    return out
+    return export_digits_teacher(tmp_path_factory.mktemp("serve_teacher"))[2]
 
 
 def test_replica_version_changes_with_the_teacher_or_options_not_otherwise(teacher_dir,

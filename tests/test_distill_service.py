@@ -22,24 +22,17 @@ from ppzoo.core.errors import ConfigError, DataError, WeightsError  # noqa: E402
 from ppzoo.distill import pool as pool_mod  # noqa: E402
 from ppzoo.distill.pool import TeacherPool, TeacherService, TeacherStartError  # noqa: E402
 from ppzoo.distill.reader import EDLReader  # noqa: E402
-from ppzoo.engine.export import build_for_weights, export_from_config  # noqa: E402
 from ppzoo.engine.hooks import Hook  # noqa: E402
 from ppzoo.engine.trainer import build_trainer  # noqa: E402
 
+from _teachers import export_digits_teacher  # noqa: E402
 from test_distill_edl import ROOT, _StopAt, ray_local  # noqa: E402,F401  (one Ray per module)
 
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     """An (untrained, seeded) SmallCNN teacher exported like tools/export.py, and inputs."""
-    work = tmp_path_factory.mktemp("teacher")
-    cfg = load_config(os.path.join(ROOT, "configs/distill/digits_teacher.yml"),
-                      ["model.width=8", f"output_dir={work}", "seed=3"])
-    tr = build_for_weights(cfg)
-    weights = str(work / "w.pdparams")
-    paddle.save(tr.model.state_dict(), weights)
-    export_dir = str(work / "inference")
-    export_from_config(cfg, weights, export_dir)
+    tr, cfg, export_dir = export_digits_teacher(tmp_path_factory.mktemp("teacher"))
     ds = tr.val_dataset
     x = np.stack([ds[i]["image"] for i in range(96)]).astype(np.float32)
     tr.model.eval()
