@@ -378,7 +378,7 @@ def protocol_lines(rows, tasks, args):
         prs = list(dict.fromkeys(json.dumps(r["protocol"], sort_keys=True) for r in rows if r["task"] == t and "protocol" in r))
         per_task[t] = [json.loads(x) for x in prs] or [protocol_of(args)]
     tail = ("; mean pooling unless the protocol names another; evaluation on the full dev set "
-            "after the last step; a task trained on another task's data (`trained on`) is that "
+            "(or the dev subsample the protocol names) after the last step; a task trained on another task's data (`trained on`) is that "
             "task's runs evaluated on this task's dev set.")
     distinct = {json.dumps(p, sort_keys=True) for ps in per_task.values() for p in ps}
     if len(distinct) == 1:
