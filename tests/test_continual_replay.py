@@ -8,7 +8,6 @@ import types
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 import pytest
 
 import ppzoo  # noqa: F401
