@@ -41,12 +41,11 @@ def _params(model):
 
 def test_quickstart_reaches_95_percent(tmp_path):
     cfg = load_config(os.path.join(ROOT, "configs", "quickstart", "digits.yml"))
-    t0 = time.time()
+    # no time bound: how fast the quick start trains is a benchmark's question
+    # (docs/benchmarks/engine.md), and a busy machine is slower, not broken
     trainer = ppzoo.build_trainer(cfg, work_dir=str(tmp_path / "qs")).train()
-    elapsed = time.time() - t0
     results = trainer.evaluate()
     assert results["top1"] >= 0.95, results
-    assert elapsed < 120
     run = tmp_path / "qs"
     for f in ("config.yml", "train.log", "metrics.jsonl", "latest/model.pdparams",
               "latest/model.pdopt", "latest/state.json", "best/model.pdparams"):
@@ -118,7 +117,7 @@ def test_sigkill_during_training_leaves_loadable_checkpoint(tmp_path):
            os.path.join(ROOT, "configs", "quickstart", "digits.yml"), "--save-dir", str(run),
            "--opts", "train.checkpoint_interval=1", "train.epochs=50", "model.width=4"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
+    deadline = time.time() + 600  # a bound for a hang, not a speed
     while time.time() < deadline and not (run / "latest" / "state.json").exists():
         time.sleep(0.2)
     time.sleep(1.0)
@@ -337,11 +336,11 @@ def test_ctrl_c_in_the_train_tool_exits_130_with_one_line(tmp_path):
            "--opts", "train.checkpoint_interval=100000", "train.epochs=500", "train.log_interval=1",
            "model.width=4"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
+    deadline = time.time() + 600  # a bound for a hang, not a speed
     while time.time() < deadline and not (run / "metrics.jsonl").exists():
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert "Traceback" not in err
