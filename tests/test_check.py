@@ -368,6 +368,43 @@ def test_every_paper_config_passes_check_offline_and_is_documented(elsewhere):
     assert not os.listdir(elsewhere / "work")
 
 
+#: the federated paper settings: (paper, method's CPU-scale config, strategy keys the
+#: paper config sets itself) and the scale each paper's settings share
+FED_PAPER = {f"fedda_cifar10_{m}.yml": ("fedda", f"cifar10_{m}.yml", {}) for m in
+             ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "scaffold", "fedprox")}
+FED_PAPER.update({f"fedda_cifar10_{f}.yml": ("fedda", "cifar10_fedda.yml",
+                                              {"form": f, "full_batch_rounds": 100})
+                  for f in ("sgdm", "adam", "adagrad")})
+FED_PAPER.update({f"fedhisyn_cifar10_{m}.yml": ("fedhisyn", f"cifar10_{m}.yml", {}) for m in
+                  ("fedhisyn", "fedavg", "scaffold", "fedprox")})
+FED_PAPER["fedhisyn_cifar10_fedat.yml"] = ("fedhisyn", "cifar10_fedat.yml", {"tier_fraction": 1.0})
+FED_SCALE = {"fedda": {"num_clients": 500, "clients_per_round": 10, "rounds": 4000},
+             "fedhisyn": {"num_clients": 100, "clients_per_round": 100, "rounds": 500}}
+
+
+def test_federated_paper_configs_keep_the_method_and_change_only_the_scale():
+    """Each configs/federated/paper/ setting is its CPU-scale config's method at the paper
+    settings' scale: the strategy is the CPU config's (plus the keys listed above), the data
+    and device profile are the CPU configs', and the scale is the same for every method
+    of one paper's comparison (a base that re-inherited the CPU base would reset the
+    strategy to FedAvg)."""
+    here = sorted(os.path.basename(c) for c in PAPER_CONFIGS
+                  if _name(c).startswith("federated" + os.sep))
+    assert here == sorted(FED_PAPER)
+    for name, (paper, cpu_name, own) in FED_PAPER.items():
+        cfg = load_config(os.path.join(ROOT, "configs", "federated", "paper", name))
+        cpu = load_config(os.path.join(ROOT, "configs", "federated", cpu_name))
+        fed, cpu_fed = cfg["federated"], cpu["federated"]
+        assert fed["strategy"] == {**cpu_fed["strategy"], **own}, name
+        # the SGDM form's step is gradient-sized: the SGD baselines' rate, not the Adam form's
+        lr = {"learning_rate": 0.05} if name == "fedda_cifar10_sgdm.yml" else {}
+        assert fed["local"]["optimizer"] == {**cpu_fed["local"]["optimizer"], **lr}, name
+        assert fed["profile"] == cpu_fed["profile"] and cfg["train_dataset"] == cpu["train_dataset"], name
+        scale = dict(FED_SCALE[paper], rounds=2500) if cpu_name == "cifar10_fedat.yml" else FED_SCALE[paper]
+        assert {k: fed[k] for k in scale} == scale, name
+        assert cfg["model"] == dict(cpu["model"], width=64, depth=3, norm="none"), name
+
+
 def test_the_resnext_teacher_is_paddle_vision_resnext():
     """EDL-Dist's teacher: ResNet with groups/width is paddle.vision's ResNeXt, name for
     name and shape for shape (so its published weights load)."""
