@@ -43,6 +43,16 @@ def write_page(path, title, command, body):
     print(text)
 
 
+def write_page_and_runs(path, title, command, body, runs):
+    """:func:`write_page`, and each run's record as one JSON line beside the page
+    (``<page>_runs.jsonl``), so a reader can recompute every number the page shows."""
+    import json
+    write_page(path, title, command, body)
+    with open(os.path.splitext(path)[0] + "_runs.jsonl", "w", encoding="utf-8") as f:
+        for r in runs:
+            f.write(json.dumps(r) + "\n")
+
+
 def last_record(work_dir, mode="val", at_iter=None):
     """The last ``mode`` record ("val" or "train") of a run's ``metrics.jsonl``, or None where
     there is none (or, with ``at_iter``, where the last one is not at that iteration: the run

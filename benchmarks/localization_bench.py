@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import ROOT, write_page
+from bench_common import ROOT, write_page_and_runs
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -227,11 +227,8 @@ def main():
             body.append(f"| {i + 1} | {tl['num_proposals']} | " + " | ".join(f"{s[k]:.2f}" for k in stages) +
                         f" | {tot:.2f} | {tot / (dur / 60):.2f} |")
     cmd = "nice -n 5 python benchmarks/localization_bench.py " + " ".join(sys.argv[1:])
-    write_page(args.out, "Sports action localization on generated videos", cmd.strip(),
-               "\n".join(body))
-    with open(os.path.splitext(args.out)[0] + "_runs.jsonl", "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    write_page_and_runs(args.out, "Sports action localization on generated videos", cmd.strip(),
+                        "\n".join(body), rows)
 
 
 if __name__ == "__main__":

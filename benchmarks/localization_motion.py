@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import ROOT, write_page
+from bench_common import ROOT, write_page_and_runs
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -373,11 +373,8 @@ def main():
                     f" | {r['window AUC']:.3f} | {r['proposal top1']:.3f} | "
                     f"{r['frame_cls_test_acc']:.3f} | {r['seconds']:.0f} |")
     cmd = "nice -n 5 python benchmarks/localization_motion.py " + " ".join(sys.argv[1:])
-    write_page(args.out, "Sports action localization on the motion set", cmd.strip(),
-               "\n".join(body))
-    with open(os.path.splitext(args.out)[0] + "_runs.jsonl", "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    write_page_and_runs(args.out, "Sports action localization on the motion set", cmd.strip(),
+                        "\n".join(body), rows)
 
 
 if __name__ == "__main__":
