@@ -64,28 +64,36 @@ def parse_args():
     return p.parse_args()
 
 
-def bmn_cfg(lab, feat, epochs):
+def bmn_cfg(lab, feat, epochs, tscale=T, fps=1, window=T, steps=(5, 10), log_interval=20):
+    """The football BMN preset scaled to a generated set (``tscale`` steps a window of
+    ``window`` seconds at ``fps`` feature steps a second; train/val windows every ``steps``)."""
     cfg = load_config(os.path.join(ROOT, "configs", "localization", "bmn_football.yml"))
-    cfg["model"].update(feat_dim=64, tscale=T, dscale=T, num_sample=16, num_sample_perbin=3,
+    cfg["model"].update(feat_dim=64, tscale=tscale, dscale=tscale, num_sample=16, num_sample_perbin=3,
                         hidden_dim_1d=64, hidden_dim_2d=32, hidden_dim_3d=64)
-    cfg["loss"].update(tscale=T, dscale=T)
-    for k, step in (("train_dataset", 5), ("val_dataset", 10)):
-        cfg[k].update(annotations=lab, feature_dir=feat, fps=1, tscale=T, dscale=T, window=T,
-                      window_step=step)
+    cfg["loss"].update(tscale=tscale, dscale=tscale)
+    for k, step in zip(("train_dataset", "val_dataset"), steps):
+        cfg[k].update(annotations=lab, feature_dir=feat, fps=fps, tscale=tscale, dscale=tscale,
+                      window=window, window_step=step)
     cfg["lr_scheduler"] = None
-    cfg["train"].update(epochs=epochs, batch_size=8, log_interval=20)
+    cfg["train"].update(epochs=epochs, batch_size=8, log_interval=log_interval)
     cfg["eval"]["batch_size"] = 16
-    cfg["export"]["postprocess"].update(window_step=T // 2, min_len=2)
+    cfg["export"]["postprocess"].update(window_step=tscale // 2, min_len=2)
     return cfg
 
 
-def lstm_cfg(lab, feat, epochs):
-    cfg = load_config(os.path.join(ROOT, "configs", "localization", "lstm_football.yml"))
+def lstm_cfg(lab, feat, epochs, fps=1, max_len=20, log_interval=20, num_classes=None, class_names=False):
+    """The image-only football event classifier (the generated sets have no audio stream)
+    scaled to a generated set; ``class_names=None`` drops the preset's names."""
+    cfg = load_config(os.path.join(ROOT, "configs", "localization", "lstm_football_image.yml"))
     cfg["model"].update(feature_dim=64, lstm_size=32, fc_dims=[64, 64], dropout=0.2)
+    if num_classes is not None:
+        cfg["model"]["num_classes"] = num_classes
     for k in ("train_dataset", "val_dataset"):
-        cfg[k].update(annotations=lab, feature_dir=feat, fps=1, max_len=20)
+        cfg[k].update(annotations=lab, feature_dir=feat, fps=fps, max_len=max_len)
+        if class_names is not False:
+            cfg[k]["class_names"] = class_names
     cfg["optimizer"] = {"type": "Adam", "learning_rate": 0.005}
-    cfg["train"].update(epochs=epochs, batch_size=32, log_interval=20)
+    cfg["train"].update(epochs=epochs, batch_size=32, log_interval=log_interval)
     cfg["export"]["postprocess"].update(score_thresh=0.3, iou_thresh=0.2)
     return cfg
 
@@ -141,7 +149,7 @@ def latency(args, work):
     export_extractor(pptsm, fmodel, weights=wfile)
     bmn = load_config(os.path.join(ROOT, "configs", "localization", "bmn_football.yml"))
     bmn["model"].update(tscale=100, dscale=100)
-    lstm = load_config(os.path.join(ROOT, "configs", "localization", "lstm_football.yml"))
+    lstm = load_config(os.path.join(ROOT, "configs", "localization", "lstm_football_image.yml"))
     exports = {}
     for name, cfg, spec in (
             ("bmn", bmn, [{"name": "feature", "shape": [None, 2048, 100], "dtype": "float32"}]),

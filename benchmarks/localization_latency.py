@@ -3,7 +3,7 @@
 PP-TSM ResNet-50-vd frame features (``configs/video/pptsm_football.yml``: 224 px,
 groups of 8, FootballAction's 341x256 resize), BMN as ``configs/localization/
 bmn_football.yml`` (2048-d, tscale = dscale = 200, its export post-processing: score
-floor 0.03, NMS 0.7) and AttentionLSTM as ``lstm_football.yml``, all exported with
+floor 0.03, NMS 0.7) and AttentionLSTM as ``lstm_football_image.yml``, all exported with
 random weights (the cost does not depend on them, only the number of proposals does,
 and it is reported), on one generated 1280x720 H.264 video at 25 fps sampled at 5 fps.
 
@@ -88,7 +88,8 @@ def exports(work):
     out["features"] = os.path.join(work, "pptsm_features")
     export_extractor(pptsm, out["features"], weights=wfile)       # the preset's resize
     for name in ("bmn", "lstm"):
-        cfg = load_config(os.path.join(ROOT, "configs", "localization", f"{name}_football.yml"))
+        preset = "bmn_football.yml" if name == "bmn" else "lstm_football_image.yml"  # no audio here
+        cfg = load_config(os.path.join(ROOT, "configs", "localization", preset))
         cfg = copy.deepcopy(cfg)
         cfg["export"]["input_spec"] = cfg["export"]["default_input_spec"]
         cfg["export"]["verify_atol"] = None

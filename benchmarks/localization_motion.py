@@ -35,6 +35,7 @@ import tempfile
 import time
 
 from bench_common import ROOT, write_page_and_runs
+import localization_bench as bench_cfgs  # noqa: E402  (the generated sets' BMN/LSTM configs)
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
@@ -226,30 +227,13 @@ def bmn_vote(props_per_video, probs_per_video, gts=None, floor=None):
 
 # ------------------------------------------------------------------ BMN / LSTM configs
 def bmn_cfg(lab, feat, epochs):
-    cfg = load_config(os.path.join(ROOT, "configs", "localization", "bmn_football.yml"))
-    cfg["model"].update(feat_dim=64, tscale=T, dscale=T, num_sample=16, num_sample_perbin=3,
-                        hidden_dim_1d=64, hidden_dim_2d=32, hidden_dim_3d=64)
-    cfg["loss"].update(tscale=T, dscale=T)
-    for k, step in (("train_dataset", 2.5), ("val_dataset", 5)):
-        cfg[k].update(annotations=lab, feature_dir=feat, fps=FPS, tscale=T, dscale=T,
-                      window=WINDOW, window_step=step)
-    cfg["lr_scheduler"] = None
-    cfg["train"].update(epochs=epochs, batch_size=8, log_interval=50)
-    cfg["eval"]["batch_size"] = 16
-    cfg["export"]["postprocess"].update(window_step=T // 2, min_len=2)
-    return cfg
+    return bench_cfgs.bmn_cfg(lab, feat, epochs, tscale=T, fps=FPS, window=WINDOW, steps=(2.5, 5),
+                              log_interval=50)
 
 
 def lstm_cfg(lab, feat, epochs):
-    cfg = load_config(os.path.join(ROOT, "configs", "localization", "lstm_football.yml"))
-    cfg["model"].update(feature_dim=64, num_classes=NUM_CLASSES, lstm_size=32, fc_dims=[64, 64],
-                        dropout=0.2)
-    for k in ("train_dataset", "val_dataset"):
-        cfg[k].update(annotations=lab, feature_dir=feat, fps=FPS, max_len=T, class_names=None)
-    cfg["optimizer"] = {"type": "Adam", "learning_rate": 0.005}
-    cfg["train"].update(epochs=epochs, batch_size=32, log_interval=50)
-    cfg["export"]["postprocess"].update(score_thresh=0.3, iou_thresh=0.2)
-    return cfg
+    return bench_cfgs.lstm_cfg(lab, feat, epochs, fps=FPS, max_len=T, log_interval=50,
+                               num_classes=NUM_CLASSES, class_names=None)
 
 
 # ------------------------------------------------------------------ one seed
