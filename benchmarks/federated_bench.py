@@ -240,16 +240,24 @@ def centralized_run(cfg, work_dir, epochs, n_train):
     return res
 
 
+def _ceiling_file(epochs, seed):
+    return os.path.join(OUT, "ceiling", f"e{epochs:g}_s{seed}.json")
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def ceiling_runs(args, lists):
     """The centralized ceiling: the benchmark's 3000 images, model, client SGD and batch size,
     trained as one data set for FedAvg's expected sample-epochs, one run a seed."""
     epochs = ceiling_epochs(args)
     out = []
     for seed in range(args.seeds):
-        path = os.path.join(OUT, "ceiling", f"e{epochs:g}_s{seed}.json")
+        path = _ceiling_file(epochs, seed)
         if os.path.isfile(path):
-            with open(path) as f:
-                out.append(json.load(f))
+            out.append(_read_json(path))
             continue
         cfg = bench_config("fedavg", 0.5, seed, args, lists)
         c0 = time.process_time()
@@ -270,12 +278,8 @@ CEILING = "## Centralized ceiling"
 def ceiling_section(args):
     """The ceiling's markdown (None before its runs exist)."""
     epochs = ceiling_epochs(args)
-    runs = []
-    for seed in range(args.seeds):
-        path = os.path.join(OUT, "ceiling", f"e{epochs:g}_s{seed}.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                runs.append(json.load(f))
+    runs = [_read_json(p) for p in (_ceiling_file(epochs, seed) for seed in range(args.seeds))
+            if os.path.isfile(p)]
     if not runs:
         return None
     top = [r["top1"] for r in runs]
