@@ -204,6 +204,16 @@ def _auto_mapping(file_shapes, own_shapes):
     return best
 
 
+def _reference_names(model, state):
+    """``state`` under the model's own names where it knows its reference implementation's
+    layer names (``pretrained_key``); returns ``(state, how many keys were renamed)``."""
+    rename_key = getattr(model, "pretrained_key", None)
+    if not callable(rename_key):
+        return state, 0
+    mapped = {rename_key(k): k for k in state}
+    return {new: state[old] for new, old in mapped.items()}, sum(1 for n, o in mapped.items() if n != o)
+
+
 def load_state_dict(model, state, source="<state dict>", file="", prefix=None, strip_prefix=None,
                     exclude=(), strict=False):
     """Load the fitting part of ``state`` into ``model``; returns a LoadReport.
@@ -212,13 +222,7 @@ def load_state_dict(model, state, source="<state dict>", file="", prefix=None, s
     """
     own = model.state_dict()
     own_shapes = {k: tuple(v.shape) for k, v in own.items()}
-    # a model may know its reference implementation's layer names (``pretrained_key``)
-    rename_key = getattr(model, "pretrained_key", None)
-    renamed = 0
-    if callable(rename_key):
-        mapped = {rename_key(k): k for k in state}
-        renamed = sum(1 for new, old in mapped.items() if new != old)
-        state = {new: state[old] for new, old in mapped.items()}
+    state, renamed = _reference_names(model, state)
     if prefix is None and strip_prefix is None:
         strip, add = _auto_mapping({k: tuple(v.shape) for k, v in state.items()}, own_shapes)
     else:
@@ -286,9 +290,7 @@ def align_to_model(model, state):
     model's reference layer names (``pretrained_key``), then the wrapper prefix under which
     most tensors fit (a PaddleSeg file without ppzoo's ``net.``).  Keys outside that prefix
     keep their names, so a strict check still reports them as unexpected."""
-    rename_key = getattr(model, "pretrained_key", None)
-    if callable(rename_key):
-        state = {rename_key(k): v for k, v in state.items()}
+    state, _ = _reference_names(model, state)
     own_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     strip, add = _auto_mapping({k: tuple(v.shape) for k, v in state.items()}, own_shapes)
     if not (strip or add):
