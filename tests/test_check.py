@@ -405,6 +405,43 @@ def test_federated_paper_configs_keep_the_method_and_change_only_the_scale():
         assert cfg["model"] == dict(cpu["model"], width=64, depth=3, norm="none"), name
 
 
+
+def _provenance_rows():
+    """docs/paper_settings.md's table of where each federated value comes from:
+    {key: [FedDA value, its source, FedHiSyn value, its source]}."""
+    with open(os.path.join(ROOT, "docs", "paper_settings.md"), encoding="utf-8") as f:
+        doc = f.read()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`federated."):
+            rows[cells[0].strip("`")] = cells[1:]
+    return rows
+
+
+def test_federated_paper_settings_table_states_the_configs_values_and_a_source_for_each():
+    """The docs say, value by value, what the federated paper configs hold and where each
+    value comes from (the abstract, the introduction, or reconstructed): a config changed
+    without its docs, or a value left without a source, fails here."""
+    import re
+    rows = _provenance_rows()
+    assert set(rows) >= {f"federated.{k}" for k in ("num_clients", "clients_per_round", "rounds",
+                                                     "partition", "local", "profile", "strategy")}
+    for paper, col in (("fedda", 0), ("fedhisyn", 2)):
+        # every method of one paper shares the scale (the test above), so one config stands for all
+        fed = load_config(os.path.join(ROOT, "configs", "federated", "paper",
+                                       f"{paper}_cifar10_fedavg.yml"))["federated"]
+        for key in ("num_clients", "clients_per_round", "rounds"):
+            said = rows[f"federated.{key}"][col]
+            assert int(re.match(r"\d+", said).group()) == fed[key], (paper, key, said)
+        local = rows["federated.local"][col]
+        assert f"{fed['local']['epochs']} epoch" in local and f"batch {fed['local']['batch_size']}" in local
+        assert fed["partition"]["type"] == "dirichlet"
+        assert rows["federated.partition"][col] == f"Dirichlet {fed['partition']['alpha']}", paper
+    for key, (_, fedda_src, _, hisyn_src) in rows.items():
+        for src in (fedda_src, hisyn_src):
+            assert re.search(r"abstract|introduction|reconstructed", src), (key, src)
+
 def test_the_resnext_teacher_is_paddle_vision_resnext():
     """EDL-Dist's teacher: ResNet with groups/width is paddle.vision's ResNeXt, name for
     name and shape for shape (so its published weights load)."""
