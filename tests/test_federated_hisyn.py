@@ -74,3 +74,23 @@ def test_sync_rounds_count_client_samples(tmp_path):
                    local={"epochs": 2, "batch_size": 8, "optimizer": {"type": "SGD", "learning_rate": 0.05}})
     t = train(cfg, tmp_path)
     assert [r["client_samples"] for r in records(t)] == [2 * 60, 2 * 60]
+
+
+def test_device_uploads_give_the_one_model_per_category_mean_under_data_weighting():
+    """The abstract uploads "the models trained in different categories"; ppzoo uploads every
+    device's model.  With ``weighting: data`` the server's mean equals the other reading,
+    one data-weighted model per category then the categories weighted by their data,
+    computed here by hand; ``visits`` weighting is where the two readings part."""
+    rng = np.random.default_rng(0)
+    cats = {0: [0, 1, 2], 1: [3, 4], 2: [5]}
+    n = [50, 10, 40, 7, 93, 20]
+    models = [{"w": rng.normal(size=(3, 2)), "b": rng.normal(size=2)} for _ in n]
+    results = [S.ClientResult(c, models[c], n[c], {"trained_samples": 5 * n[c] + c}) for c in range(6)]
+    got, _ = S.FedHiSyn(weighting="data").aggregate(1, models[0], results, {})
+    for k in ("w", "b"):
+        per_cat = {j: sum(n[c] * models[c][k] for c in m) / sum(n[c] for c in m) for j, m in cats.items()}
+        size = {j: sum(n[c] for c in m) for j, m in cats.items()}
+        want = sum(size[j] * per_cat[j] for j in cats) / sum(size.values())
+        np.testing.assert_allclose(got[k], want, rtol=1e-12)
+    visits, _ = S.FedHiSyn(weighting="visits").aggregate(1, models[0], results, {})
+    assert not np.allclose(visits["w"], got["w"])
