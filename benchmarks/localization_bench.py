@@ -95,6 +95,9 @@ def lstm_cfg(lab, feat, epochs, fps=1, max_len=20, log_interval=20, num_classes=
     cfg["optimizer"] = {"type": "Adam", "learning_rate": 0.005}
     cfg["train"].update(epochs=epochs, batch_size=32, log_interval=log_interval)
     cfg["export"]["postprocess"].update(score_thresh=0.3, iou_thresh=0.2)
+    for spec in cfg["export"].get("input_spec") or []:   # the preset's spec is for 2048-d features
+        if spec["name"] == "feature":
+            spec["shape"][-1] = cfg["model"]["feature_dim"]
     return cfg
 
 
