@@ -33,7 +33,10 @@ Reports, on the held-out videos, AR@AN (AN = 1, 10, 100) and AUC of whole-video
 proposals (each method's segments ranked by score; tIoU 0.5:0.05:0.95) and event
 precision/recall/F1 at IoA 0.5.
 
-    nice -n 5 python benchmarks/localization_motion.py [--seeds 0 1 2]
+    PPZOO_CPU_THREADS=1 nice -n 5 python benchmarks/localization_motion.py [--seeds 0 1 2]
+
+``--from-runs FILE`` writes the tables again from a runs file of an earlier run (no
+training): the page's reading is written by hand below them.
 """
 import argparse
 import json
@@ -84,6 +87,7 @@ def parse_args():
     p.add_argument("--lstm-epochs", type=int, default=12)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks",
                                                  "localization_motion.md"))
+    p.add_argument("--from-runs", help="print the tables of this runs file (no training)")
     return p.parse_args()
 
 
@@ -387,9 +391,46 @@ def fmt(vals):
     return f"{vals[0]:.3f}" if vals else "-"
 
 
+# (a - b, what the difference isolates): paired per seed
+PAIRED = [
+    ("annotations + AttentionLSTM", "BMN + AttentionLSTM", "BMN's proposals, pipeline"),
+    ("annotations + frame vote", "BMN + frame vote", "BMN's proposals, frame vote"),
+    ("annotations + AttentionLSTM, top class", "annotations + AttentionLSTM",
+     "the export's event selection"),
+    ("annotations + AttentionLSTM, top class", "annotations + frame vote, top class",
+     "LSTM vs frame vote, classification alone"),
+    ("annotations + AttentionLSTM", "annotations + frame vote", "LSTM vs frame vote on exact segments"),
+    ("BMN + AttentionLSTM", "BMN + frame vote", "LSTM vs frame vote in the pipeline"),
+    ("BMN + frame vote", "per-frame classifier", "BMN over thresholded frames"),
+    ("BMN + AttentionLSTM", "per-frame classifier", "the pipeline over thresholded frames"),
+    ("per-frame classifier", "colour rule", "the features' frame labels over a colour rule"),
+]
+
+
+def paired_table(rows):
+    """F1@0.5 differences paired by seed (same videos and models within a seed): mean, 95%
+    t-interval and the seeds where the difference is positive."""
+    from scipy import stats
+    out = ["| comparison | what it isolates | mean | 95% interval | positive |",
+           "|---|---|---|---|---|"]
+    for a, b, what in PAIRED:
+        d = [r[a]["F1@0.5"] - r[b]["F1@0.5"] for r in rows]
+        m, n = statistics.mean(d), len(d)
+        half = stats.t.ppf(0.975, n - 1) * statistics.stdev(d) / n ** 0.5
+        sign = lambda v: f"{v:+.3f}".replace("-", "−")  # noqa: E731  (typographic minus)
+        out.append(f"| {a} − {b} | {what} | {sign(m)} | {sign(m - half)} to {sign(m + half)} | "
+                   f"{sum(x > 0 for x in d)}/{n} |")
+    return out
+
+
 def main():
     args = parse_args()
     rows = []
+    if args.from_runs:
+        with open(args.from_runs, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        print("\n".join(paired_table(rows)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             r = run_seed(seed, args, os.path.join(tmp, f"seed{seed}"))
@@ -434,6 +475,10 @@ def main():
                     f" | {r['window AUC']:.3f} | {r['proposal top1']:.3f} | "
                     f"{r['frame_cls_test_acc']:.3f} | {r['seconds']:.0f} | "
                     f"{r['load1'][0]:.1f}/{r['load1'][1]:.1f} |")
+    if len(rows) > 1:
+        body += ["", f"Paired F1@0.5 differences over the {len(rows)} seeds (same videos and "
+                 "trained models within a seed; from `localization_motion_runs.jsonl`: mean, "
+                 "95% t-interval, seeds where the difference is positive):", ""] + paired_table(rows)
     env = (f"PPZOO_CPU_THREADS={os.environ['PPZOO_CPU_THREADS']} "
            if os.environ.get("PPZOO_CPU_THREADS") else "")
     cmd = env + "nice -n 5 python benchmarks/localization_motion.py " + " ".join(sys.argv[1:])

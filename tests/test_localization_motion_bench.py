@@ -17,6 +17,8 @@ DURATION = 80.0
 # apart: the export's NMS widens each side by 2 s, so the two overlap there)
 GTS = [[(3.3, 9.1, 1), (15.0, 16.2, 2), (24.7, 38.0, 3), (45.5, 47.0, 1)],
        [(2.0, 4.5, 3), (12.25, 20.0, 2), (30.0, 31.2, 1), (34.0, 39.5, 3)]]
+# F1 of every method in 4 seeds (method i of the sorted names: 0.1 + i / 20 + (i + 1) * e)
+PAIRED_ROWS = [[0.1 + i / 20 + (i + 1) * e for i in range(8)] for e in (0.0, 0.03, -0.02, 0.05)]
 POST = {"score_thresh": 0.3, "iou_thresh": 0.2, "nms_thresh": 0.01, "nms_delta": 2.0,
         "background": 0, "max_len": 300}
 
@@ -70,13 +72,16 @@ try:
 except Exception as err:   # reported to the test that checks it, not to the others
     probs = f"{type(err).__name__}: {str(err).strip().splitlines()[-1]}"
 out["spec"] = {"feature_dim": c["model"]["feature_dim"], "spec": spec, "probs": probs}
+names = sorted({a for a, _, _ in lm.PAIRED} | {b for _, b, _ in lm.PAIRED})
+rows = [{m: {"F1@0.5": v} for m, v in zip(names, vals)} for vals in cfg["paired_rows"]]
+out["paired"] = {"names": names, "table": lm.paired_table(rows)}
 print("RESULT " + json.dumps(out))
 """
 
 
 @pytest.fixture(scope="module")
 def result():
-    cfg = {"fps": FPS, "duration": DURATION, "gts": GTS, "post": POST}
+    cfg = {"fps": FPS, "duration": DURATION, "gts": GTS, "post": POST, "paired_rows": PAIRED_ROWS}
     env = dict(os.environ, PPZOO_CPU_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", SNIPPET, json.dumps(cfg)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -134,3 +139,24 @@ def test_generated_set_classifier_exports_with_its_feature_size(result):
     s = result["spec"]
     assert s["spec"][0][-1] == s["feature_dim"] == 64
     assert s["probs"] == [2, 4]
+
+
+def test_paired_table_gives_mean_t_interval_and_sign_count(result):
+    """Each comparison's row against the paired t-interval computed here from the seeds'
+    differences (scipy's interval of the mean, independent of the table's code)."""
+    import numpy as np
+    from scipy import stats
+    names, table = result["paired"]["names"], result["paired"]["table"]
+    assert len(names) == 8
+    body = table[2:]
+    assert len(body) == 9
+    for line in body:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        a, b = cells[0].split(" − ")
+        d = np.array([r[names.index(a)] - r[names.index(b)] for r in PAIRED_ROWS])
+        lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+        num = lambda x: float(x.replace("−", "-"))  # noqa: E731
+        assert num(cells[2]) == pytest.approx(d.mean(), abs=6e-4)
+        lo_s, hi_s = cells[3].split(" to ")
+        assert num(lo_s) == pytest.approx(lo, abs=6e-4) and num(hi_s) == pytest.approx(hi, abs=6e-4)
+        assert cells[4] == f"{int((d > 0).sum())}/{len(d)}"
