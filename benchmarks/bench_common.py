@@ -13,6 +13,15 @@ from ppzoo.engine.cpu import tune_cpu  # noqa: E402
 CPU_SETTINGS = tune_cpu()  # every core, MKL's AVX2 path on AMD: benchmarks measure a tuned CPU
 
 
+def _load_average():
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+#: the 1-min load average when the script started (this module is imported first), so a
+#: page written at the end of a long run still says what the machine was doing at its start
+START_LOAD = _load_average()
+
+
 def cpu_model():
     """The CPU's model name (lscpu), or what the platform module knows."""
     cpu = platform.processor() or "unknown CPU"
@@ -28,10 +37,9 @@ def cpu_model():
 
 def machine():
     import paddle
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"{cpu_model()}, {os.cpu_count()} cores visible, Python {platform.python_version()}, "
             f"Paddle {paddle.__version__} ({paddle.get_device()}), CPU settings {CPU_SETTINGS}, "
-            f"1-min load average at start {load:.1f}")
+            f"1-min load average at start {START_LOAD:.1f}, at the end {_load_average():.1f}")
 
 
 def write_page(path, title, command, body):
