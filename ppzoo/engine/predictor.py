@@ -77,6 +77,47 @@ def load_deploy(model_dir):
     return deploy
 
 
+#: Paddle Inference 3.3's PIR passes for the CPU with oneDNN, in its order (as its log
+#: prints them; two names it prints but does not register are left out).  Used only for
+#: an export whose ``deploy.yml`` lists ``onednn_skip_passes``: Paddle runs either its own
+#: list or a custom one, so skipping one pass means naming all the others.
+ONEDNN_PASSES = (
+    "add_shadow_output_after_dead_parameter_pass", "delete_quant_dequant_linear_op_pass",
+    "delete_weight_dequant_linear_op_pass", "depthwise_conv_onednn_pass",
+    "squeeze_transpose_onednn_fuse_pass", "conv2d_bn_onednn_fuse_pass",
+    "conv2d_bias_bn_onednn_fuse_pass", "conv2d_bias_fuse_pass", "conv2d_transpose_bn_fuse_pass",
+    "conv2d_transpose_bias_bn_fuse_pass", "conv2d_transpose_bias_fuse_pass",
+    "conv3d_bias_fuse_pass", "conv_elementwise_add_onednn_fuse_pass",
+    "conv_activation_mkldnn_fuse_pass", "matmul_scale_fuse_pass", "scale_matmul_fuse_pass",
+    "reshape_transpose_matmul_fuse_pass", "matmul_transpose_reshape_fuse_pass",
+    "matmul_add_act_fuse_pass", "matmul_reshape_add_fuse_pass", "fc_onednn_enable_pass",
+    "matmul_elementwise_add_fuse_pass", "matmul_activation_fuse_pass",
+    "matmul_add_act_fuse_pass", "fc_onednn_enable_pass", "fc_activation_fuse_pass",
+    "self_attention_fuse_pass", "batch_norm_act_fuse_pass", "softplus_activation_fuse_pass",
+    "shuffle_channel_detect_pass", "elementwise_act_onednn_fuse_pass",
+    "operator_scale_onednn_fuse_pass", "operator_unsqueeze_onednn_fuse_pass",
+    "operator_reshape_onednn_fuse_pass", "onednn_placement_pass",
+    "transfer_layout_pass", "common_subexpression_elimination_pass", "constant_folding_pass",
+    "dead_code_elimination_pass", "replace_fetch_with_shadow_output_pass", "inplace_pass")
+#: The passes Paddle 3.3 adds after ``onednn_placement_pass`` for bfloat16.
+BF16_PASSES = ("cpu_bfloat16_placement_pass", "cpu_bfloat16_pass",
+               "cpu_bfloat16_type_placement_pass", "cpu_special_ops_bf16_pass",
+               "cpu_bf16_quantize_squash_pass")
+#: Inference precisions: ``bf16`` is oneDNN's bfloat16 on the CPU (AVX-512 BF16 / AMX).
+PRECISIONS = ("fp32", "bf16")
+
+
+def onednn_passes(skip=(), bf16=False):
+    """:data:`ONEDNN_PASSES` without ``skip``, with :data:`BF16_PASSES` for bfloat16."""
+    out = []
+    for name in ONEDNN_PASSES:
+        if name not in skip:
+            out.append(name)
+        if name == "onednn_placement_pass" and bf16:
+            out.extend(BF16_PASSES)
+    return out
+
+
 class Predictor:
     """Runs an exported model with Paddle Inference.
 
@@ -87,9 +128,14 @@ class Predictor:
     by ~1e-5 relative (docs/benchmarks/export.md); without it they equal dygraph's (bit for
     bit with one thread).  Memory optimisation is deliberately not enabled: on the CPU
     build it breaks ``create_predictor`` for ``.json`` (PIR) models.
+    ``precision``: ``fp32`` (default) or ``bf16`` (oneDNN bfloat16 on a CPU that has it:
+    faster, about 3 significant digits; docs/benchmarks/localization_latency.md).  An
+    export's ``deploy.yml`` may list ``onednn_skip_passes``, oneDNN passes Paddle must not
+    run on its graph (see :data:`ONEDNN_PASSES`).
     """
 
-    def __init__(self, model_dir, device=None, cpu_threads=None, use_mkldnn=True, ir_optim=True):
+    def __init__(self, model_dir, device=None, cpu_threads=None, use_mkldnn=True, ir_optim=True,
+                 precision="fp32"):
         import paddle
         from paddle import inference
 
@@ -99,6 +145,15 @@ class Predictor:
                                   os.path.join(model_dir, self.deploy.get("params_file", PARAMS_FILE)))
         if device is None:
             device = "gpu" if paddle.is_compiled_with_cuda() else "cpu"
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "bf16" and not (device == "cpu" and use_mkldnn):
+            raise ConfigError(f"precision bf16 is oneDNN's bfloat16 on the CPU; device {device!r}"
+                              f"{'' if use_mkldnn else ' without oneDNN'} has no bf16 path here")
+        if precision == "bf16" and not paddle.base.core.supports_bfloat16():
+            raise ConfigError("precision bf16 needs a CPU with AVX-512 BF16 (or AMX); this one "
+                              "has none: use fp32")
+        self.precision = precision
         if device.startswith("gpu"):
             if not paddle.is_compiled_with_cuda():
                 raise ConfigError(f"device {device!r} asked for, but this Paddle build has no "
@@ -109,8 +164,13 @@ class Predictor:
             config.disable_gpu()
             if cpu_threads:
                 config.set_cpu_math_library_num_threads(int(cpu_threads))
+            skip = list(self.deploy.get("onednn_skip_passes") or [])
             if not use_mkldnn:
                 config.disable_mkldnn()
+            elif skip:   # Paddle runs its own pass list or a custom one, nothing between
+                config.enable_custom_passes(onednn_passes(skip, bf16=precision == "bf16"), True)
+            if use_mkldnn and precision == "bf16":
+                config.enable_mkldnn_bfloat16()
         else:
             raise ConfigError(f"device must be cpu, gpu or gpu:N, got {device!r}")
         config.switch_ir_optim(bool(ir_optim))

@@ -1,0 +1,164 @@
+"""The frame-feature extractor's speed options keep its numbers: the oneDNN-friendly trace
+of a ResNetTSM backbone (slices for the temporal shift, ``leaky_relu`` for ``max(x, 0.01x)``)
+computes the backbone's own features, its export runs on oneDNN without the fusion pass
+that crashes Paddle 3.3, and bf16 is an explicit precision whose error is bounded."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from ppzoo.core.builder import build_model
+from ppzoo.core.errors import ConfigError
+from ppzoo.engine import predictor as P
+from ppzoo.localization import features as LF
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+# a PP-TSM in miniature: ResNet-vd bottlenecks, leaky ReLU, temporal shift
+TINY_PPTSM = {
+    "model": {"type": "Recognizer2D",
+              "backbone": {"type": "ResNetTSM", "depth": 50, "num_seg": 4, "base_width": 8,
+                           "stage_blocks": [1, 2, 1, 1], "vd": True, "act": "leaky_relu"},
+              "head": {"type": "TSNHead", "num_classes": 3, "in_channels": 256, "num_seg": 4}},
+    "val_dataset": {"transforms": [
+        {"type": "Scale", "short_size": 40}, {"type": "VideoCenterCrop", "target_size": 32},
+        {"type": "VideoNormalize", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}]},
+}
+
+
+def numpy_shift(x, num_seg, ratio):
+    """TSM in Paddle's channel order, written from its definition: of C channels the first
+    int(C r) take the previous segment's values, up to int(2 C r) the next one's."""
+    nt, c, h, w = x.shape
+    v = x.reshape(nt // num_seg, num_seg, c, h, w)
+    out = v.copy()
+    c1, c2 = int(c * ratio), int(c * 2 * ratio)
+    out[:, :, :c1] = 0
+    out[:, 1:, :c1] = v[:, :-1, :c1]
+    out[:, :, c1:c2] = 0
+    out[:, :-1, c1:c2] = v[:, 1:, c1:c2]
+    return out.reshape(nt, c, h, w)
+
+
+@pytest.mark.parametrize("c,num_seg,ratio", [(16, 4, 0.25), (13, 3, 1 / 3), (64, 8, 0.125),
+                                             (10, 2, 0.2), (10, 2, 0.15)])
+def test_shift_by_slices_is_the_temporal_shift(c, num_seg, ratio):
+    x = np.random.default_rng(c).standard_normal((2 * num_seg, c, 3, 2)).astype(np.float32)
+    got = LF.shift_by_slices(paddle.to_tensor(x), num_seg, ratio).numpy()
+    np.testing.assert_array_equal(got, numpy_shift(x, num_seg, ratio))
+    np.testing.assert_array_equal(
+        got, F.temporal_shift(paddle.to_tensor(x), seg_num=num_seg, shift_ratio=ratio).numpy())
+
+
+def _tiny(seed=0):
+    paddle.seed(seed)
+    model = build_model(TINY_PPTSM["model"])
+    for m in model.sublayers():      # non-trivial BN statistics: the fusion folds them
+        if isinstance(m, paddle.nn.BatchNorm2D):
+            m._mean.set_value(paddle.rand(m._mean.shape) * 0.2)
+            m._variance.set_value(paddle.rand(m._variance.shape) + 0.5)
+    model.eval()
+    return model
+
+
+def test_onednn_graph_computes_the_backbones_own_features():
+    model = _tiny()
+    x = paddle.to_tensor(np.random.default_rng(1).standard_normal((2, 4, 3, 32, 32))
+                         .astype(np.float32))
+    with paddle.no_grad():
+        plain = LF.FrameFeatures(model, onednn_graph=False)(x).numpy()
+        fast = LF.FrameFeatures(model, onednn_graph=True)(x).numpy()
+        own = model.backbone(x.reshape([-1, 3, 32, 32])).mean(axis=[2, 3]).numpy()
+    assert LF.FrameFeatures(model, onednn_graph=True).onednn_graph
+    np.testing.assert_array_equal(plain.reshape(8, -1), own)
+    np.testing.assert_allclose(fast, plain, rtol=1e-6, atol=1e-6 * np.abs(plain).max())
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    work = tmp_path_factory.mktemp("lat")
+    model = _tiny()
+    weights = str(work / "w.pdparams")
+    paddle.save(model.state_dict(), weights)
+    out = {}
+    for name, onednn in (("fast", True), ("plain", False)):
+        out[name] = str(work / name)
+        LF.export_extractor(dict(TINY_PPTSM), out[name], weights=weights, onednn_graph=onednn)
+    x = np.random.default_rng(2).standard_normal((2, 4, 3, 32, 32)).astype(np.float32)
+    with paddle.no_grad():
+        out["ref"] = LF.FrameFeatures(model)(paddle.to_tensor(x)).numpy()
+    out["x"] = x
+    return out
+
+
+def _ops(model_dir):
+    with open(os.path.join(model_dir, "model.json"), encoding="utf-8") as f:
+        text = f.read()
+    return {op for op in ("temporal_shift", "maximum", "leaky_relu") if f'"1.{op}"' in text}
+
+
+def test_the_onednn_export_has_no_ops_that_leave_onednn(exports):
+    assert _ops(exports["plain"]) == {"temporal_shift", "maximum"}
+    assert _ops(exports["fast"]) == {"leaky_relu"}
+    import yaml
+    with open(os.path.join(exports["fast"], "deploy.yml")) as f:
+        assert yaml.safe_load(f)["onednn_skip_passes"] == [LF.LEAKY_CONV_PASS]
+    with open(os.path.join(exports["plain"], "deploy.yml")) as f:
+        assert "onednn_skip_passes" not in yaml.safe_load(f)
+
+
+def _run_in_child(model_dir, x, tmp_path, precision="fp32", threads=1):
+    """The predictor in a child process: a crash in Paddle's passes (a segfault) fails
+    this test instead of ending the test run."""
+    np.save(tmp_path / "x.npy", x)
+    code = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
+            "from ppzoo.engine.predictor import Predictor;"
+            "p = Predictor(sys.argv[2], device='cpu', cpu_threads=int(sys.argv[5]), "
+            "precision=sys.argv[4]);"
+            "np.save(sys.argv[3] + '/y.npy', p.run([np.load(sys.argv[3] + '/x.npy')])[0])")
+    res = subprocess.run([sys.executable, "-c", code, ROOT, model_dir, str(tmp_path), precision,
+                          str(threads)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return np.load(tmp_path / "y.npy")
+
+
+def test_the_onednn_export_runs_on_onednn_and_matches_dygraph(exports, tmp_path):
+    ref = exports["ref"]
+    got = _run_in_child(exports["fast"], exports["x"], tmp_path)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    plain = _run_in_child(exports["plain"], exports["x"], tmp_path)
+    np.testing.assert_allclose(got, plain, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_the_pass_list_skips_what_the_export_names():
+    names = P.onednn_passes([LF.LEAKY_CONV_PASS])
+    assert LF.LEAKY_CONV_PASS not in names and "conv2d_bn_onednn_fuse_pass" in names
+    assert names == [n for n in P.ONEDNN_PASSES if n != LF.LEAKY_CONV_PASS]
+    bf = P.onednn_passes([], bf16=True)
+    i = bf.index("onednn_placement_pass")
+    assert tuple(bf[i + 1:i + 1 + len(P.BF16_PASSES)]) == P.BF16_PASSES
+
+
+def test_precision_is_checked(exports):
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16"):
+        P.Predictor(exports["fast"], device="cpu", precision="fp16")
+    with pytest.raises(ConfigError, match="without oneDNN"):
+        P.Predictor(exports["fast"], device="cpu", use_mkldnn=False, precision="bf16")
+
+
+@pytest.mark.skipif(not paddle.base.core.supports_bfloat16(), reason="no AVX-512 BF16 here")
+def test_bf16_runs_in_bfloat16_within_its_precision(exports, tmp_path):
+    ref = _run_in_child(exports["fast"], exports["x"], tmp_path)
+    bf = _run_in_child(exports["fast"], exports["x"], tmp_path, precision="bf16")
+    diff = np.abs(bf - ref)
+    scale = np.abs(ref).max()
+    assert diff.max() > 1e-4 * scale          # it really ran in bfloat16 ...
+    assert diff.max() < 5e-2 * scale          # ... with bfloat16's 8-bit mantissa error
+    cos = (bf * ref).sum(-1) / np.linalg.norm(bf, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert cos.min() > 0.999
+    # the predictor records what it was asked for
+    assert P.Predictor(exports["fast"], device="cpu", precision="bf16").precision == "bf16"
