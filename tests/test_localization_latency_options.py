@@ -162,3 +162,50 @@ def test_bf16_runs_in_bfloat16_within_its_precision(exports, tmp_path):
     assert cos.min() > 0.999
     # the predictor records what it was asked for
     assert P.Predictor(exports["fast"], device="cpu", precision="bf16").precision == "bf16"
+
+
+class _FakePredictor:
+    def __init__(self, model_dir, **kwargs):
+        self.model_dir, self.kwargs = model_dir, kwargs
+        task = {"f": "frame_features", "b": "bmn_proposals", "l": "event_classification"}
+        self.deploy = {"task": task[model_dir], "reader": {"fps": 5.0},
+                       "inputs": [{"name": "x", "shape": [1, 2048, 200]}]}
+
+
+def test_pipeline_threads_are_explicit_and_default_to_every_core(monkeypatch):
+    from ppzoo.localization import pipeline
+    monkeypatch.setattr(pipeline, "Predictor", _FakePredictor)
+    loc = pipeline.Localizer("b", "l", "f")
+    cores = len(os.sched_getaffinity(0))
+    assert LF.default_cpu_threads() == cores
+    for p in (loc.features, loc.bmn, loc.lstm):
+        assert p.kwargs["cpu_threads"] == cores
+    assert loc.features.kwargs["precision"] == "fp32"
+    loc = pipeline.Localizer("b", "l", "f", cpu_threads=1, precision="bf16")
+    assert [p.kwargs["cpu_threads"] for p in (loc.features, loc.bmn, loc.lstm)] == [1, 1, 1]
+    # bf16 for the frame features only: BMN and the classifier stay float32
+    assert loc.features.kwargs["precision"] == "bf16"
+    assert "precision" not in loc.bmn.kwargs and "precision" not in loc.lstm.kwargs
+
+
+def test_localize_tool_passes_threads_and_precision(monkeypatch):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import localize
+    from ppzoo.localization import pipeline
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+    monkeypatch.setattr(pipeline, "Localizer", fake)
+    argv = ["--bmn", "b", "--lstm", "l", "--input", "x.npy", "--output-dir", "o"]
+    with pytest.raises(Stop):
+        localize.main.__wrapped__(argv + ["--cpu-threads", "1", "--precision", "bf16",
+                                          "--batch-groups", "8"])
+    assert (seen["cpu_threads"], seen["precision"], seen["batch_groups"]) == (1, "bf16", 8)
+    with pytest.raises(Stop):
+        localize.main.__wrapped__(argv)
+    assert (seen["cpu_threads"], seen["precision"]) == (None, "fp32")   # the Localizer's default

@@ -51,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--audio-dir", default=None,
                    help="FootballAction .pkl files whose audio_feature/pcm_feature are copied "
                         "into the written .pkl (needs --format pkl)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="inference precision on the CPU (bf16: oneDNN bfloat16, faster, "
+                        "features within ~1%% of fp32's)")
     add_predictor_args(p)
     return p.parse_args(argv)
 
@@ -91,7 +94,7 @@ def main(argv=None):
     done = extract_videos(args.model_dir, videos, args.output_dir, args.fps,
                           batch_groups=args.batch_groups, device=args.device,
                           cpu_threads=args.cpu_threads, length=args.length, fmt=args.format,
-                          audio_dir=args.audio_dir)
+                          audio_dir=args.audio_dir, precision=args.precision)
     print(f"{len(done)} feature files in {args.output_dir}")
     return done
 

@@ -10,6 +10,11 @@ proposals over sliding windows -> AttentionLSTM class and IoU per proposal -> ev
 (a folder of videos or ``.npy`` feature files works too).  ``--annotations``
 (ActivityNet or FootballAction format) adds the annotated events to the picture and
 prints precision, recall and F1 at IoA 0.5.
+
+Speed: ``--cpu-threads`` (default every core, for all three models; ``1`` spends the
+fewest CPU seconds on a busy machine), ``--precision bf16`` (frame features in oneDNN
+bfloat16: about 0.7x their fp32 CPU time, features within ~1% of fp32's; see
+docs/benchmarks/localization_latency.md for its effect), ``--batch-groups``.
 """
 import argparse
 import os
@@ -32,7 +37,11 @@ def parse_args(argv=None):
     p.add_argument("--ioa", type=float, nargs="+", default=[0.5], help="IoA thresholds")
     p.add_argument("--score-thresh", type=float, default=None, help="class score floor")
     p.add_argument("--iou-thresh", type=float, default=None, help="predicted IoU floor")
-    add_predictor_args(p)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="frame-feature precision on the CPU (bf16: oneDNN bfloat16)")
+    p.add_argument("--batch-groups", type=int, default=4,
+                   help="groups of num_seg frames per feature call")
+    add_predictor_args(p)   # --cpu-threads: default every core here
     return p.parse_args(argv)
 
 
@@ -48,7 +57,8 @@ def main(argv=None):
     post = {k: v for k, v in (("score_thresh", args.score_thresh),
                               ("iou_thresh", args.iou_thresh)) if v is not None}
     loc = Localizer(args.bmn, args.lstm, args.feature_model, device=args.device,
-                    cpu_threads=args.cpu_threads, event_post=post)
+                    cpu_threads=args.cpu_threads, event_post=post, precision=args.precision,
+                    batch_groups=args.batch_groups)
     gts = {}
     if args.annotations:      # every label must be one of the classifier's classes
         gts = check_label_ids(read_annotations(args.annotations, class_names=loc.label_names),

@@ -368,6 +368,17 @@ def _audio_streams(audio_dir, name):
     return out
 
 
+def default_cpu_threads():
+    """Math threads of the frame-feature (and pipeline) predictors when not given: every
+    core this process may run on.  Paddle's own default is one thread, which leaves free
+    cores idle; on a busy machine one thread costs the fewest CPU seconds
+    (docs/benchmarks/localization_latency.md), and ``cpu_threads`` sets it."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:     # not on Linux
+        return os.cpu_count() or 1
+
+
 def save_atomic(path, array):
     """``np.save`` to ``<path>.tmp-<pid>`` then rename: a killed run leaves no partial file."""
     tmp = f"{path}.tmp-{os.getpid()}.npy"
@@ -381,19 +392,19 @@ def save_atomic(path, array):
 
 def extract_videos(model_dir, videos, out_dir, fps, batch_groups=4, device=None,
                    cpu_threads=None, echo=print, bar=True, length="all", fmt="npy",
-                   audio_dir=None):
+                   audio_dir=None, precision="fp32"):
     """One ``<out_dir>/<video name>.npy`` (``fmt="npy"``) or FootballAction ``.pkl``
     (``fmt="pkl"``, :func:`save_footballaction_pkl`; ``audio_dir`` holding
     FootballAction's own ``.pkl`` files adds their audio streams) per video; videos whose
     file exists are skipped (resumable).  A progress bar counts sampled frames with an
-    ETA.  Returns ``{video: feature path}``."""
+    ETA.  ``cpu_threads``: :func:`default_cpu_threads` when not given; ``precision``:
+    ``fp32`` or ``bf16`` (oneDNN bfloat16: faster, features within about 1% of fp32's; see
+    docs/benchmarks/localization_latency.md).  Returns ``{video: feature path}``."""
     from tqdm import tqdm
 
     from ..engine.predictor import Predictor
-    # every core by default: Paddle's own default is one math thread, and the frame
-    # features are the pipeline's dominant stage
-    predictor = Predictor(model_dir, device=device,
-                          cpu_threads=cpu_threads if cpu_threads else os.cpu_count())
+    predictor = Predictor(model_dir, device=device, precision=precision,
+                          cpu_threads=cpu_threads if cpu_threads else default_cpu_threads())
     if predictor.deploy.get("task") != "frame_features":
         raise ConfigError(f"{model_dir} is a {predictor.deploy.get('task')!r} export; feature "
                           f"extraction needs a frame_features export (tools/extract_features.py "

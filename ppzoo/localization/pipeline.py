@@ -21,12 +21,20 @@ from .infer import classify_proposals, select_events, video_proposals
 class Localizer:
     """``feature_dir`` (a ``frame_features`` export; optional when inputs are feature
     files), ``bmn_dir`` (``bmn_proposals``), ``lstm_dir`` (``event_classification``).
-    ``bmn_post``/``event_post`` override the exports' postprocess options."""
+    ``bmn_post``/``event_post`` override the exports' postprocess options.
+    ``cpu_threads``: math threads of all three predictors on the CPU, by default every
+    core (:func:`~ppzoo.localization.features.default_cpu_threads`, as the feature
+    extractor; Paddle's own default is one).  ``precision`` (``fp32``/``bf16``) applies to
+    the frame features only, the dominant stage; ``batch_groups``: groups of ``num_seg``
+    frames per feature call."""
 
     def __init__(self, bmn_dir, lstm_dir, feature_dir=None, device=None, cpu_threads=None,
-                 bmn_post=None, event_post=None):
-        self.features = (Predictor(feature_dir, device=device, cpu_threads=cpu_threads)
-                         if feature_dir else None)
+                 bmn_post=None, event_post=None, precision="fp32", batch_groups=4):
+        from .features import default_cpu_threads
+        cpu_threads = int(cpu_threads) if cpu_threads else default_cpu_threads()
+        self.cpu_threads, self.batch_groups = cpu_threads, int(batch_groups)
+        self.features = (Predictor(feature_dir, device=device, cpu_threads=cpu_threads,
+                                   precision=precision) if feature_dir else None)
         self.bmn = Predictor(bmn_dir, device=device, cpu_threads=cpu_threads)
         self.lstm = Predictor(lstm_dir, device=device, cpu_threads=cpu_threads)
         for p, task, d in ((self.features, "frame_features", feature_dir),
@@ -91,7 +99,8 @@ class Localizer:
 
     def _extract(self, path, seconds, progress):
         from .features import extract_video
-        return extract_video(self.features, path, self.fps, progress=progress, timings=seconds)
+        return extract_video(self.features, path, self.fps, self.batch_groups, progress=progress,
+                             timings=seconds)
 
 
 def plot_timeline(timeline, path, ground_truth=None, label_names=None):
