@@ -209,3 +209,28 @@ def test_localize_tool_passes_threads_and_precision(monkeypatch):
     with pytest.raises(Stop):
         localize.main.__wrapped__(argv)
     assert (seen["cpu_threads"], seen["precision"]) == (None, "fp32")   # the Localizer's default
+
+
+def test_sampled_frames_equal_the_same_frames_of_a_full_decode(tmp_path):
+    """The extractor converts only the sampled frames to RGB (an H.264 stream still has to
+    decode every frame: the others are references); those frames are bit-identical to the
+    ones a full decode converting every frame picks by timestamp."""
+    import av
+
+    from ppzoo.localization.synth import write_event_video
+    path = str(tmp_path / "clip.mp4")
+    write_event_video(path, 6.0, [(2.0, 4.0, 1)], fps=10, size=48, seed=5)
+    every = []
+    with av.open(path) as c:
+        for f in c.decode(video=0):
+            every.append((f.time, f.to_ndarray(format="rgb24")))
+    fps = 3.0
+    want, k = [], 0
+    for t, img in every:
+        while t + 1e-6 >= k / fps:
+            want.append(img)
+            k += 1
+    got = list(LF.sample_frames(path, fps))
+    assert len(got) == len(want) == 18
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
