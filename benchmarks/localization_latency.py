@@ -55,7 +55,6 @@ def parse_args():
     p.add_argument("--seconds", type=float, default=20.0, help="length of the generated video")
     p.add_argument("--rounds", type=int, default=2,
                    help="interleaved rounds of the one-thread settings (the spread)")
-    p.add_argument("--groups", type=int, default=4, help="groups of 8 frames per call")
     p.add_argument("--probe-proposals", type=int, default=32,
                    help="proposals classified to measure the cost per proposal (random BMN "
                         "weights leave none above the preset's score floor)")
@@ -152,15 +151,15 @@ def main():
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
             res = json.load(f)
-        args.seconds, args.rounds, args.groups = res["seconds"], res["rounds"], res["groups"]
+        args.seconds, args.rounds = res["seconds"], res["rounds"]
         return write(args, res, res["frames"], res["command"])
     load0 = os.getloadavg()[0]
     cores = default_cpu_threads()
     res = {"runs": [], "load_start": load0, "cores": cores}
-    # (label, export, threads, precision)
-    one = [("before", "old", 1, "fp32"), ("after", "new", 1, "fp32"),
-           ("after bf16", "new", 1, "bf16")]
-    every = [("before", "old", cores, "fp32"), ("after", "new", cores, "fp32")]
+    # (label, export, groups a call, threads, precision); before = the former defaults
+    one = [("before", "old", 4, 1, "fp32"), ("after", "new", 1, 1, "fp32"),
+           ("after, 4 groups", "new", 4, 1, "fp32"), ("after bf16", "new", 1, 1, "bf16")]
+    every = [("before", "old", 4, cores, "fp32"), ("after", "new", 1, cores, "fp32")]
     feats = {}
     with tempfile.TemporaryDirectory() as work:
         video = os.path.join(work, "match.mp4")
@@ -168,10 +167,11 @@ def main():
         frames = sum(1 for _ in sample_frames(video, FPS))
         ex = exports(work)
         plan = [(r, s) for r in range(args.rounds) for s in one] + [(0, s) for s in every]
-        for rnd, (label, exp, threads, prec) in plan:
-            f, wall, cpu = extraction(ex[exp], video, frames, threads, args.groups, prec)
+        for rnd, (label, exp, groups, threads, prec) in plan:
+            f, wall, cpu = extraction(ex[exp], video, frames, threads, groups, prec)
             feats.setdefault((label, threads), f)
-            run = {"label": label, "export": exp, "threads": threads, "precision": prec,
+            run = {"label": label, "export": exp, "groups": groups, "threads": threads,
+                   "precision": prec,
                    "round": rnd, "frames": len(f), "wall": wall, "cpu": cpu,
                    "load": os.getloadavg()[0]}
             res["runs"].append(run)
@@ -212,7 +212,9 @@ def main():
         ref_props = run_bmn(base, loose)
         ref_probs, _ = run_lstm(base, probe)
         res["numerics"] = {}
-        for name, key in (("after vs before", ("before", 1)), ("after bf16 vs after", ("after bf16", 1)),
+        for name, key in (("after vs before", ("before", 1)),
+                          ("after, 4 groups vs after", ("after, 4 groups", 1)),
+                          ("after bf16 vs after", ("after bf16", 1)),
                           ("every core vs one thread (after)", ("after", cores))):
             other = feats[key]
             if name.startswith("after vs"):      # the old export is the reference here
@@ -232,7 +234,7 @@ def main():
                 "max_prob_diff": float(np.abs(ref_probs - probs).max())})
             res["numerics"][name] = num
     res.update(load_end=os.getloadavg()[0], seconds=args.seconds, rounds=args.rounds,
-               groups=args.groups, frames=frames,
+               frames=frames,
                command=("nice -n 5 python benchmarks/localization_latency.py " +
                         " ".join(sys.argv[1:])).strip())
     with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
@@ -259,22 +261,24 @@ def write(args, res, frames, cmd):
     lc = res["classification"]["cpu"]
     body = ["## Frame features: before and after, interleaved", "",
             f"One generated {args.seconds:g} s 1280x720 H.264 video at 25 fps, {frames} frames "
-            f"sampled at 5 fps, {args.groups} groups of 8 frames a call. One math thread, "
+            f"sampled at 5 fps. before: the extractor's former export and defaults (4 groups "
+            f"of 8 frames a call); after: the oneDNN-friendly export, 1 group a call. One math "
+            f"thread, "
             f"{args.rounds} interleaved rounds (mean, range in brackets); CPU seconds of the "
             f"process per video minute. 1-min load average {res['load_start']:.1f} at the start, "
             f"{res['load_end']:.1f} at the end (2 cores, shared).", "",
-            "| setting | decode CPU s/min | network CPU s/min | features CPU s/min | "
+            "| setting | groups a call | decode CPU s/min | network CPU s/min | features CPU s/min | "
             "features wall s/min | CPU s per frame | CPU vs before |",
-            "|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|"]
     before = [(r["cpu"]["decode"] + r["cpu"]["features"]) * minute for r in sel("before", 1)]
-    for label in ("before", "after", "after bf16"):
+    for label in ("before", "after", "after, 4 groups", "after bf16"):
         rs = sel(label, 1)
         dec = [r["cpu"]["decode"] * minute for r in rs]
         net = [r["cpu"]["features"] * minute for r in rs]
         tot = [a + b for a, b in zip(dec, net)]
         wall = [(r["wall"]["decode"] + r["wall"]["features"]) * minute for r in rs]
         per = [(r["cpu"]["decode"] + r["cpu"]["features"]) / r["frames"] for r in rs]
-        body.append(f"| {label} | {_stat(dec)} | {_stat(net)} | {_stat(tot)} | {_stat(wall)} | "
+        body.append(f"| {label} | {rs[0]['groups']} | {_stat(dec)} | {_stat(net)} | {_stat(tot)} | {_stat(wall)} | "
                     f"{np.mean(per):.3f} | {np.mean(tot) / np.mean(before):.2f} |")
     body += ["", f"Every core ({cores} threads), one round:", "",
              "| setting | features CPU s/min | features wall s/min |", "|---|---|---|"]

@@ -234,3 +234,21 @@ def test_sampled_frames_equal_the_same_frames_of_a_full_decode(tmp_path):
     assert len(got) == len(want) == 18
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+def test_one_group_a_call_is_the_default_and_gives_the_same_features(exports, tmp_path):
+    """Batching fewer groups per call costs fewer CPU seconds (smaller activations stay in
+    the cache); the features must not depend on it."""
+    import inspect
+
+    from ppzoo.localization.pipeline import Localizer
+    from ppzoo.localization.synth import write_event_video
+    for fn in (LF.extract_video, LF.extract_videos, Localizer.__init__):
+        assert inspect.signature(fn).parameters["batch_groups"].default == 1
+    path = str(tmp_path / "clip.mp4")
+    write_event_video(path, 7.0, [(2.0, 4.0, 1)], fps=4, size=48, seed=7)
+    pred = P.Predictor(exports["fast"], device="cpu", cpu_threads=1)
+    one = LF.extract_video(pred, path, fps=4)
+    four = LF.extract_video(pred, path, fps=4, batch_groups=4)
+    assert one.shape == (28, 256)
+    np.testing.assert_array_equal(one, four)

@@ -16,6 +16,10 @@ Parity with FootballAction's extractor (what its released BMN and LSTM read):
 ``--length footballaction`` drops the rows its reader drops (48 rows for 50 frames);
 ``--format pkl`` writes its ``<video>.pkl`` (``image_feature``; ``--audio-dir`` copies
 ``audio_feature``/``pcm_feature`` from its own files, which ppzoo does not compute).
+
+Speed (docs/localization.md, Latency): ``--cpu-threads`` defaults to every core (``1``
+spends the fewest CPU seconds on a busy machine); ``--precision bf16`` runs oneDNN
+bfloat16 (faster; features within about 0.5% of fp32's).
 """
 import argparse
 import os
@@ -39,7 +43,9 @@ def parse_args(argv=None):
     p.add_argument("--input", help="a video or a folder of videos")
     p.add_argument("--output-dir", help="folder for the <video>.npy (or .pkl) feature files")
     p.add_argument("--fps", type=float, default=5.0, help="sampled frames per second (5)")
-    p.add_argument("--batch-groups", type=int, default=4, help="groups of num_seg frames per call")
+    p.add_argument("--batch-groups", type=int, default=1,
+                   help="groups of num_seg frames per call (1: fewest CPU seconds; the features "
+                        "do not depend on it)")
     # (--cpu-threads defaults to every core here: the features are the costly stage)
     p.add_argument("--resize", choices=["footballaction", "short_side"], default=None,
                    help="frame resize before the crop, fixed at export (default footballaction: "

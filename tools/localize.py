@@ -39,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--iou-thresh", type=float, default=None, help="predicted IoU floor")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="frame-feature precision on the CPU (bf16: oneDNN bfloat16)")
-    p.add_argument("--batch-groups", type=int, default=4,
+    p.add_argument("--batch-groups", type=int, default=1,
                    help="groups of num_seg frames per feature call")
     add_predictor_args(p)   # --cpu-threads: default every core here
     return p.parse_args(argv)

@@ -29,7 +29,7 @@ class Localizer:
     frames per feature call."""
 
     def __init__(self, bmn_dir, lstm_dir, feature_dir=None, device=None, cpu_threads=None,
-                 bmn_post=None, event_post=None, precision="fp32", batch_groups=4):
+                 bmn_post=None, event_post=None, precision="fp32", batch_groups=1):
         from .features import default_cpu_threads
         cpu_threads = int(cpu_threads) if cpu_threads else default_cpu_threads()
         self.cpu_threads, self.batch_groups = cpu_threads, int(batch_groups)
