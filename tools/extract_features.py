@@ -19,7 +19,7 @@ Parity with FootballAction's extractor (what its released BMN and LSTM read):
 
 Speed (docs/localization.md, Latency): ``--cpu-threads`` defaults to every core (``1``
 spends the fewest CPU seconds on a busy machine); ``--precision bf16`` runs oneDNN
-bfloat16 (faster; features within about 0.5% of fp32's).
+bfloat16 (faster; features within about 0.6% of fp32's).
 """
 import argparse
 import os
@@ -59,7 +59,7 @@ def parse_args(argv=None):
                         "into the written .pkl (needs --format pkl)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="inference precision on the CPU (bf16: oneDNN bfloat16, faster, "
-                        "features within ~1%% of fp32's)")
+                        "features within ~0.6%% of fp32's)")
     add_predictor_args(p)
     return p.parse_args(argv)
 

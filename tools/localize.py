@@ -13,7 +13,7 @@ prints precision, recall and F1 at IoA 0.5.
 
 Speed: ``--cpu-threads`` (default every core, for all three models; ``1`` spends the
 fewest CPU seconds on a busy machine), ``--precision bf16`` (frame features in oneDNN
-bfloat16: about 0.7x their fp32 CPU time, features within ~1% of fp32's; see
+bfloat16: about 0.86x their fp32 CPU time, features within ~0.6% of fp32's; see
 docs/benchmarks/localization_latency.md for its effect), ``--batch-groups``.
 """
 import argparse

@@ -402,7 +402,7 @@ def extract_videos(model_dir, videos, out_dir, fps, batch_groups=1, device=None,
     FootballAction's own ``.pkl`` files adds their audio streams) per video; videos whose
     file exists are skipped (resumable).  A progress bar counts sampled frames with an
     ETA.  ``cpu_threads``: :func:`default_cpu_threads` when not given; ``precision``:
-    ``fp32`` or ``bf16`` (oneDNN bfloat16: faster, features within about 1% of fp32's; see
+    ``fp32`` or ``bf16`` (oneDNN bfloat16: faster, features within about 0.6% of fp32's; see
     docs/benchmarks/localization_latency.md).  Returns ``{video: feature path}``."""
     from tqdm import tqdm
 
