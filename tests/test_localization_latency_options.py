@@ -252,3 +252,13 @@ def test_one_group_a_call_is_the_default_and_gives_the_same_features(exports, tm
     four = LF.extract_video(pred, path, fps=4, batch_groups=4)
     assert one.shape == (28, 256)
     np.testing.assert_array_equal(one, four)
+
+
+def test_a_pass_this_paddle_lacks_is_left_out(exports, monkeypatch):
+    """The pass list is Paddle 3.3's; a name another Paddle does not register is dropped
+    (and the predictor still skips what the export names)."""
+    monkeypatch.setattr(P, "ONEDNN_PASSES", P.ONEDNN_PASSES + ("no_such_fuse_pass",))
+    pred = P.Predictor(exports["fast"], device="cpu", cpu_threads=1)
+    got = pred.run([exports["x"]])[0]
+    ref = exports["ref"]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())

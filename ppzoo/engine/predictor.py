@@ -39,6 +39,7 @@ nothing but the exported folder and the installed ppzoo package.
 """
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -141,8 +142,6 @@ class Predictor:
 
         self.model_dir = model_dir
         self.deploy = load_deploy(model_dir)
-        config = inference.Config(os.path.join(model_dir, self.deploy.get("model_file", MODEL_FILE)),
-                                  os.path.join(model_dir, self.deploy.get("params_file", PARAMS_FILE)))
         if device is None:
             device = "gpu" if paddle.is_compiled_with_cuda() else "cpu"
         if precision not in PRECISIONS:
@@ -154,6 +153,38 @@ class Predictor:
             raise ConfigError("precision bf16 needs a CPU with AVX-512 BF16 (or AMX); this one "
                               "has none: use fp32")
         self.precision = precision
+        if not (device == "cpu" or device.startswith("gpu")):
+            raise ConfigError(f"device must be cpu, gpu or gpu:N, got {device!r}")
+        self.device = device
+        skip = list(self.deploy.get("onednn_skip_passes") or []) if use_mkldnn else []
+        self.predictor = None
+        while self.predictor is None:
+            config = self._config(device, cpu_threads, use_mkldnn, ir_optim, precision, skip)
+            try:
+                self.predictor = inference.create_predictor(config)
+            except Exception as err:  # noqa: BLE001  (Paddle raises bare RuntimeError/ValueError)
+                # a Paddle other than 3.3 may lack a pass of the list: run without it
+                m = re.search(r"Pass (\w+) has not been registered", str(err))
+                if skip and m and m.group(1) in ONEDNN_PASSES + BF16_PASSES and \
+                        m.group(1) not in skip:
+                    skip.append(m.group(1))
+                    continue
+                lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+                detail = next((ln for ln in reversed(lines) if not ln.startswith("[")), "") or \
+                    (lines[-1] if lines else "")
+                raise WeightsError(f"{model_dir}: the exported model cannot be loaded "
+                                   f"({type(err).__name__}: {detail[:300]}); export it "
+                                   f"again") from None
+        self.input_names = self.predictor.get_input_names()
+        self.output_names = self.predictor.get_output_names()
+        self.input_specs = {i["name"]: i for i in self.deploy["inputs"]}
+
+    def _config(self, device, cpu_threads, use_mkldnn, ir_optim, precision, skip):
+        import paddle
+        from paddle import inference
+        model_dir = self.model_dir
+        config = inference.Config(os.path.join(model_dir, self.deploy.get("model_file", MODEL_FILE)),
+                                  os.path.join(model_dir, self.deploy.get("params_file", PARAMS_FILE)))
         if device.startswith("gpu"):
             if not paddle.is_compiled_with_cuda():
                 raise ConfigError(f"device {device!r} asked for, but this Paddle build has no "
@@ -164,29 +195,15 @@ class Predictor:
             config.disable_gpu()
             if cpu_threads:
                 config.set_cpu_math_library_num_threads(int(cpu_threads))
-            skip = list(self.deploy.get("onednn_skip_passes") or [])
             if not use_mkldnn:
                 config.disable_mkldnn()
             elif skip:   # Paddle runs its own pass list or a custom one, nothing between
                 config.enable_custom_passes(onednn_passes(skip, bf16=precision == "bf16"), True)
             if use_mkldnn and precision == "bf16":
                 config.enable_mkldnn_bfloat16()
-        else:
-            raise ConfigError(f"device must be cpu, gpu or gpu:N, got {device!r}")
         config.switch_ir_optim(bool(ir_optim))
         config.disable_glog_info()
-        self.device = device
-        try:
-            self.predictor = inference.create_predictor(config)
-        except Exception as err:  # noqa: BLE001  (Paddle raises bare RuntimeError/ValueError)
-            lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-            detail = next((ln for ln in reversed(lines) if not ln.startswith("[")), "") or \
-                (lines[-1] if lines else "")
-            raise WeightsError(f"{model_dir}: the exported model cannot be loaded "
-                               f"({type(err).__name__}: {detail[:300]}); export it again") from None
-        self.input_names = self.predictor.get_input_names()
-        self.output_names = self.predictor.get_output_names()
-        self.input_specs = {i["name"]: i for i in self.deploy["inputs"]}
+        return config
 
     def run(self, inputs):
         """``inputs``: a list of arrays in ``input_names`` order, or a dict by name.
