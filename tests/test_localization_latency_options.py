@@ -54,9 +54,11 @@ def test_shift_by_slices_is_the_temporal_shift(c, num_seg, ratio):
         got, F.temporal_shift(paddle.to_tensor(x), seg_num=num_seg, shift_ratio=ratio).numpy())
 
 
-def _tiny(seed=0):
+def _tiny(seed=0, backbone=None):
     paddle.seed(seed)
-    model = build_model(TINY_PPTSM["model"])
+    cfg = dict(TINY_PPTSM["model"], backbone=dict(TINY_PPTSM["model"]["backbone"],
+                                                  **(backbone or {})))
+    model = build_model(cfg)
     for m in model.sublayers():      # non-trivial BN statistics: the fusion folds them
         if isinstance(m, paddle.nn.BatchNorm2D):
             m._mean.set_value(paddle.rand(m._mean.shape) * 0.2)
@@ -65,8 +67,12 @@ def _tiny(seed=0):
     return model
 
 
-def test_onednn_graph_computes_the_backbones_own_features():
-    model = _tiny()
+@pytest.mark.parametrize("backbone", [
+    None,                                                     # PP-TSM: vd, leaky ReLU
+    {"depth": 18, "vd": False, "act": "relu"},                # TSM, basic blocks
+    {"vd": False, "act": "relu", "shift": False}])            # TSN: no shift
+def test_onednn_graph_computes_the_backbones_own_features(backbone):
+    model = _tiny(backbone=backbone)
     x = paddle.to_tensor(np.random.default_rng(1).standard_normal((2, 4, 3, 32, 32))
                          .astype(np.float32))
     with paddle.no_grad():

@@ -18,8 +18,10 @@ the aspect ratio) before the centre crop; ``resize="short_side"`` keeps the aspe
 partial batch is dropped: 48 rows for 50 frames); ``length="all"`` keeps one row per
 sampled frame.  :func:`save_footballaction_pkl` writes its ``.pkl`` layout.
 
-The backbone is exported once as a ``frame_features`` model (:func:`export_extractor`);
-:func:`extract_video` runs it through Paddle Inference.
+The backbone is exported once as a ``frame_features`` model (:func:`export_extractor`,
+traced with ops that oneDNN runs: :class:`FrameFeatures`); :func:`extract_video` runs it
+through Paddle Inference, one group of ``num_seg`` frames a call by default (the cost on
+the CPU: docs/localization.md, Latency).
 """
 import math
 import os
