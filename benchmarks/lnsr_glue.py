@@ -122,11 +122,14 @@ def run_config(task, method, seed, args, output_dir="bench_lnsr"):
     cfg["regularizer"].update(over)
     cfg["seed"] = seed
     cfg["name"] = f"{task}_{method.replace('@', '_').replace(',', '_').replace('=', '')}_s{seed}"
-    cfg["output_dir"] = os.path.join(OUTPUT, output_dir)
+    # runs of two pages (two processes side by side) must not share a work folder
+    cfg["output_dir"] = os.path.join(OUTPUT, output_dir, *([args.name] if getattr(args, "name", None) else []))
     for key in ("train_dataset", "val_dataset"):
         cfg[key]["max_seq_len"] = args.max_seq_len
     cfg["train_dataset"]["max_examples"] = args.train_examples
     cfg["optimizer"]["learning_rate"] = args.lr
+    if getattr(args, "lr_schedule", "linear") == "constant":
+        cfg.pop("lr_scheduler", None)  # no schedule: the trainer steps at the optimizer's rate throughout
     if args.pooling:
         cfg["model"]["pooling"] = args.pooling
     cfg["train"].update({"epochs": args.epochs, "batch_size": args.batch_size, "log_interval": 10 ** 9, "eval_interval": 10 ** 9,
@@ -327,7 +330,7 @@ def protocol_text(pr):
     n = pr.get("train_examples")
     return ((f"fixed train subsample of {n} examples (subsample seed 0), " if n else "the whole training set, ")
             + f"max_seq_len {pr['max_seq_len']}, {pr['epochs']} epoch(s), batch {pr['batch_size']}, "
-            f"AdamW {pr['lr']:g} with linear decay"
+            f"AdamW {pr['lr']:g} " + ("constant" if pr.get("lr_schedule") == "constant" else "with linear decay")
             + (f", dev subsample of {pr['dev_examples']} examples (subsample seed 0)" if pr.get("dev_examples") else "")
             + (f", dev evaluated every {pr['eval_every_epochs']} epoch(s)" if pr.get("eval_every_epochs") else ""))
 
@@ -590,6 +593,9 @@ def main():
     p.add_argument("--max-seq-len", type=int, default=128)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-schedule", choices=["linear", "constant"], default="linear",
+                   help="linear: the configs' decay to zero over the run; constant: the rate stays at --lr "
+                        "(no decay that would end a long run at rest, so over-fitting can show late)")
     p.add_argument("--pooling", choices=["cls", "mean"], help="override the configs' model.pooling")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks"))
@@ -673,6 +679,8 @@ def protocol_of(args):
     for k in ("dev_examples", "eval_every_epochs"):  # only when set: earlier runs files stay comparable
         if getattr(args, k, None):
             pr[k] = getattr(args, k)
+    if getattr(args, "lr_schedule", "linear") != "linear":  # linear decay: the configs' own, unrecorded before
+        pr["lr_schedule"] = args.lr_schedule
     return pr
 
 

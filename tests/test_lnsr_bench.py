@@ -55,6 +55,15 @@ def test_transfer_only_between_tasks_that_train_the_same(bench):
     assert problems and "mrpc2rte_plain.yml" in problems[0] and "train_dataset" in problems[0]
 
 
+def test_minilm_configs_decay_unless_the_schedule_is_constant(bench):
+    """On the real configs (MiniLM base: PolynomialDecay) the constant schedule removes the
+    decay and the default keeps it; each named page runs in its own work folder.  (Before the toy fixture,
+    which points the module at its own configs.)"""
+    lin = bench.run_config("sst2", "lnsr", 0, args_of(lr_schedule="linear", name="a"))
+    con = bench.run_config("sst2", "lnsr", 0, args_of(lr_schedule="constant", name="b"))
+    assert lin["lr_scheduler"]["type"] == "PolynomialDecay" and not con.get("lr_scheduler")
+    assert lin["output_dir"] != con["output_dir"] and lin["output_dir"].endswith("a")
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory, bench):
     """Tasks ``toy`` and ``toyshift`` (same training data, another dev set) with configs for
@@ -141,3 +150,34 @@ def test_page_rewrite_keeps_the_written_reading(bench, toy, tmp_path):
     text = open(md).read()
     assert text.count("What the seeds support.") == 1 and text.count(bench.READING_MARKER) == 1
     assert "t-test p (Holm)" in text and "| toy | lnsr | 3 | +0.0200 |" in text
+
+
+def test_constant_schedule_keeps_the_rate_for_the_whole_run(bench, toy, tmp_path, monkeypatch):
+    """--lr-schedule constant: every step of the run is taken at --lr although the config
+    decays (as the MiniLM base does), while the default keeps the config's linear decay to
+    zero; the protocol records only the non-default."""
+    from ppzoo.engine import build_trainer
+    cfg = yaml.safe_load((toy / "toy_plain.yml").read_text())
+    cfg["lr_scheduler"] = {"type": "PolynomialDecay", "decay_steps": "auto", "end_lr": 0.0}
+    (tmp_path / "decay_plain.yml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.setattr(bench, "config_path", lambda task, method: str(tmp_path / f"{task}_{method}.yml"))
+    lrs = {}
+    for sched in ("constant", "linear"):
+        t = build_trainer(bench.run_config("decay", "plain", 0, args_of(lr=2e-3, epochs=2, lr_schedule=sched)),
+                          overwrite=True)
+        seen = []
+        orig = t.train_step
+
+        def step(batch, t=t, seen=seen, orig=orig):
+            seen.append(t.optimizer.get_lr())
+            orig(batch)
+        t.train_step = step
+        t.train()
+        lrs[sched] = seen
+    n = len(lrs["constant"])
+    assert n == 2 * 64 // 16 and lrs["constant"] == [pytest.approx(2e-3)] * n
+    # linear decay from 2e-3 to 0 over n steps, as written independently here
+    assert lrs["linear"] == pytest.approx([2e-3 * (1 - k / n) for k in range(n)])
+    assert bench.protocol_of(args_of(lr_schedule="constant"))["lr_schedule"] == "constant"
+    assert "lr_schedule" not in bench.protocol_of(args_of(lr_schedule="linear"))
+    assert "constant" in bench.protocol_text(bench.protocol_of(args_of(lr_schedule="constant")))
