@@ -371,7 +371,37 @@ def curve_lines(rows, tasks):
             cells.append(f"{st['diff']:+.4f} (p {st['t_p']:.3f})")
             out.append(f"| {m} | " + " | ".join(cells) + " |")
         out.append("")
+        out += fall_lines(rs, task, metric)
     return out
+
+
+def fall_lines(rs, task, metric):
+    """Each method's fall (peak - final) and peak against plain's, paired by seed: does a
+    regularizer shrink the fall after the peak, or only move the whole curve?"""
+    def per_seed(m, what):
+        return {r["seed"]: what(r) for r in rs if r["method"] == m}
+    fall = lambda r: max(p["value"] for p in r["curve"]) - r["value"]  # noqa: E731
+    peak = lambda r: max(p["value"] for p in r["curve"])  # noqa: E731
+    out = [f"{task}: each method's fall (peak - final) and peak {metric} against plain's, paired by "
+           "seed: mean difference, two-sided paired t-test p and exact Wilcoxon p (a negative fall "
+           "difference: the method falls less than plain).", "",
+           "| method | paired seeds | fall: method - plain | t-test p | Wilcoxon p | peak: method - plain | t-test p | Wilcoxon p |",
+           "|---|---|---|---|---|---|---|---|"]
+    base_f, base_p = per_seed("plain", fall), per_seed("plain", peak)
+    n_rows = 0
+    for m in methods_of(rs, task):
+        if m == "plain":
+            continue
+        mf, mp = per_seed(m, fall), per_seed(m, peak)
+        seeds = sorted(set(mf) & set(base_f))
+        if not seeds:
+            continue
+        f = paired_tests([mf[k] for k in seeds], [base_f[k] for k in seeds])
+        pk = paired_tests([mp[k] for k in seeds], [base_p[k] for k in seeds])
+        out.append(f"| {m} | {len(seeds)} | {f['diff']:+.4f} | {f['t_p']:.3f} | {f['w_p']:.3f} | "
+                   f"{pk['diff']:+.4f} | {pk['t_p']:.3f} | {pk['w_p']:.3f} |")
+        n_rows += 1
+    return out + [""] if n_rows else []
 
 
 def protocol_lines(rows, tasks, args):

@@ -181,3 +181,28 @@ def test_constant_schedule_keeps_the_rate_for_the_whole_run(bench, toy, tmp_path
     assert bench.protocol_of(args_of(lr_schedule="constant"))["lr_schedule"] == "constant"
     assert "lr_schedule" not in bench.protocol_of(args_of(lr_schedule="linear"))
     assert "constant" in bench.protocol_text(bench.protocol_of(args_of(lr_schedule="constant")))
+
+
+def test_fall_and_peak_are_compared_with_plain_paired_by_seed(bench):
+    """The fall table: per seed, (max of the curve - last value) of a method minus plain's, and
+    the same for the peak, tested with scipy's paired t-test and Wilcoxon directly."""
+    from scipy import stats
+    rng = np.random.default_rng(3)
+    rows, falls, peaks = [], {"plain": [], "lnsr": []}, {"plain": [], "lnsr": []}
+    for m in ("plain", "lnsr"):
+        for s in range(5):
+            vals = list(np.round(rng.uniform(0.5, 0.7, 6), 3))
+            rows.append(dict(task="sst2", method=m, seed=s, value=vals[-1],
+                             curve=[{"epoch": 5 * (i + 1), "iter": i, "value": v} for i, v in enumerate(vals)]))
+            falls[m].append(max(vals) - vals[-1])
+            peaks[m].append(max(vals))
+    lines = bench.fall_lines(rows, "sst2", "acc")
+    row = next(line for line in lines if line.startswith("| lnsr |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    fd = np.mean(np.subtract(falls["lnsr"], falls["plain"]))
+    pd_ = np.mean(np.subtract(peaks["lnsr"], peaks["plain"]))
+    assert cells[1] == "5" and float(cells[2]) == pytest.approx(fd, abs=5e-5)
+    assert float(cells[3]) == pytest.approx(stats.ttest_rel(falls["lnsr"], falls["plain"]).pvalue, abs=5e-4)
+    assert float(cells[4]) == pytest.approx(stats.wilcoxon(falls["lnsr"], falls["plain"]).pvalue, abs=5e-4)
+    assert float(cells[5]) == pytest.approx(pd_, abs=5e-5)
+    assert float(cells[6]) == pytest.approx(stats.ttest_rel(peaks["lnsr"], peaks["plain"]).pvalue, abs=5e-4)
