@@ -398,8 +398,8 @@ def fall_lines(rs, task, metric):
             continue
         f = paired_tests([mf[k] for k in seeds], [base_f[k] for k in seeds])
         pk = paired_tests([mp[k] for k in seeds], [base_p[k] for k in seeds])
-        out.append(f"| {m} | {len(seeds)} | {f['diff']:+.4f} | {f['t_p']:.3f} | {f['w_p']:.3f} | "
-                   f"{pk['diff']:+.4f} | {pk['t_p']:.3f} | {pk['w_p']:.3f} |")
+        out.append(f"| {m} | {len(seeds)} | {round(f['diff'], 4) + 0.0:+.4f} | {f['t_p']:.3f} | {f['w_p']:.3f} | "
+                   f"{round(pk['diff'], 4) + 0.0:+.4f} | {pk['t_p']:.3f} | {pk['w_p']:.3f} |")  # no "-0.0000"
         n_rows += 1
     return out + [""] if n_rows else []
 
