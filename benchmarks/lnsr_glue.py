@@ -14,7 +14,9 @@ task that cannot be scored stops the command before it costs a run.  The metric 
 majority-class line applies come from the config.
 
 The defaults (256 training examples, 3 epochs, lr 1e-4) are the few-sample regime the paper
-studies.  A method may name a variant with regularizer overrides, e.g.
+studies.  The over-fitting regime of docs/benchmarks/lnsr_glue_v5.md (small data, many epochs,
+``--lr-schedule constant``, ``--eval-every-epochs``) adds each method's dev curve and its fall
+after the peak, compared with plain's.  A method may name a variant with regularizer overrides, e.g.
 ``--methods lnsr@weight=0.1``; variants get rows of their own.  Runs go to
 ``<out>/<name>_runs.jsonl`` (one line per run, with the code's git commit) and the page to
 ``<out>/<name>.md``; ``--report`` rewrites the page and plot from the runs file.  Every method
