@@ -293,7 +293,7 @@ def write(args, res, frames, cmd):
              f"BMN: {bm['cpu']:.1f} CPU s for {bm['windows']} window(s) of "
              f"{bm['window_seconds']:g} s, counted per minute as a long video's "
              f"{60.0 / bm['window_seconds']:g} windows a minute. Classification: this video's "
-             f"{bm['proposals']} proposals; see the cost per proposal below.", "",
+             f"{bm['proposals']} proposals; see the classifier's cost below.", "",
              "| stage | before CPU s | share | after CPU s | share | after bf16 CPU s | share |",
              "|---|---|---|---|---|---|---|"]
     cols = {}
@@ -311,9 +311,12 @@ def write(args, res, frames, cmd):
     body.append("| total | " + " | ".join(f"{sum(cols[lb].values()):.1f} | "
                                          for lb in ("before", "after", "after bf16")) + "")
     pr = res["probe"]
-    body += ["", f"AttentionLSTM cost per proposal (the classification stage scales with the "
-             f"proposals BMN keeps): {pr['proposals']} proposals of 4 s in {pr['cpu']:.1f} CPU s, "
-             f"{pr['cpu'] / pr['proposals']:.2f} CPU s per proposal.", "",
+    body += ["", f"AttentionLSTM cost: {pr['proposals']} proposals of 4 s in {pr['cpu']:.1f} CPU s "
+             f"({pr['cpu'] / pr['proposals']:.2f} CPU s a proposal in one batch). The classifier "
+             f"runs batches of up to 32 proposals, each padded to its longest, one LSTM step a "
+             f"frame: the stage's cost follows the number of batches and their longest "
+             f"proposal more than the count (this video's {bm['proposals']} proposals, one "
+             f"batch, took {lc:.1f} CPU s).", "",
              "## Numerical effect", "",
              "Features compared row by row (relative: to the largest / mean absolute value of "
              "the reference); BMN run with no score floor (every candidate after NMS) and its "
