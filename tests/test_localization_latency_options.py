@@ -15,6 +15,7 @@ from ppzoo.core.builder import build_model
 from ppzoo.core.errors import ConfigError
 from ppzoo.engine import predictor as P
 from ppzoo.localization import features as LF
+from ppzoo.video import backbones as VB
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -48,7 +49,7 @@ def numpy_shift(x, num_seg, ratio):
                                              (10, 2, 0.2), (10, 2, 0.15)])
 def test_shift_by_slices_is_the_temporal_shift(c, num_seg, ratio):
     x = np.random.default_rng(c).standard_normal((2 * num_seg, c, 3, 2)).astype(np.float32)
-    got = LF.shift_by_slices(paddle.to_tensor(x), num_seg, ratio).numpy()
+    got = VB.shift_by_slices(paddle.to_tensor(x), num_seg, ratio).numpy()
     np.testing.assert_array_equal(got, numpy_shift(x, num_seg, ratio))
     np.testing.assert_array_equal(
         got, F.temporal_shift(paddle.to_tensor(x), seg_num=num_seg, shift_ratio=ratio).numpy())
@@ -76,10 +77,13 @@ def test_onednn_graph_computes_the_backbones_own_features(backbone):
     x = paddle.to_tensor(np.random.default_rng(1).standard_normal((2, 4, 3, 32, 32))
                          .astype(np.float32))
     with paddle.no_grad():
-        plain = LF.FrameFeatures(model, onednn_graph=False)(x).numpy()
-        fast = LF.FrameFeatures(model, onednn_graph=True)(x).numpy()
         own = model.backbone(x.reshape([-1, 3, 32, 32])).mean(axis=[2, 3]).numpy()
-    assert LF.FrameFeatures(model, onednn_graph=True).onednn_graph
+        plain = LF.FrameFeatures(model, onednn_graph=False)(x).numpy()
+        fast_layer = LF.FrameFeatures(model, onednn_graph=True)
+        fast = fast_layer(x).numpy()
+    assert fast_layer.onednn_graph
+    leaky = (backbone or {}).get("act", "leaky_relu") == "leaky_relu"
+    assert fast_layer.skip_passes == ([VB.LEAKY_CONV_PASS] if leaky else [])
     np.testing.assert_array_equal(plain.reshape(8, -1), own)
     np.testing.assert_allclose(fast, plain, rtol=1e-6, atol=1e-6 * np.abs(plain).max())
 
@@ -112,7 +116,7 @@ def test_the_onednn_export_has_no_ops_that_leave_onednn(exports):
     assert _ops(exports["fast"]) == {"leaky_relu"}
     import yaml
     with open(os.path.join(exports["fast"], "deploy.yml")) as f:
-        assert yaml.safe_load(f)["onednn_skip_passes"] == [LF.LEAKY_CONV_PASS]
+        assert yaml.safe_load(f)["onednn_skip_passes"] == [VB.LEAKY_CONV_PASS]
     with open(os.path.join(exports["plain"], "deploy.yml")) as f:
         assert "onednn_skip_passes" not in yaml.safe_load(f)
 
@@ -141,9 +145,9 @@ def test_the_onednn_export_runs_on_onednn_and_matches_dygraph(exports, tmp_path)
 
 
 def test_the_pass_list_skips_what_the_export_names():
-    names = P.onednn_passes([LF.LEAKY_CONV_PASS])
-    assert LF.LEAKY_CONV_PASS not in names and "conv2d_bn_onednn_fuse_pass" in names
-    assert names == [n for n in P.ONEDNN_PASSES if n != LF.LEAKY_CONV_PASS]
+    names = P.onednn_passes([VB.LEAKY_CONV_PASS])
+    assert VB.LEAKY_CONV_PASS not in names and "conv2d_bn_onednn_fuse_pass" in names
+    assert names == [n for n in P.ONEDNN_PASSES if n != VB.LEAKY_CONV_PASS]
     bf = P.onednn_passes([], bf16=True)
     i = bf.index("onednn_placement_pass")
     assert tuple(bf[i + 1:i + 1 + len(P.BF16_PASSES)]) == P.BF16_PASSES

@@ -19,7 +19,7 @@ partial batch is dropped: 48 rows for 50 frames); ``length="all"`` keeps one row
 sampled frame.  :func:`save_footballaction_pkl` writes its ``.pkl`` layout.
 
 The backbone is exported once as a ``frame_features`` model (:func:`export_extractor`,
-traced with ops that oneDNN runs: :class:`FrameFeatures`); :func:`extract_video` runs it
+traced with ops that oneDNN runs: ``ResNetTSM.use_onednn_ops``); :func:`extract_video` runs it
 through Paddle Inference, one group of ``num_seg`` frames a call by default (the cost on
 the CPU: docs/localization.md, Latency).
 """
@@ -32,81 +32,28 @@ import paddle.nn as nn
 
 from ..core.errors import ConfigError, DataError
 from ..engine.predictor import INFER_TASKS, InferTask
-from ..video.backbones import ResNetTSM, activate
-
-
-#: The oneDNN fusion pass that Paddle Inference 3.3 crashes in when a convolution is
-#: followed by ``leaky_relu`` (it builds the fused op without the slope); an export whose
-#: graph has that pair names it in ``deploy.yml``'s ``onednn_skip_passes``.
-LEAKY_CONV_PASS = "conv_activation_mkldnn_fuse_pass"
 
 
 class FrameFeatures(nn.Layer):
     """``video`` ``(N, num_seg, 3, H, W)`` -> per-frame features ``(N, num_seg, C)``.
 
-    ``onednn_graph`` (a ``ResNetTSM`` backbone only): trace the backbone with ops that
-    Paddle Inference runs in oneDNN, computing the same values as its own forward.  Its
-    leaky ReLU written as ``max(x, 0.01 x)`` and the temporal shift op have no oneDNN
-    kernels, so every residual block switched twice between oneDNN's blocked layout and
-    NCHW (about 30% of the CPU time of a PP-TSM R50 forward, and no bf16 beyond a few
-    convolutions); here they are ``leaky_relu`` and slices + concat.  The exported graph
-    then has conv + ``leaky_relu``, whose fusion pass crashes Paddle 3.3, so the export
-    records :data:`LEAKY_CONV_PASS` for the predictor to skip."""
+    ``onednn_graph`` (a backbone with ``use_onednn_ops``, i.e. ``ResNetTSM``): the
+    backbone computes with the ops Paddle Inference runs in oneDNN (the same values);
+    ``skip_passes`` names the oneDNN passes an export of that graph must skip.  The mode
+    is set on the backbone, which the recognizer shares."""
 
     def __init__(self, recognizer, onednn_graph=False):
         super().__init__()
         self.backbone = recognizer.backbone
-        self.onednn_graph = bool(onednn_graph) and type(self.backbone) is ResNetTSM
+        switch = getattr(self.backbone, "use_onednn_ops", None)
+        self.onednn_graph = bool(onednn_graph) and switch is not None
+        self.skip_passes = switch(self.onednn_graph) if switch is not None else []
 
     def forward(self, video):
         n, s = video.shape[0], video.shape[1]
-        x = video.reshape([-1] + list(video.shape[2:]))
-        x = self._resnet_tsm(x) if self.onednn_graph else self.backbone(x)
+        x = self.backbone(video.reshape([-1] + list(video.shape[2:])))
         x = x.mean(axis=[2, 3])
         return x.reshape([-1, s, x.shape[-1]])
-
-    # ResNetTSM.forward with the oneDNN-friendly ops (same parameters, same values)
-    def _resnet_tsm(self, x):
-        b = self.backbone
-        for m in b.stem:
-            x = _conv_bn(m, x)
-        x = b.pool(x)
-        for stage in b.stages:
-            for blk in stage:
-                y = shift_by_slices(x, blk.num_seg, blk.shift_ratio) if blk.shift else x
-                y = _conv_bn(blk.conv1, _conv_bn(blk.conv0, y))
-                if blk.conv2 is not None:
-                    y = _conv_bn(blk.conv2, y)
-                short = x if blk.short is None else _conv_bn(blk.short, x)
-                x = _activate(y + short, blk.act)
-        return x
-
-
-def _activate(x, act):
-    if act == "leaky_relu":   # ppzoo.video.backbones.activate's slope
-        return nn.functional.leaky_relu(x, 0.01)
-    return activate(x, act)
-
-
-def _conv_bn(m, x):
-    if m.pool is not None:
-        x = m.pool(x)
-    return _activate(m.bn(m.conv(x)), m.act)
-
-
-def shift_by_slices(x, num_seg, shift_ratio):
-    """``paddle.nn.functional.temporal_shift`` (Paddle's channel order: the first
-    ``int(C * r)`` channels from the previous segment, up to ``int(2 C r)`` from the next,
-    zeros at the clip ends) written as slices and a concat, which oneDNN runs in its own
-    layout."""
-    c, h, w = x.shape[1], x.shape[2], x.shape[3]
-    c1, c2 = int(c * shift_ratio), int(c * 2 * shift_ratio)
-    v = x.reshape([-1, num_seg, c, h, w])
-    zero1 = paddle.zeros_like(v[:, :1, :c1])
-    zero2 = paddle.zeros_like(v[:, :1, c1:c2])
-    prev = paddle.concat([zero1, v[:, :-1, :c1]], axis=1)
-    nxt = paddle.concat([v[:, 1:, c1:c2], zero2], axis=1)
-    return paddle.concat([prev, nxt, v[:, :, c2:]], axis=2).reshape([-1, c, h, w])
 
 
 #: How a frame is resized before the centre crop (see the module docstring).
@@ -171,9 +118,7 @@ def export_extractor(cfg, save_dir, weights=None, logger=None, resize="footballa
         "reader": dict(pre, num_seg=num_seg, resize=resize)}, "model": model_cfg,
         "_file_": cfg.get("_file_")}
     layer = FrameFeatures(model, onednn_graph=onednn_graph)
-    leaky = layer.onednn_graph and any(getattr(m, "act", None) == "leaky_relu"
-                                       for m in model.backbone.sublayers())
-    extra = {"onednn_skip_passes": [LEAKY_CONV_PASS]} if leaky else None
+    extra = {"onednn_skip_passes": layer.skip_passes} if layer.skip_passes else None
     return export_model(layer, ecfg, save_dir, logger=logger, extra=extra)
 
 

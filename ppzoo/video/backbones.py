@@ -24,13 +24,35 @@ def temporal_shift(x, num_seg, shift_ratio):
     return F.temporal_shift(x, seg_num=num_seg, shift_ratio=shift_ratio)
 
 
-def activate(x, act):
+def shift_by_slices(x, num_seg, shift_ratio):
+    """:func:`temporal_shift` (Paddle's channel order: the first ``int(C * r)`` channels
+    from the previous segment, up to ``int(2 C r)`` from the next, zeros at the clip ends)
+    written as slices and a concat, which Paddle Inference runs in oneDNN's own layout
+    (the shift op has no oneDNN kernel)."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    c1, c2 = int(c * shift_ratio), int(c * 2 * shift_ratio)
+    v = x.reshape([-1, num_seg, c, h, w])
+    zero1 = paddle.zeros_like(v[:, :1, :c1])
+    zero2 = paddle.zeros_like(v[:, :1, c1:c2])
+    prev = paddle.concat([zero1, v[:, :-1, :c1]], axis=1)
+    nxt = paddle.concat([v[:, 1:, c1:c2], zero2], axis=1)
+    return paddle.concat([prev, nxt, v[:, :, c2:]], axis=2).reshape([-1, c, h, w])
+
+
+def activate(x, act, onednn_ops=False):
     """``relu``/``leaky_relu`` (slope 0.01, as PP-TSM).  Leaky ReLU is written as
     max(x, 0.01 x): Paddle Inference 3.3's oneDNN conv+leaky_relu fusion crashes while
-    building the fused op, and this form computes the same values without matching it."""
+    building the fused op, and this form computes the same values without matching it.
+    ``onednn_ops``: ``leaky_relu`` itself, which oneDNN runs (``maximum`` it does not); an
+    export with it must skip that fusion pass (:data:`LEAKY_CONV_PASS`)."""
     if act == "leaky_relu":
-        return paddle.maximum(x, x * 0.01)
+        return F.leaky_relu(x, 0.01) if onednn_ops else paddle.maximum(x, x * 0.01)
     return getattr(F, act)(x) if act else x
+
+
+#: The oneDNN fusion pass that Paddle Inference 3.3 crashes in when a convolution is
+#: followed by ``leaky_relu`` (it builds the fused op without the slope).
+LEAKY_CONV_PASS = "conv_activation_mkldnn_fuse_pass"
 
 
 class ConvBN(nn.Layer):
@@ -44,17 +66,19 @@ class ConvBN(nn.Layer):
                               padding=(k - 1) // 2, bias_attr=False)
         self.bn = nn.BatchNorm2D(cout)
         self.act = act
+        self.onednn_ops = False      # ResNetTSM.use_onednn_ops
 
     def forward(self, x):
         if self.pool is not None:
             x = self.pool(x)
-        return activate(self.bn(self.conv(x)), self.act)
+        return activate(self.bn(self.conv(x)), self.act, self.onednn_ops)
 
 
 class _Block(nn.Layer):
     def __init__(self, cin, width, stride, kind, shift, num_seg, shift_ratio, vd, act, first=False):
         super().__init__()
         self.shift, self.num_seg, self.shift_ratio, self.act = shift, num_seg, shift_ratio, act
+        self.onednn_ops = False      # ResNetTSM.use_onednn_ops
         expansion = 4 if kind == "bottleneck" else 1
         cout = width * expansion
         if kind == "bottleneck":
@@ -75,12 +99,13 @@ class _Block(nn.Layer):
         self.out_channels = cout
 
     def forward(self, x):
-        y = temporal_shift(x, self.num_seg, self.shift_ratio) if self.shift else x
+        shift = shift_by_slices if self.onednn_ops else temporal_shift
+        y = shift(x, self.num_seg, self.shift_ratio) if self.shift else x
         y = self.conv1(self.conv0(y))
         if self.conv2 is not None:
             y = self.conv2(y)
         short = x if self.short is None else self.short(x)
-        return activate(y + short, self.act)
+        return activate(y + short, self.act, self.onednn_ops)
 
 
 @BACKBONES.register()
@@ -132,6 +157,19 @@ class ResNetTSM(nn.Layer):
         if pretrained:
             from .weights import load_backbone_pretrained
             load_backbone_pretrained(self, pretrained, strict=pretrained_strict)
+
+    def use_onednn_ops(self, on=True):
+        """Compute with ops Paddle Inference runs in oneDNN (the same values): the shift as
+        slices + concat, the leaky ReLU as ``leaky_relu``.  The former ops have no oneDNN
+        kernels, so every residual block switched twice between oneDNN's blocked layout
+        and NCHW (about 30% of a PP-TSM R50 forward on the CPU).  Returns the oneDNN
+        passes an export of this graph must skip (:data:`LEAKY_CONV_PASS` with a leaky
+        ReLU)."""
+        for m in self.sublayers():
+            if isinstance(m, (ConvBN, _Block)):
+                m.onednn_ops = bool(on)
+        leaky = any(getattr(m, "act", None) == "leaky_relu" for m in self.sublayers())
+        return [LEAKY_CONV_PASS] if on and leaky else []
 
     def forward(self, x):
         x = self.pool(self.stem(x))
