@@ -27,6 +27,8 @@ import os
 import _common  # noqa: F401
 from _common import add_predictor_args, main_guard
 
+from ppzoo.engine.predictor import PRECISIONS  # noqa: E402
+
 VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg")
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "video",
                               "pptsm_football.yml")
@@ -57,7 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--audio-dir", default=None,
                    help="FootballAction .pkl files whose audio_feature/pcm_feature are copied "
                         "into the written .pkl (needs --format pkl)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="inference precision on the CPU (bf16: oneDNN bfloat16, faster, "
                         "features within ~0.6%% of fp32's)")
     add_predictor_args(p)

@@ -22,6 +22,8 @@ import os
 import _common  # noqa: F401
 from _common import add_predictor_args, main_guard
 
+from ppzoo.engine.predictor import PRECISIONS  # noqa: E402
+
 INPUT_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".mpg", ".mpeg", ".npy", ".pkl")
 
 
@@ -37,7 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--ioa", type=float, nargs="+", default=[0.5], help="IoA thresholds")
     p.add_argument("--score-thresh", type=float, default=None, help="class score floor")
     p.add_argument("--iou-thresh", type=float, default=None, help="predicted IoU floor")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="frame-feature precision on the CPU (bf16: oneDNN bfloat16)")
     p.add_argument("--batch-groups", type=int, default=1,
                    help="groups of num_seg frames per feature call")
